@@ -1,0 +1,3 @@
+from minitron.cli import main
+
+main()
