@@ -131,7 +131,9 @@ class Architecture:
         counts = Counter(self.pattern)
         parts = {
             "embeddings": self.vocab * self.hidden,
-            "lm_head": 0 if self.tied_embeddings else self.vocab * self.hidden,
+            # transformers' NemotronHForCausalLM declares no tied weights (`_tied_weights_keys = {}`), so
+            # lm_head is its own parameter even when the config says tie_word_embeddings=true.
+            "lm_head": self.vocab * self.hidden,
             "final_norm": self.hidden,
         }
         for kind, name in BLOCK_NAMES.items():
@@ -185,25 +187,35 @@ class Architecture:
                 f"unsupported architecture {model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
             )
         pattern = _pattern_from_config(d)
+        extra = {k: v for k, v in d.items() if k not in _OWNED_CONFIG_KEYS}
+        # Read a sparse config.json the way transformers does: its defaults fill missing fields, and
+        # the legacy names (mamba_n_groups, ...) win over the new ones when both are present.
+        # An explicit null KV-head count means "as many as query heads" (NemotronHConfig.__post_init__).
+        kv_heads = d.get("num_key_value_heads", _NEMOTRON_H_DEFAULTS["num_key_value_heads"])
+        d = {**_NEMOTRON_H_DEFAULTS, **{k: v for k, v in d.items() if v is not None}}
+        for legacy, name in _LEGACY_CONFIG_NAMES.items():
+            if legacy in d:
+                d[name] = d[legacy]
         return cls(
             pattern=pattern,
             hidden=d["hidden_size"],
-            ffn=d.get("intermediate_size", 0),
-            attn_heads=d.get("num_attention_heads", 0),
-            kv_heads=d.get("num_key_value_heads") or d.get("num_attention_heads", 0),
-            head_dim=d.get("head_dim") or d["hidden_size"] // d["num_attention_heads"],
-            mamba_heads=d.get("mamba_num_heads", 0),
-            mamba_head_dim=d.get("mamba_head_dim", 0),
-            mamba_groups=d.get("n_groups", d.get("mamba_n_groups", 0)),
-            ssm_state=d.get("ssm_state_size", 0),
-            conv_kernel=d.get("conv_kernel", d.get("mamba_d_conv", 0)),
+            ffn=d["intermediate_size"],
+            attn_heads=d["num_attention_heads"],
+            kv_heads=kv_heads or d["num_attention_heads"],
+            head_dim=d["head_dim"],
+            mamba_heads=d["mamba_num_heads"],
+            mamba_head_dim=d["mamba_head_dim"],
+            mamba_groups=d["n_groups"],
+            ssm_state=d["ssm_state_size"],
+            conv_kernel=d["conv_kernel"],
             vocab=d["vocab_size"],
-            tied_embeddings=bool(d.get("tie_word_embeddings", False)),
-            mamba_proj_bias=bool(d.get("use_bias", d.get("mamba_proj_bias", False))),
-            conv_bias=bool(d.get("use_conv_bias", d.get("mamba_conv_bias", True))),
-            mlp_bias=bool(d.get("mlp_bias", False)),
+            tied_embeddings=bool(d["tie_word_embeddings"]),
+            # The mixer's in_proj/out_proj biases follow `use_bias`; transformers ignores `mamba_proj_bias`.
+            mamba_proj_bias=bool(d["use_bias"]),
+            conv_bias=bool(d["use_conv_bias"]),
+            mlp_bias=bool(d["mlp_bias"]),
             model_type=model_type,
-            extra={k: v for k, v in d.items() if k not in _OWNED_CONFIG_KEYS},
+            extra=extra,
         )
 
     def to_config_dict(self) -> dict[str, Any]:
@@ -279,7 +291,6 @@ _OWNED_CONFIG_KEYS = frozenset(
         "vocab_size",
         "tie_word_embeddings",
         "use_bias",
-        "mamba_proj_bias",
         "use_conv_bias",
         "mamba_conv_bias",
         "mlp_bias",
@@ -297,6 +308,32 @@ _OWNED_CONFIG_KEYS = frozenset(
         "_attn_implementation_autoset",
     }
 )
+
+
+# transformers 5.x NemotronHConfig defaults for the fields read above (tests check them against it).
+_NEMOTRON_H_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 131072,
+    "hidden_size": 4096,
+    "intermediate_size": 21504,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "mamba_num_heads": 128,
+    "mamba_head_dim": 64,
+    "n_groups": 8,
+    "ssm_state_size": 128,
+    "conv_kernel": 4,
+    "tie_word_embeddings": False,
+    "use_bias": False,
+    "use_conv_bias": True,
+    "mlp_bias": False,
+}
+# Legacy config names NemotronHConfig still accepts; when present they override the new name.
+_LEGACY_CONFIG_NAMES = {
+    "mamba_n_groups": "n_groups",
+    "mamba_d_conv": "conv_kernel",
+    "mamba_conv_bias": "use_conv_bias",
+}
 
 
 def _pattern_from_config(d: dict[str, Any]) -> str:

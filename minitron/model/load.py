@@ -146,16 +146,18 @@ def load_model(
 ):
     """The transformers model of a checkpoint source, in eval mode."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     path = source.require_weights(command)
     source.safetensors_files()
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), device_map=device)
-    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        # No device_map: in transformers 5.x any device_map needs `accelerate`, which we do not require.
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MinitronError(f"{path}: cannot load checkpoint ({first_line})") from None
-    return model.eval()
+    return model.to(device).eval()
 
 
 def load_tokenizer(source: ModelSource, command: str = "this command"):
