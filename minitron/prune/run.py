@@ -1,0 +1,232 @@
+"""`minitron prune`: slice a checkpoint to a target architecture and write a normal HF checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minitron.errors import MinitronError
+from minitron.model.arch import Architecture
+from minitron.prune.target import TargetSpec
+
+DTYPES = ("keep", "bfloat16", "float16", "float32")
+PROVENANCE_FILE = "minitron.json"
+
+
+@dataclass
+class PruneConfig:
+    model: str
+    out: Path
+    scores: Path | None = None
+    target: TargetSpec = field(default_factory=TargetSpec)
+    candidate: Path | None = None
+    rank: int | None = None
+    overwrite: bool = False
+    dtype: str = "keep"
+    max_shard_size: str | int = "2GB"
+    command: str = ""  # the command line, recorded in minitron.json
+
+    def __post_init__(self) -> None:
+        from minitron.prune.writer import parse_size
+
+        self.out = Path(self.out)
+        if self.candidate is not None:
+            given = [
+                f"--{k.replace('_', '-')}"
+                for k in (
+                    "hidden",
+                    "ffn",
+                    "attn_heads",
+                    "mamba_heads",
+                    "mamba_head_dim",
+                    "layers",
+                    "drop_blocks",
+                )
+                if getattr(self.target, k) is not None
+            ]
+            if given:
+                raise MinitronError(f"--candidate sets the whole target; drop {', '.join(given)}")
+            if self.rank is None:
+                self.rank = 1
+        elif self.rank is not None:
+            raise MinitronError("--rank selects a row of --candidate; give --candidate too")
+        if self.rank is not None and self.rank < 1:
+            raise MinitronError(f"--rank must be 1 or more, got {self.rank}")
+        if self.dtype not in DTYPES:
+            raise MinitronError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        self.max_shard_bytes = parse_size(self.max_shard_size)
+
+
+@dataclass
+class PruneResult:
+    out: Path
+    source: Architecture
+    target: Architecture
+    record: dict[str, Any]
+
+
+def run(config: PruneConfig, console=None) -> PruneResult:
+    """Prune `config.model` to the configured target and write the checkpoint to `config.out`."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from minitron import __version__
+    from minitron.importance.scores import load_scores
+    from minitron.model.load import resolve_model
+    from minitron.prune.select import select_units
+    from minitron.prune.slicing import plan_tensor, pruned_shape
+    from minitron.prune.target import read_candidate, resolve_target
+    from minitron.prune.writer import (
+        SourceTensors,
+        TensorSpec,
+        atomic_output_dir,
+        check_output_dir,
+        copy_tokenizer_files,
+        plan_shards,
+        write_index,
+        write_shard,
+    )
+
+    console = console or Console()
+    source = resolve_model(config.model)
+    src_path = source.require_weights("minitron prune")
+    check_output_dir(config.out, src_path, config.overwrite)
+    src_arch = source.architecture
+    fingerprint = source.fingerprint()
+
+    scores = None
+    if config.scores is not None:
+        scores = load_scores(config.scores)
+        scores.check_matches(src_arch, fingerprint)
+    spec = read_candidate(config.candidate, config.rank) if config.candidate is not None else config.target
+    target = resolve_target(src_arch, spec, scores)
+    sel = select_units(src_arch, target, scores)
+
+    reader = SourceTensors(source.safetensors_files())
+    plans = {}
+    for key in reader.keys():
+        if target.arch.tied_embeddings and key.endswith("lm_head.weight"):
+            continue  # tied: the pruned embeddings serve as lm_head
+        new_key, index = plan_tensor(key, len(reader.shape[key]), sel)
+        if new_key is None:
+            continue
+        out_dtype = (
+            reader.dtype[key]
+            if config.dtype == "keep" or not reader.dtype[key].is_floating_point
+            else getattr(torch, config.dtype)
+        )
+        shape = pruned_shape(index, reader.shape[key])
+        plans[new_key] = (key, index, TensorSpec(new_key, out_dtype, shape))
+
+    specs = sorted((p[2] for p in plans.values()), key=lambda s: _natural_key(s.name))
+    n_written = sum(_numel(s.shape) for s in specs)
+    if n_written != target.arch.n_params:
+        raise MinitronError(
+            f"{src_path}: the checkpoint's tensors give {n_written:,} parameters after pruning, the target "
+            f"architecture has {target.arch.n_params:,} (does the config describe these weights?)"
+        )
+    shards = plan_shards(specs, config.max_shard_bytes)
+
+    def produce(s: TensorSpec) -> torch.Tensor:
+        key, index, _ = plans[s.name]
+        return reader.read(key, index, s.dtype)
+
+    record = _provenance(config, source, fingerprint, scores, target, sel, shards, __version__)
+    hf_config = target.arch.to_config_dict()
+    if config.dtype != "keep":
+        hf_config["dtype"] = config.dtype
+
+    with atomic_output_dir(config.out) as tmp:
+        with Progress(
+            TextColumn("[bold]pruning[/]"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("write", total=sum(s.nbytes for s in specs))
+            for file, group in shards:
+                write_shard(tmp / file, group, produce, on_tensor=lambda s: progress.advance(task, s.nbytes))
+        write_index(tmp, shards)
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+        record["tokenizer_files"] = copy_tokenizer_files(src_path, tmp)
+        (tmp / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+    result = PruneResult(out=config.out, source=src_arch, target=target.arch, record=record)
+    console.print(summary_table(result))
+    console.print(
+        f"wrote {config.out} ({len(shards)} shard{'s' if len(shards) > 1 else ''}, {PROVENANCE_FILE})"
+    )
+    return result
+
+
+def summary_table(result: PruneResult):
+    from rich.table import Table
+
+    table = Table(title="prune: source vs target")
+    for col in ("", "source", "target", "kept"):
+        table.add_column(col, justify="left" if not col else "right")
+    src, tgt = result.source.summary(), result.target.summary()
+    for key in (
+        "params",
+        "blocks",
+        "mamba_blocks",
+        "mlp_blocks",
+        "attention_blocks",
+        "hidden",
+        "ffn",
+        "attn_heads",
+        "mamba_heads",
+        "mamba_head_dim",
+    ):
+        a, b = src[key], tgt[key]
+        table.add_row(key, f"{a:,}", f"{b:,}", f"{b / a:.1%}" if a else "-")
+    return table
+
+
+def _provenance(config, source, fingerprint, scores, target, sel, shards, version) -> dict[str, Any]:
+    scores_info = None
+    if config.scores is not None:
+        scores_info = {
+            "path": str(Path(config.scores).resolve()),
+            "sha256": hashlib.sha256(Path(config.scores).read_bytes()).hexdigest()[:16],
+            "header": scores.header,
+        }
+    return {
+        "minitron_version": version,
+        "command": config.command,
+        "source": {
+            "model": source.name,
+            "path": str(source.path.resolve()),
+            "fingerprint": fingerprint,
+            "architecture": source.architecture.summary(),
+        },
+        "scores": scores_info,
+        "candidate": (
+            {"path": str(Path(config.candidate).resolve()), "rank": config.rank} if config.candidate else None
+        ),
+        "target": target.arch.summary(),
+        "dropped_blocks": list(target.dropped_blocks),
+        "kept": sel.summary(),
+        "dtype": config.dtype,
+        "shards": [file for file, _ in shards],
+    }
+
+
+def _natural_key(name: str) -> list[object]:
+    """'model.layers.10.x' after 'model.layers.9.x'; embeddings before layers, norm_f and lm_head after."""
+    rank = 0 if "embeddings" in name else 2 if "layers." not in name else 1
+    return [rank, *(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))]
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n

@@ -1,0 +1,123 @@
+"""Which units of the source a target keeps: kept blocks, hidden channels, and per-block units.
+
+Units are ranked by importance (minitron.importance.ranking) and kept in their ORIGINAL order
+(ascending indices), so pruning to the same architecture twice gives bit-identical weights and
+pruning to the source architecture reproduces the source exactly. An axis whose size does not
+change keeps every unit and needs no scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from minitron.errors import MinitronError
+from minitron.importance.ranking import rank_attention_heads, rank_mamba, top_k
+from minitron.importance.scores import Scores
+from minitron.model.arch import ATTENTION, MAMBA, MLP, Architecture
+from minitron.prune.target import AXIS_FLAGS, Target
+
+
+@dataclass
+class Selection:
+    """Kept indices per axis, in source numbering; per-block entries are keyed by SOURCE block index."""
+
+    source: Architecture
+    target: Architecture
+    kept_blocks: tuple[int, ...]
+    hidden: torch.Tensor  # (target.hidden,)
+    ffn: dict[int, torch.Tensor] = field(default_factory=dict)  # (target.ffn,)
+    attn_heads: dict[int, torch.Tensor] = field(default_factory=dict)  # (target.attn_heads,)
+    mamba_heads: dict[int, torch.Tensor] = field(default_factory=dict)  # (target.mamba_heads,)
+    mamba_channels: dict[int, torch.Tensor] = field(default_factory=dict)  # (target.mamba_head_dim,)
+
+    @property
+    def new_block_index(self) -> dict[int, int]:
+        return {old: new for new, old in enumerate(self.kept_blocks)}
+
+    def attn_q_rows(self, block: int) -> torch.Tensor:
+        """q_proj rows / o_proj columns of the kept query heads: (kept heads * head_dim,)."""
+        head_dim = self.source.head_dim
+        heads = self.attn_heads[block]
+        return (heads[:, None] * head_dim + torch.arange(head_dim)).flatten()
+
+    def mamba_x_channels(self, block: int) -> torch.Tensor:
+        """Kept channels of d_inner (z, x, gated norm, out_proj columns), head-major like .view(heads, head_dim)."""
+        head_dim = self.source.mamba_head_dim
+        heads, channels = self.mamba_heads[block], self.mamba_channels[block]
+        return (heads[:, None] * head_dim + channels[None, :]).flatten()
+
+    def summary(self) -> dict[str, object]:
+        """Kept indices in a compact JSON form (for the provenance record)."""
+        per_block = {}
+        for i in self.kept_blocks:
+            entry: dict[str, object] = {"new_index": self.new_block_index[i], "type": self.source.pattern[i]}
+            if i in self.ffn:
+                entry["ffn_kept"] = _compact(self.ffn[i], self.source.ffn)
+            if i in self.attn_heads:
+                entry["attn_heads_kept"] = self.attn_heads[i].tolist()
+            if i in self.mamba_heads:
+                entry["mamba_heads_kept"] = self.mamba_heads[i].tolist()
+                entry["mamba_head_channels_kept"] = self.mamba_channels[i].tolist()
+            per_block[str(i)] = entry
+        return {
+            "kept_blocks": list(self.kept_blocks),
+            "hidden_kept": _compact(self.hidden, self.source.hidden),
+            "blocks": per_block,
+        }
+
+
+def _compact(idx: torch.Tensor, total: int) -> object:
+    """'all' when nothing was removed, else the removed indices (fewer than the kept ones when pruning lightly)."""
+    if idx.numel() == total:
+        return "all"
+    removed = sorted(set(range(total)) - set(idx.tolist()))
+    return {"count": idx.numel(), "removed": removed}
+
+
+def select_units(source: Architecture, target: Target, scores: Scores | None) -> Selection:
+    """Rank every axis the target narrows and keep its top units (same count per group where grouped)."""
+    arch = target.arch
+    needs = [AXIS_FLAGS[a] for a in AXIS_FLAGS if getattr(arch, a) != getattr(source, a)]
+    if needs and scores is None:
+        raise MinitronError(f"width pruning ({', '.join(needs)}) needs --scores (run `minitron score` first)")
+
+    def keep(key: str, total: int, k: int) -> torch.Tensor:
+        if k == total:
+            return torch.arange(total)
+        return top_k(_scores_of(scores, key, (total,)), k)
+
+    sel = Selection(
+        source=source,
+        target=arch,
+        kept_blocks=target.kept_blocks,
+        hidden=keep("hidden", source.hidden, arch.hidden),
+    )
+    for i in target.kept_blocks:
+        kind = source.pattern[i]
+        if kind == MLP:
+            sel.ffn[i] = keep(f"ffn.{i}", source.ffn, arch.ffn)
+        elif kind == ATTENTION:
+            if arch.attn_heads == source.attn_heads:
+                sel.attn_heads[i] = torch.arange(source.attn_heads)
+            else:
+                s = _scores_of(scores, f"attn_heads.{i}", (source.attn_heads,))
+                sel.attn_heads[i] = rank_attention_heads(s, arch.attn_heads, source.kv_heads).sort().values
+        elif kind == MAMBA:
+            if (arch.mamba_heads, arch.mamba_head_dim) == (source.mamba_heads, source.mamba_head_dim):
+                sel.mamba_heads[i] = torch.arange(source.mamba_heads)
+                sel.mamba_channels[i] = torch.arange(source.mamba_head_dim)
+            else:
+                s = _scores_of(scores, f"mamba.{i}", (source.mamba_heads, source.mamba_head_dim))
+                heads, channels = rank_mamba(s, arch.mamba_heads, arch.mamba_head_dim, source.mamba_groups)
+                sel.mamba_heads[i], sel.mamba_channels[i] = heads.sort().values, channels.sort().values
+    return sel
+
+
+def _scores_of(scores: Scores | None, key: str, shape: tuple[int, ...]) -> torch.Tensor:
+    assert scores is not None  # select_units refuses width pruning without scores first
+    s = scores.get(key)
+    if tuple(s.shape) != shape:
+        raise MinitronError(f"scores '{key}' have shape {tuple(s.shape)}, the model needs {shape}")
+    return s.float()

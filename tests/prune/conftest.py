@@ -1,0 +1,119 @@
+"""Helpers for the prune tests: random scores, and exact masked references of a pruned model."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from minitron.importance.scores import Scores, save_scores
+from minitron.model.arch import ATTENTION, MAMBA, MLP, Architecture
+
+
+def random_scores(arch: Architecture, seed: int = 0, fingerprint: str | None = None) -> Scores:
+    """Scores of every kind with random values (valid for pruning; the values only fix a ranking)."""
+    g = torch.Generator().manual_seed(seed)
+    tensors = {"hidden": torch.rand(arch.hidden, generator=g)}
+    for i, kind in enumerate(arch.pattern):
+        if kind == MLP:
+            tensors[f"ffn.{i}"] = torch.rand(arch.ffn, generator=g)
+        elif kind == ATTENTION:
+            tensors[f"attn_heads.{i}"] = torch.rand(arch.attn_heads, generator=g)
+        elif kind == MAMBA:
+            tensors[f"mamba.{i}"] = torch.rand(arch.mamba_heads, arch.mamba_head_dim, generator=g)
+    tensors["depth.scores"] = torch.rand(arch.n_blocks, generator=g)
+    tensors["depth.order"] = torch.argsort(tensors["depth.scores"])
+    header = {"model": "test", "fingerprint": fingerprint, "architecture": arch.summary()}
+    return Scores(tensors=tensors, header=header)
+
+
+@pytest.fixture
+def scores_file(tmp_path, tiny_arch):
+    return save_scores(random_scores(tiny_arch, seed=3), tmp_path / "scores.safetensors")
+
+
+class MaskedRMSNorm(nn.Module):
+    """RMSNorm whose statistics use only the kept channels and whose output is zero elsewhere.
+
+    This is what a hidden-pruned model computes, written on the full width: removed channels of the
+    residual stream may hold anything (mixers still write to them) but are never read.
+    """
+
+    def __init__(self, norm: nn.Module, keep: torch.Tensor):
+        super().__init__()
+        self.weight, self.eps, self.mask = norm.weight, norm.variance_epsilon, keep.float()
+
+    def forward(self, x):
+        dtype = x.dtype
+        x = x.float()
+        variance = (x.pow(2) * self.mask).sum(-1, keepdim=True) / self.mask.sum()
+        return (self.weight.float() * x * torch.rsqrt(variance + self.eps) * self.mask).to(dtype)
+
+
+class MaskedGatedNorm(nn.Module):
+    """NemotronH's gated group RMSNorm with the per-group mean taken over kept channels only."""
+
+    def __init__(self, norm: nn.Module, keep: torch.Tensor):
+        super().__init__()
+        self.weight, self.eps, self.group_size, self.mask = (
+            norm.weight,
+            norm.variance_epsilon,
+            norm.group_size,
+            keep.float(),
+        )
+
+    def forward(self, x, gate=None):
+        dtype = x.dtype
+        x = x.float() * nn.functional.silu(gate.float())
+        *prefix, width = x.shape
+        groups = width // self.group_size
+        xg = x.view(*prefix, groups, self.group_size)  # (B, T, groups, group_size)
+        mg = self.mask.view(groups, self.group_size)
+        variance = (xg.pow(2) * mg).sum(-1, keepdim=True) / mg.sum(-1, keepdim=True)
+        x = (xg * torch.rsqrt(variance + self.eps)).view(*prefix, width) * self.mask
+        return self.weight * x.to(dtype)
+
+
+def mask_of(kept: torch.Tensor, n: int) -> torch.Tensor:
+    m = torch.zeros(n, dtype=torch.bool)
+    m[kept] = True
+    return m
+
+
+def reference_model(model: nn.Module, sel, zero_only: bool = False) -> nn.Module:
+    """The source model computing exactly what the pruned model computes (no cache; for logits).
+
+    FFN neurons: zero up_proj rows; attention heads: zero o_proj columns; blocks: skipped; hidden
+    channels: every RMSNorm masked; Mamba heads/channels: gated norm masked (zero_only=True instead
+    only zeros out_proj columns -- the inexact reference, for the negative control).
+    """
+    ref = copy.deepcopy(model)
+    src = sel.source
+    layers = ref.model.layers
+    with torch.no_grad():
+        for i, block in enumerate(layers):
+            kind = src.pattern[i]
+            if i not in sel.new_block_index:
+                continue
+            if kind == MLP:
+                ref_rows = ~mask_of(sel.ffn[i], src.ffn)
+                block.mixer.up_proj.weight[ref_rows] = 0
+            elif kind == ATTENTION:
+                cols = ~mask_of(sel.attn_q_rows(i), src.attn_heads * src.head_dim)
+                block.mixer.o_proj.weight[:, cols] = 0
+            elif kind == MAMBA:
+                keep = mask_of(sel.mamba_x_channels(i), src.mamba_inner)
+                if zero_only:
+                    block.mixer.out_proj.weight[:, ~keep] = 0
+                else:
+                    block.mixer.norm = MaskedGatedNorm(block.mixer.norm, keep)
+        if sel.hidden.numel() != src.hidden:
+            keep_h = mask_of(sel.hidden, src.hidden)
+            ref.model.embeddings.weight[:, ~keep_h] = 0
+            for block in layers:
+                block.norm = MaskedRMSNorm(block.norm, keep_h)
+            ref.model.norm_f = MaskedRMSNorm(ref.model.norm_f, keep_h)
+    ref.model.layers = nn.ModuleList([layers[i] for i in sel.kept_blocks])
+    return ref.eval()
