@@ -61,6 +61,70 @@ def _root(
     """Compress language models the Minitron way."""
 
 
+@app.command()
+@friendly
+def prune(
+    model: str = typer.Argument(..., help="Checkpoint directory (or built-in name) to prune."),
+    out: str = typer.Option(..., "--out", help="Output directory for the pruned checkpoint."),
+    scores: str = typer.Option(
+        None, "--scores", help="Scores file from `minitron score`; needed for width pruning and --layers."
+    ),
+    hidden: int = typer.Option(None, "--hidden", help="Target hidden size (embedding channels)."),
+    ffn: int = typer.Option(None, "--ffn", help="Target FFN size (neurons per MLP block)."),
+    mamba_heads: int = typer.Option(None, "--mamba-heads", help="Target Mamba heads (multiple of groups)."),
+    mamba_head_dim: int = typer.Option(None, "--mamba-head-dim", help="Target Mamba head dimension."),
+    attn_heads: int = typer.Option(
+        None, "--attn-heads", help="Target attention query heads (multiple of KV heads)."
+    ),
+    layers: int = typer.Option(
+        None, "--layers", help="Target block count; drops the least important blocks (depth scores)."
+    ),
+    drop_blocks: str = typer.Option(
+        None, "--drop-blocks", help="Comma-separated source block indices to drop, e.g. 3,17."
+    ),
+    candidate: str = typer.Option(
+        None, "--candidate", help="Candidates JSON from `minitron search`; replaces the target flags."
+    ),
+    rank: int = typer.Option(None, "--rank", help="Which candidate of --candidate (default 1, the best)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output directory."),
+    dtype: str = typer.Option(
+        "keep", "--dtype", help="Output weight dtype: keep, bfloat16, float16, float32."
+    ),
+    max_shard_size: str = typer.Option(
+        "2GB", "--max-shard-size", help="Largest safetensors shard, e.g. 2GB."
+    ),
+) -> None:
+    """Slice a checkpoint to a smaller architecture and write a Hugging Face checkpoint."""
+    import shlex
+
+    from minitron.prune import PruneConfig, run
+    from minitron.prune.target import TargetSpec, parse_block_list
+
+    spec = TargetSpec(
+        hidden=hidden,
+        ffn=ffn,
+        attn_heads=attn_heads,
+        mamba_heads=mamba_heads,
+        mamba_head_dim=mamba_head_dim,
+        layers=layers,
+        drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None,
+    )
+    run(
+        PruneConfig(
+            model=model,
+            out=out,
+            scores=scores,
+            target=spec,
+            candidate=candidate,
+            rank=rank,
+            overwrite=overwrite,
+            dtype=dtype,
+            max_shard_size=max_shard_size,
+            command=shlex.join(["minitron", *sys.argv[1:]]),
+        )
+    )
+
+
 def main() -> None:
     app(prog_name="minitron")
 

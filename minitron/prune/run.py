@@ -110,8 +110,6 @@ def run(config: PruneConfig, console=None) -> PruneResult:
     reader = SourceTensors(source.safetensors_files())
     plans = {}
     for key in reader.keys():
-        if target.arch.tied_embeddings and key.endswith("lm_head.weight"):
-            continue  # tied: the pruned embeddings serve as lm_head
         new_key, index = plan_tensor(key, len(reader.shape[key]), sel)
         if new_key is None:
             continue

@@ -138,6 +138,4 @@ def prune_model(model: torch.nn.Module, sel: Selection) -> torch.nn.Module:
     with torch.device("meta"):
         pruned = AutoModelForCausalLM.from_config(config, dtype=model.dtype)
     pruned.load_state_dict(prune_state_dict(model.state_dict(), sel), strict=True, assign=True)
-    if sel.target.tied_embeddings:
-        pruned.tie_weights()
     return pruned.eval()
