@@ -125,6 +125,75 @@ def prune(
     )
 
 
+@app.command()
+@friendly
+def estimate(
+    model: str = typer.Argument(
+        ..., help="Checkpoint directory or built-in name (its config.json is enough)."
+    ),
+    context: str = typer.Option(
+        "128k", "--context", help="Tokens per sequence: 128k (=131072), 8k, 1M, 131072."
+    ),
+    batch: int = typer.Option(1, "--batch", help="Sequences served at once."),
+    budget: str = typer.Option(
+        None, "--budget", help="Memory budget: 22GiB, 24GB, 19660MiB, 0.5TiB or bytes."
+    ),
+    gpu: str = typer.Option(
+        None,
+        "--gpu",
+        help="GPU preset (a10g, l4, a100-40g, a100-80g, h100-80g, rtx4090): its memory "
+        "is the budget unless --budget is given; its bandwidth gives a decode-speed bound.",
+    ),
+    headroom: str = typer.Option(None, "--headroom", help="Share of the budget kept free, e.g. 5% or 0.05."),
+    reserve: str = typer.Option(None, "--reserve", help="Bytes kept for something else, e.g. 1.3GiB."),
+    dtype: str = typer.Option("bfloat16", "--dtype", help="Weight dtype: bfloat16, float16, float32, fp8."),
+    kv_dtype: str = typer.Option(None, "--kv-dtype", help="KV cache dtype [default: the compute dtype]."),
+    ssm_dtype: str = typer.Option(
+        None,
+        "--ssm-dtype",
+        help="Mamba SSM state dtype [default: float32 for transformers; "
+        "the config's mamba_ssm_cache_dtype for vllm].",
+    ),
+    engine: str = typer.Option(
+        "transformers",
+        "--engine",
+        help="Whose caches to size: transformers (conv keeps conv_kernel columns) or vllm (conv_kernel - 1).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables."),
+    out: str = typer.Option(None, "--out", help="Also write the JSON to this file."),
+) -> None:
+    """Parameters and serving memory (weights, KV cache, SSM and conv state) against a budget."""
+    import json
+
+    from minitron.memory import EstimateConfig, estimate_tables, run_estimate, save_json
+
+    config = EstimateConfig.from_options(
+        model=model,
+        context=context,
+        batch=batch,
+        budget=budget,
+        gpu=gpu,
+        headroom=headroom,
+        reserve=reserve,
+        dtype=dtype,
+        kv_dtype=kv_dtype,
+        ssm_dtype=ssm_dtype,
+        engine=engine,
+    )
+    report = run_estimate(config)
+    data = report.to_dict()
+    if out is not None:
+        save_json(data, out)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+
+    console = Console()
+    for table in estimate_tables(report):
+        console.print(table)
+
+
 def main() -> None:
     app(prog_name="minitron")
 

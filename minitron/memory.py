@@ -1,0 +1,480 @@
+"""How many bytes a model needs to serve a context: weights, KV cache, Mamba SSM and conv state.
+
+The formulas (METHOD.md section 3) need only an `Architecture`, so a 12B model is sized without
+torch. For batch B and context S:
+
+    weights = n_params * bytes(weight dtype)
+    kv      = n_attention_blocks * 2 * B * S * kv_heads * head_dim * bytes(kv dtype)
+    ssm     = n_mamba_blocks * B * mamba_heads * mamba_head_dim * ssm_state * bytes(ssm dtype)
+    conv    = n_mamba_blocks * B * (d_inner + 2 * groups * ssm_state) * conv_columns * bytes(conv dtype)
+
+They match, byte for byte, the tensors transformers' DynamicCache holds after a prefill
+(tests/test_memory.py measures them). What is not counted: activations and logits of the forward
+pass, the CUDA context and allocator slack; that is what `--headroom` is for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from minitron.errors import MinitronError
+from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, Architecture
+from minitron.units import (
+    DTYPE_BYTES,
+    format_bytes,
+    format_tokens,
+    parse_bytes,
+    parse_dtype,
+    parse_fraction,
+    parse_tokens,
+)
+
+MiB = 2**20
+
+
+# ---- engines ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Engine:
+    """What a serving engine keeps per sequence for a Mamba-2 block."""
+
+    name: str
+    # transformers 5.x keeps the last conv_kernel inputs (conv state (B, conv_dim, conv_kernel));
+    # vLLM keeps conv_kernel - 1, all the causal convolution needs for the next token.
+    conv_columns_short: int
+    # transformers 5.x ignores `mamba_ssm_cache_dtype`: its scan returns the state in float32 and the
+    # cache keeps that tensor. vLLM allocates the state in the config's `mamba_ssm_cache_dtype`.
+    ssm_dtype_from_config: bool
+
+    def conv_columns(self, conv_kernel: int) -> int:
+        return conv_kernel - self.conv_columns_short
+
+    def default_ssm_dtype(self, arch: Architecture, compute_dtype: str) -> str:
+        if not self.ssm_dtype_from_config:
+            return "float32"
+        configured = arch.extra.get("mamba_ssm_cache_dtype")
+        return parse_dtype(configured, "mamba_ssm_cache_dtype") if configured else compute_dtype
+
+
+ENGINES = {
+    "transformers": Engine("transformers", conv_columns_short=0, ssm_dtype_from_config=False),
+    "vllm": Engine("vllm", conv_columns_short=1, ssm_dtype_from_config=True),
+}
+
+
+def get_engine(name: str) -> Engine:
+    engine = ENGINES.get(str(name).lower())
+    if engine is None:
+        raise MinitronError(f"--engine: unknown engine {name!r}; known: {', '.join(ENGINES)}")
+    return engine
+
+
+# ---- GPUs ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GPU:
+    name: str
+    memory_bytes: int  # total memory as nvidia-smi reports it (the CUDA context takes a few 100 MiB of it)
+    bandwidth_bytes_per_s: float  # peak DRAM bandwidth from NVIDIA's datasheet
+
+
+# Memory: the total nvidia-smi prints for each card (e.g. "0MiB / 23028MiB" on an AWS g5 A10G).
+# Bandwidth: NVIDIA datasheets -- A10/A10G 600 GB/s; L4 300 GB/s; A100 40GB SXM 1,555 GB/s;
+# A100 80GB SXM 2,039 GB/s; H100 SXM 3.35 TB/s; GeForce RTX 4090 1,008 GB/s.
+GPUS = {
+    "a10g": GPU("NVIDIA A10G", 23028 * MiB, 600e9),
+    "l4": GPU("NVIDIA L4", 23034 * MiB, 300e9),
+    "a100-40g": GPU("NVIDIA A100-SXM4-40GB", 40960 * MiB, 1555e9),
+    "a100-80g": GPU("NVIDIA A100-SXM4-80GB", 81920 * MiB, 2039e9),
+    "h100-80g": GPU("NVIDIA H100 80GB HBM3", 81559 * MiB, 3.35e12),
+    "rtx4090": GPU("NVIDIA GeForce RTX 4090", 24564 * MiB, 1008e9),
+}
+
+
+def get_gpu(name: str) -> GPU:
+    gpu = GPUS.get(str(name).lower())
+    if gpu is None:
+        raise MinitronError(f"--gpu: unknown GPU {name!r}; known: {', '.join(GPUS)}")
+    return gpu
+
+
+# ---- budget -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Budget:
+    """Memory a model may use: total x (1 - headroom) - reserve.
+
+    The Nano 2 budget is 22 GiB x 0.95 - 1.3 GiB (a framework buffer, and room for a vision encoder).
+    """
+
+    total_bytes: int
+    headroom: float = 0.0
+    reserve_bytes: int = 0
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.total_bytes <= 0:
+            raise MinitronError(f"--budget: must be more than zero bytes, got {self.total_bytes}")
+        if not 0 <= self.headroom < 1:
+            raise MinitronError(f"--headroom: must be at least 0% and below 100%, got {self.headroom}")
+        if self.reserve_bytes < 0:
+            raise MinitronError(f"--reserve: must not be negative, got {self.reserve_bytes}")
+        if self.usable_bytes <= 0:
+            raise MinitronError(
+                f"--headroom/--reserve leave nothing of the {format_bytes(self.total_bytes)} budget"
+            )
+
+    @property
+    def usable_bytes(self) -> int:
+        return int(self.total_bytes * (1 - self.headroom)) - self.reserve_bytes
+
+    def describe(self) -> str:
+        """'22.00 GiB - 5% - 1.30 GiB = 19.60 GiB'."""
+        parts = [format_bytes(self.total_bytes)]
+        if self.headroom:
+            parts.append(f"{self.headroom * 100:g}%")
+        if self.reserve_bytes:
+            parts.append(format_bytes(self.reserve_bytes))
+        text = " - ".join(parts)
+        return text if len(parts) == 1 else f"{text} = {format_bytes(self.usable_bytes)}"
+
+    @classmethod
+    def from_options(
+        cls,
+        budget: str | None = None,
+        gpu: str | None = None,
+        headroom: str | None = None,
+        reserve: str | None = None,
+    ) -> Budget | None:
+        """The budget of `--budget` (or of `--gpu`'s memory when no --budget), or None when neither."""
+        if budget is None and gpu is None:
+            if headroom is not None or reserve is not None:
+                raise MinitronError("--headroom/--reserve need a budget: give --budget or --gpu")
+            return None
+        if budget is not None:
+            total, source = parse_bytes(budget, "--budget"), f"--budget {budget}"
+        else:
+            card = get_gpu(gpu)
+            total, source = card.memory_bytes, card.name
+        return cls(
+            total_bytes=total,
+            headroom=parse_fraction(headroom, "--headroom") if headroom is not None else 0.0,
+            reserve_bytes=parse_bytes(reserve, "--reserve", allow_zero=True) if reserve is not None else 0,
+            source=source,
+        )
+
+
+# ---- the terms ----------------------------------------------------------------------------------
+def compute_dtype(weight_dtype: str) -> str:
+    """The dtype activations (and so KV and conv state) run in: 8-bit weights compute in bfloat16."""
+    return weight_dtype if DTYPE_BYTES[weight_dtype] >= 2 else "bfloat16"
+
+
+def weights_bytes(arch: Architecture, dtype: str) -> int:
+    return arch.n_params * DTYPE_BYTES[dtype]
+
+
+def kv_cache_bytes(arch: Architecture, context_tokens: int, batch: int, dtype: str) -> int:
+    # keys and values, each (B, kv_heads, S, head_dim), per attention block
+    per_block = 2 * batch * arch.kv_heads * context_tokens * arch.head_dim
+    return arch.count(ATTENTION) * per_block * DTYPE_BYTES[dtype]
+
+
+def ssm_state_bytes(arch: Architecture, batch: int, dtype: str) -> int:
+    # recurrent state (B, heads, head_dim, ssm_state) per Mamba block; independent of the context
+    per_block = batch * arch.mamba_heads * arch.mamba_head_dim * arch.ssm_state
+    return arch.count(MAMBA) * per_block * DTYPE_BYTES[dtype]
+
+
+def conv_state_bytes(arch: Architecture, batch: int, dtype: str, engine: Engine) -> int:
+    # conv state (B, conv_dim, columns) per Mamba block; conv_dim = x, B and C channels
+    per_block = batch * arch.mamba_conv_dim * engine.conv_columns(arch.conv_kernel)
+    return arch.count(MAMBA) * per_block * DTYPE_BYTES[dtype]
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    engine: str
+    context_tokens: int
+    batch: int
+    weight_dtype: str
+    kv_dtype: str
+    ssm_dtype: str
+    conv_dtype: str
+    params: int
+    weights_bytes: int
+    kv_cache_bytes: int
+    ssm_state_bytes: int
+    conv_state_bytes: int
+
+    @property
+    def cache_bytes(self) -> int:
+        return self.kv_cache_bytes + self.ssm_state_bytes + self.conv_state_bytes
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.cache_bytes
+
+
+def estimate_memory(
+    arch: Architecture,
+    context_tokens: int,
+    batch: int = 1,
+    weight_dtype: str = "bfloat16",
+    kv_dtype: str | None = None,
+    ssm_dtype: str | None = None,
+    engine: str = "transformers",
+) -> MemoryEstimate:
+    """Bytes to serve `batch` sequences of `context_tokens` tokens with `engine`.
+
+    KV and conv state default to the compute dtype; the SSM state to what the engine keeps
+    (transformers: float32; vLLM: the config's mamba_ssm_cache_dtype).
+    """
+    eng = get_engine(engine)
+    weight_dtype = parse_dtype(weight_dtype, "--dtype")
+    act_dtype = compute_dtype(weight_dtype)
+    kv_dtype = parse_dtype(kv_dtype, "--kv-dtype") if kv_dtype else act_dtype
+    ssm_dtype = parse_dtype(ssm_dtype, "--ssm-dtype") if ssm_dtype else eng.default_ssm_dtype(arch, act_dtype)
+    return MemoryEstimate(
+        engine=eng.name,
+        context_tokens=context_tokens,
+        batch=batch,
+        weight_dtype=weight_dtype,
+        kv_dtype=kv_dtype,
+        ssm_dtype=ssm_dtype,
+        conv_dtype=act_dtype,
+        params=arch.n_params,
+        weights_bytes=weights_bytes(arch, weight_dtype),
+        kv_cache_bytes=kv_cache_bytes(arch, context_tokens, batch, kv_dtype),
+        ssm_state_bytes=ssm_state_bytes(arch, batch, ssm_dtype),
+        conv_state_bytes=conv_state_bytes(arch, batch, act_dtype, eng),
+    )
+
+
+# ---- `minitron estimate` ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EstimateConfig:
+    model: str
+    context_tokens: int
+    batch: int = 1
+    budget: Budget | None = None
+    gpu: GPU | None = None
+    weight_dtype: str = "bfloat16"
+    kv_dtype: str | None = None
+    ssm_dtype: str | None = None
+    engine: str = "transformers"
+
+    def __post_init__(self) -> None:
+        if self.context_tokens < 1:
+            raise MinitronError(f"--context: must be at least 1 token, got {self.context_tokens}")
+        if self.batch < 1:
+            raise MinitronError(f"--batch: must be at least 1, got {self.batch}")
+        get_engine(self.engine)
+        parse_dtype(self.weight_dtype, "--dtype")
+        if self.kv_dtype is not None:
+            parse_dtype(self.kv_dtype, "--kv-dtype")
+        if self.ssm_dtype is not None:
+            parse_dtype(self.ssm_dtype, "--ssm-dtype")
+
+    @classmethod
+    def from_options(
+        cls,
+        model: str,
+        context: str,
+        batch: int = 1,
+        budget: str | None = None,
+        gpu: str | None = None,
+        headroom: str | None = None,
+        reserve: str | None = None,
+        dtype: str = "bfloat16",
+        kv_dtype: str | None = None,
+        ssm_dtype: str | None = None,
+        engine: str = "transformers",
+    ) -> EstimateConfig:
+        """From the command-line strings; every parse error names its flag."""
+        return cls(
+            model=model,
+            context_tokens=parse_tokens(context, "--context"),
+            batch=batch,
+            budget=Budget.from_options(budget, gpu, headroom, reserve),
+            gpu=get_gpu(gpu) if gpu is not None else None,
+            weight_dtype=dtype,
+            kv_dtype=kv_dtype,
+            ssm_dtype=ssm_dtype,
+            engine=engine,
+        )
+
+
+@dataclass(frozen=True)
+class EstimateReport:
+    model: str
+    architecture: Architecture
+    memory: MemoryEstimate
+    budget: Budget | None
+    gpu: GPU | None
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.budget is None else self.memory.total_bytes <= self.budget.usable_bytes
+
+    @property
+    def margin_bytes(self) -> int | None:
+        """Usable budget minus the estimate (negative: over budget)."""
+        return None if self.budget is None else self.budget.usable_bytes - self.memory.total_bytes
+
+    @property
+    def decode_tokens_per_s_bound(self) -> float | None:
+        """Bandwidth roofline at full context: every decode step reads the weights and every cache once."""
+        if self.gpu is None:
+            return None
+        return self.memory.batch * self.gpu.bandwidth_bytes_per_s / self.memory.total_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        mem = self.memory
+        budget = None
+        if self.budget is not None:
+            budget = {**asdict(self.budget), "usable_bytes": self.budget.usable_bytes}
+        return {
+            "model": self.model,
+            "engine": mem.engine,
+            "context_tokens": mem.context_tokens,
+            "batch": mem.batch,
+            "dtypes": {
+                "weights": mem.weight_dtype,
+                "kv_cache": mem.kv_dtype,
+                "ssm_state": mem.ssm_dtype,
+                "conv_state": mem.conv_dtype,
+            },
+            "architecture": self.architecture.summary(),
+            "params": {"total": mem.params, "by_part": self.architecture.params_by_part()},
+            "bytes": {
+                "weights": mem.weights_bytes,
+                "kv_cache": mem.kv_cache_bytes,
+                "ssm_state": mem.ssm_state_bytes,
+                "conv_state": mem.conv_state_bytes,
+                "total": mem.total_bytes,
+            },
+            "budget": budget,
+            "gpu": asdict(self.gpu) if self.gpu is not None else None,
+            "fits": self.fits,
+            "margin_bytes": self.margin_bytes,
+            "decode_tokens_per_s_bound": self.decode_tokens_per_s_bound,
+        }
+
+
+def run_estimate(config: EstimateConfig) -> EstimateReport:
+    """Resolve the model (a directory or a built-in name; its config is enough) and size it."""
+    from minitron.model.load import resolve_model
+
+    source = resolve_model(config.model)
+    arch = source.architecture
+    memory = estimate_memory(
+        arch,
+        context_tokens=config.context_tokens,
+        batch=config.batch,
+        weight_dtype=config.weight_dtype,
+        kv_dtype=config.kv_dtype,
+        ssm_dtype=config.ssm_dtype,
+        engine=config.engine,
+    )
+    return EstimateReport(
+        model=source.name, architecture=arch, memory=memory, budget=config.budget, gpu=config.gpu
+    )
+
+
+def estimate_tables(report: EstimateReport) -> list:
+    """Rich tables: parameters by block type, bytes by term, then the budget verdict."""
+    from rich.table import Table
+
+    arch, mem = report.architecture, report.memory
+    params = Table(title=f"{report.model}: parameters", title_justify="left")
+    params.add_column("part")
+    params.add_column("blocks", justify="right")
+    params.add_column("parameters", justify="right")
+    params.add_column("share", justify="right")
+    kinds = {name: kind for kind, name in BLOCK_NAMES.items()}
+    for part, count in arch.params_by_part().items():
+        blocks = str(arch.count(kinds[part])) if part in kinds else ""
+        params.add_row(part, blocks, f"{count:,}", f"{count / mem.params:.1%}")
+    params.add_section()
+    params.add_row("total", str(arch.n_blocks), f"{mem.params:,}", "100%", style="bold")
+
+    title = (
+        f"{report.model}: memory at {format_tokens(mem.context_tokens)} context, "
+        f"batch {mem.batch}, {mem.engine} engine"
+    )
+    memory = Table(title=title, title_justify="left")
+    memory.add_column("term")
+    memory.add_column("dtype")
+    memory.add_column("shape")
+    memory.add_column("bytes", justify="right")
+    memory.add_column("size", justify="right")
+    n_attn, n_mamba, b = arch.count(ATTENTION), arch.count(MAMBA), mem.batch
+    columns = get_engine(mem.engine).conv_columns(arch.conv_kernel)
+    rows = [
+        ("weights", mem.weight_dtype, f"{mem.params:,}", mem.weights_bytes),
+        (
+            "KV cache",
+            mem.kv_dtype,
+            f"{n_attn}x2x({b},{arch.kv_heads},{mem.context_tokens},{arch.head_dim})",
+            mem.kv_cache_bytes,
+        ),
+        (
+            "SSM state",
+            mem.ssm_dtype,
+            f"{n_mamba}x({b},{arch.mamba_heads},{arch.mamba_head_dim},{arch.ssm_state})",
+            mem.ssm_state_bytes,
+        ),
+        (
+            "conv state",
+            mem.conv_dtype,
+            f"{n_mamba}x({b},{arch.mamba_conv_dim},{columns})",
+            mem.conv_state_bytes,
+        ),
+    ]
+    for term, dtype, shape, size in rows:
+        memory.add_row(term, dtype, shape, f"{size:,}", format_bytes(size))
+    memory.add_section()
+    memory.add_row("total", "", "", f"{mem.total_bytes:,}", format_bytes(mem.total_bytes), style="bold")
+
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    if report.budget is None:
+        summary.add_row("budget", "none given (--budget or --gpu)")
+    else:
+        budget, margin = report.budget, report.margin_bytes
+        summary.add_row("budget", f"{budget.describe()} ({budget.source})")
+        if report.fits:
+            verdict = f"[green]fits[/]: {format_bytes(margin)} spare"
+        else:
+            verdict = f"[red]does not fit[/]: {format_bytes(-margin)} over"
+        summary.add_row("verdict", verdict)
+    if report.gpu is not None:
+        summary.add_row(
+            "decode",
+            f"at most {report.decode_tokens_per_s_bound:,.1f} tokens/s on {report.gpu.name} "
+            f"({report.gpu.bandwidth_bytes_per_s / 1e9:,.0f} GB/s; every step reads weights and caches)",
+        )
+    return [params, memory, summary]
+
+
+def save_json(data: dict[str, Any], path: str | Path) -> Path:
+    """Write atomically: a temp file in the same directory, then rename over `path`."""
+    path = Path(path)
+    if path.is_dir():
+        raise MinitronError(f"--out: {path} is a directory; give a file name")
+    if not path.parent.exists():
+        raise MinitronError(f"--out: directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
