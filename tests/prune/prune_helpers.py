@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 import torch
 from torch import nn
 
-from minitron.importance.scores import Scores, save_scores
+from minitron.importance.scores import Scores
 from minitron.model.arch import ATTENTION, MAMBA, MLP, Architecture
 
 
@@ -29,9 +28,18 @@ def random_scores(arch: Architecture, seed: int = 0, fingerprint: str | None = N
     return Scores(tensors=tensors, header=header)
 
 
-@pytest.fixture
-def scores_file(tmp_path, tiny_arch):
-    return save_scores(random_scores(tiny_arch, seed=3), tmp_path / "scores.safetensors")
+def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random values in every parameter (copied from tests/conftest.py: no unit trivially zero or one)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("A_log"):
+                p.copy_(torch.rand(p.shape, generator=g) * 2 - 1)
+            elif p.ndim == 1:
+                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) / p.shape[-1] ** 0.5)
+    return model
 
 
 class MaskedRMSNorm(nn.Module):
