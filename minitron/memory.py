@@ -401,10 +401,7 @@ def estimate_tables(report: EstimateReport) -> list:
     params.add_section()
     params.add_row("total", str(arch.n_blocks), f"{mem.params:,}", "100%", style="bold")
 
-    title = (
-        f"{report.model}: memory at {format_tokens(mem.context_tokens)} context, "
-        f"batch {mem.batch}, {mem.engine} engine"
-    )
+    title = f"memory at {format_tokens(mem.context_tokens)} context, batch {mem.batch}, {mem.engine} engine"
     memory = Table(title=title, title_justify="left")
     memory.add_column("term")
     memory.add_column("dtype")

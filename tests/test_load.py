@@ -127,6 +127,9 @@ def test_unknown_name_suggests_the_closest_builtins():
         resolve_model("nemotron-nano-9b")
     with pytest.raises(MinitronError, match=r"did you mean nemotron-nano-12b-v2-base"):
         resolve_model("nemotron-nano-12b-base")
+    # a prefix of a built-in name suggests that name first, even when difflib ranks another higher
+    with pytest.raises(MinitronError, match=r"did you mean nemotron-nano-12b-v2-base, "):
+        resolve_model("nemotron-nano-12b")
 
 
 def test_unknown_name_without_close_match_lists_the_builtins():

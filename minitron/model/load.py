@@ -120,7 +120,12 @@ def resolve_model(spec: str | Path) -> ModelSource:
     looks_like_path = "/" in text or text.startswith(".")
     if looks_like_path:
         raise MinitronError(f"{text}: no such directory")
-    close = difflib.get_close_matches(text.lower(), builtin_names(), n=3, cutoff=0.4)
+    # A name the user started typing beats difflib's ratio ('nemotron-nano-12b' -> the 12B, not the 9B).
+    close = [name for name in builtin_names() if name.startswith(text.lower())]
+    close += [
+        n for n in difflib.get_close_matches(text.lower(), builtin_names(), n=3, cutoff=0.4) if n not in close
+    ]
+    close = close[:3]
     hint = (
         f"; did you mean {', '.join(close)}?" if close else f"; built-in models: {', '.join(builtin_names())}"
     )
