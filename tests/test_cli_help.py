@@ -1,0 +1,92 @@
+"""`--help` of the app and of every command registered on it, found from the typer app itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from minitron import __version__
+from minitron.cli import app
+
+
+def command_paths(command, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and sub-command path, e.g. [('estimate',), ('prune',)], groups included.
+
+    Duck-typed on `.commands`: typer ships its own copy of click, so click.Group is not its base.
+    """
+    paths = []
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        paths.append((*prefix, name))
+        paths.extend(command_paths(sub, (*prefix, name)))
+    return paths
+
+
+ROOT = typer.main.get_command(app)
+COMMANDS = command_paths(ROOT)
+
+
+def find(path: tuple[str, ...]):
+    command = ROOT
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+def test_root_help_lists_every_command():
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.stdout
+    for path in COMMANDS:
+        assert path[-1] in result.stdout
+
+
+def test_version():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"minitron {__version__}"
+
+
+def test_estimate_is_registered():
+    assert ("estimate",) in COMMANDS
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_command_help_shows_every_option(path):
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.stdout and " ".join(path) in result.stdout
+    for param in find(path).params:
+        if param.param_type_name == "option" and not param.hidden:
+            assert param.opts[0] in result.stdout, f"{param.opts[0]} missing from `{' '.join(path)} --help`"
+
+
+def test_help_never_imports_torch():
+    """`minitron --help` and every `minitron CMD --help` stay light: no torch, no transformers."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import typer
+        from typer.testing import CliRunner
+        from minitron.cli import app
+
+        def paths(command, prefix=()):
+            for name, sub in getattr(command, "commands", {}).items():
+                yield (*prefix, name)
+                yield from paths(sub, (*prefix, name))
+
+        all_paths = [(), *paths(typer.main.get_command(app))]
+        for path in all_paths:
+            result = CliRunner().invoke(app, [*path, "--help"])
+            assert result.exit_code == 0, (path, result.output)
+        heavy = sorted(m for m in ("torch", "transformers") if m in sys.modules)
+        print(len(all_paths), heavy)
+        assert not heavy, heavy
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.split()[0] == str(len(COMMANDS) + 1)
