@@ -31,7 +31,7 @@ class PruneConfig:
     command: str = ""  # the command line, recorded in minitron.json
 
     def __post_init__(self) -> None:
-        from minitron.prune.writer import parse_size
+        from minitron.units import parse_bytes
 
         self.out = Path(self.out)
         if self.candidate is not None:
@@ -58,7 +58,7 @@ class PruneConfig:
             raise MinitronError(f"--rank must be 1 or more, got {self.rank}")
         if self.dtype not in DTYPES:
             raise MinitronError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        self.max_shard_bytes = parse_size(self.max_shard_size)
+        self.max_shard_bytes = parse_bytes(self.max_shard_size, "--max-shard-size")
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import struct
 import tempfile
@@ -45,10 +44,6 @@ ST_DTYPES = {
 }
 _ST_CODE = {v: k for k, v in ST_DTYPES.items()}
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
-
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -61,20 +56,6 @@ TOKENIZER_FILES = (
     "chat_template.json",
     "generation_config.json",
 )
-
-
-def parse_size(text: str | int, flag: str = "--max-shard-size") -> int:
-    """'2GB' -> 2_000_000_000, '500MiB' -> 524_288_000 (HF's convention: GB = 10^9)."""
-    if isinstance(text, int):
-        size = text
-    else:
-        m = _SIZE.match(text)
-        if m is None:
-            raise MinitronError(f"{flag} takes a size like 2GB or 500MiB, got {text!r}")
-        size = int(float(m[1]) * _UNITS[(m[2] or "").upper()])
-    if size <= 0:
-        raise MinitronError(f"{flag} must be positive, got {text!r}")
-    return size
 
 
 class SourceTensors:

@@ -262,7 +262,7 @@ def test_output_directory_rules(tmp_path, checkpoint, scores_file):
         ({"rank": 2}, "--rank selects a row of --candidate"),
         ({"candidate": "c.json", "target": TargetSpec(ffn=3)}, "drop --ffn"),
         ({"dtype": "int8"}, "--dtype must be one of"),
-        ({"max_shard_size": "lots"}, "--max-shard-size takes a size"),
+        ({"max_shard_size": "lots"}, "--max-shard-size: cannot read"),
         ({"scores": "nope.safetensors"}, "no such scores file"),
     ],
 )
