@@ -194,6 +194,73 @@ def estimate(
         console.print(table)
 
 
+@app.command()
+@friendly
+def score(
+    model: str = typer.Argument(..., help="Checkpoint directory (or built-in name, e.g. tiny) to score."),
+    data: str = typer.Option(
+        "builtin", "--data", help="Calibration text: 'builtin', a text/JSONL/Parquet file or a directory."
+    ),
+    samples: int = typer.Option(1024, "--samples", help="Calibration sequences (the papers use 1024)."),
+    seq_len: int = typer.Option(
+        8192, "--seq-len", help="Tokens per sequence (Nano 2: 8192; on CPU try 256)."
+    ),
+    batch_size: int = typer.Option(1, "--batch-size", help="Sequences per forward pass."),
+    out: str = typer.Option(
+        "scores.safetensors", "--out", help="Scores file; a .json summary and -depth.png plot go next to it."
+    ),
+    width: bool = typer.Option(
+        True, "--width/--no-width", help="Score hidden channels, FFN neurons, attention and Mamba heads."
+    ),
+    depth: str = typer.Option(
+        "mse",
+        "--depth",
+        help="Block importance: mse (normalised logit MSE), kl, cosine (Block Influence), none.",
+    ),
+    depth_mode: str = typer.Option(
+        "iterative", "--depth-mode", help="iterative (remove the least important, rescore) or one-shot."
+    ),
+    aggregation: str = typer.Option(
+        "mean-l2",
+        "--aggregation",
+        help="Width aggregation over sequence-batch: mean-l2, mean-mean, l2-l2, var-var.",
+    ),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 or auto (cuda when available)."),
+    dtype: str = typer.Option(
+        "auto",
+        "--dtype",
+        help="Model weights: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON summary instead of tables."),
+) -> None:
+    """Importance of blocks, hidden channels, FFN neurons, attention and Mamba heads (torchrun-aware)."""
+    import json
+
+    from minitron.importance.distributed import rank_and_world
+    from minitron.importance.report import summary
+    from minitron.importance.run import ScoreConfig, run
+
+    scores = run(
+        ScoreConfig(
+            model=model,
+            out=out,
+            data=data,
+            samples=samples,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            width=width,
+            depth=depth,
+            depth_mode=depth_mode,
+            aggregation=aggregation,
+            device=device,
+            dtype=dtype,
+            report=not as_json,
+        )
+    )
+    if as_json and rank_and_world()[0] == 0:
+        typer.echo(json.dumps(summary(scores), indent=2, sort_keys=True))
+
+
 def main() -> None:
     app(prog_name="minitron")
 

@@ -16,9 +16,11 @@ def as_batches(batches: Iterable[torch.Tensor | Batch]) -> list[Batch]:
     return [(b, None) if isinstance(b, torch.Tensor) else (b[0], b[1]) for b in batches]
 
 
-def n_samples(batches: Iterable[Batch]) -> int:
+def n_samples(batches: Iterable[torch.Tensor | Batch]) -> int:
     """Rows that hold at least one real token (fully padded rows score nothing)."""
-    return sum(ids.shape[0] if mask is None else int((mask.sum(1) > 0).sum()) for ids, mask in batches)
+    return sum(
+        ids.shape[0] if mask is None else int((mask.sum(1) > 0).sum()) for ids, mask in as_batches(batches)
+    )
 
 
 def valid_token_index(ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:

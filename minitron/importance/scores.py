@@ -72,6 +72,13 @@ class Scores:
             )
 
 
+def readable_mode(tmp: str | Path) -> None:
+    """mkstemp creates 0600 files; give the published file the mode a plain open() would (0666 - umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+
+
 def save_scores(scores: Scores, path: str | Path) -> Path:
     """Write atomically: a temp file in the same directory, then rename over `path`."""
     from safetensors.torch import save_file
@@ -86,6 +93,7 @@ def save_scores(scores: Scores, path: str | Path) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={HEADER_KEY: json.dumps(scores.header, sort_keys=True)})
+        readable_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

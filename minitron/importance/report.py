@@ -1,0 +1,163 @@
+"""What a person reads after scoring: a JSON summary, rich tables and a plot of block importance."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from minitron.importance.scores import Scores, readable_mode
+from minitron.model.arch import BLOCK_NAMES
+
+BLOCK_COLOURS = {"mamba": "tab:blue", "mlp": "tab:orange", "attention": "tab:green"}
+
+
+def block_ranking(scores: Scores) -> list[dict[str, Any]]:
+    """One row per block, most important first (rank 1 = removed last)."""
+    pattern = scores.header["architecture"]["pattern"]
+    order = scores.get("depth.order").tolist()
+    values = scores.get("depth.scores").tolist()
+    rows = []
+    for rank, block in enumerate(reversed(order), 1):
+        rows.append(
+            {"rank": rank, "block": block, "type": BLOCK_NAMES[pattern[block]], "score": values[block]}
+        )
+    return rows
+
+
+def _spread(values: torch.Tensor) -> dict[str, float]:
+    v = values.double().flatten()
+    return {
+        "min": v.min().item(),
+        "median": v.median().item(),
+        "max": v.max().item(),
+        "max/min": (v.max() / v.min()).item() if v.min() > 0 else float("inf"),
+    }
+
+
+def width_summary(scores: Scores) -> dict[str, dict[str, Any]]:
+    """Per axis: how many units were scored (in how many blocks) and how the scores spread."""
+    axes: dict[str, list[torch.Tensor]] = {}
+    for key, value in scores.tensors.items():
+        if key == "hidden":
+            axes["hidden channels"] = [value]
+        elif key.startswith("ffn."):
+            axes.setdefault("FFN neurons", []).append(value)
+        elif key.startswith("attn_heads."):
+            axes.setdefault("attention heads", []).append(value)
+        elif key.startswith("mamba."):
+            axes.setdefault("Mamba heads", []).append(value.double().norm(dim=1))
+            axes.setdefault("Mamba head channels", []).append(value.double().norm(dim=0))
+    return {
+        # hidden scores are one vector summed over every block
+        axis: {
+            "blocks": scores.header["architecture"]["blocks"] if axis == "hidden channels" else len(values),
+            "units": values[0].numel(),
+            **_spread(torch.cat(values)),
+        }
+        for axis, values in axes.items()
+    }
+
+
+def summary(scores: Scores) -> dict[str, Any]:
+    out: dict[str, Any] = {"header": scores.header}
+    if scores.has_width():
+        out["width"] = width_summary(scores)
+    if scores.has_depth():
+        out["depth"] = block_ranking(scores)
+    return out
+
+
+def write_json(data: dict[str, Any], path: Path) -> Path:
+    """Atomically: temp file in the same directory, then rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+        readable_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def plot_depth(scores: Scores, path: Path) -> Path | None:
+    """Bar chart of block scores along depth, coloured by block type; None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
+    except ImportError:
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            "warning: matplotlib is not installed, skipping the depth plot (pip install 'minitron[plot]')"
+        )
+        return None
+    pattern = scores.header["architecture"]["pattern"]
+    values = scores.get("depth.scores").tolist()
+    names = [BLOCK_NAMES[c] for c in pattern]
+    settings = scores.header.get("settings", {})
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.18 * len(values) + 2), 3.5))
+    bars = ax.bar(range(len(values)), values, color=[BLOCK_COLOURS[n] for n in names])
+    # Label each bar with its drop order (1 = removed first), which iterative scores do not imply.
+    drop_order = {block: step for step, block in enumerate(scores.get("depth.order").tolist(), 1)}
+    ax.bar_label(bars, labels=[str(drop_order[i]) for i in range(len(values))], fontsize=7)
+    if min(values) > 0 and max(values) / min(values) > 100:
+        ax.set_yscale("log")
+    ax.set_xlabel("block")
+    ax.set_ylabel(f"importance ({settings.get('depth', 'depth')}, {settings.get('depth_mode', '')})")
+    ax.set_title(f"Block importance of {scores.header.get('model', 'model')}")
+    handles = [Patch(color=BLOCK_COLOURS[n], label=n) for n in BLOCK_COLOURS if n in names]
+    ax.legend(handles=handles, frameon=False, title="bar label = drop order", title_fontsize=7)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        readable_mode(tmp)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def print_report(scores: Scores, files: list[Path]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if scores.has_depth():
+        settings = scores.header.get("settings", {})
+        table = Table(
+            title=f"Block importance ({settings.get('depth')}, {settings.get('depth_mode')})",
+            caption="rank 1 = most important; depth pruning drops from the bottom of this table",
+        )
+        for column in ("rank", "block", "type", "score"):
+            table.add_column(column, justify="left" if column == "type" else "right")
+        for row in block_ranking(scores):
+            table.add_row(str(row["rank"]), str(row["block"]), row["type"], f"{row['score']:.4g}")
+        console.print(table)
+    if scores.has_width():
+        table = Table(title=f"Width importance ({scores.header.get('settings', {}).get('aggregation')})")
+        for column in ("axis", "blocks", "units", "min", "median", "max", "max/min"):
+            table.add_column(column, justify="left" if column == "axis" else "right")
+        for axis, s in width_summary(scores).items():
+            table.add_row(
+                axis,
+                str(s["blocks"]),
+                str(s["units"]),
+                *(f"{s[k]:.4g}" for k in ("min", "median", "max", "max/min")),
+            )
+        console.print(table)
+    for file in files:
+        console.print(f"wrote {file}")

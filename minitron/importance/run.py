@@ -1,0 +1,160 @@
+"""`minitron score`: calibration data -> width and depth importance -> scores file, JSON summary, plot."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from minitron.errors import MinitronError
+from minitron.importance.depth import DEPTH_METRICS, DEPTH_MODES, depth_steps, score_depth
+from minitron.importance.scores import Scores
+from minitron.importance.width import AGGREGATIONS
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class ScoreConfig:
+    model: str
+    out: Path = Path("scores.safetensors")
+    data: str = "builtin"
+    # The papers calibrate on 1024 samples (Nano 2: 8192 tokens each).
+    samples: int = 1024
+    seq_len: int = 8192
+    batch_size: int = 1
+    width: bool = True
+    depth: str = "mse"  # one of DEPTH_METRICS or "none"
+    depth_mode: str = "iterative"
+    aggregation: str = "mean-l2"
+    device: str = "auto"
+    dtype: str = "auto"
+    progress: bool = True  # rich progress bars on stderr
+    report: bool = True  # rich tables on stdout
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.out.suffix != ".safetensors":
+            raise MinitronError(f"--out must end in .safetensors, got {self.out}")
+        for flag, value in (("--samples", self.samples), ("--seq-len", self.seq_len)):
+            if value < 1:
+                raise MinitronError(f"{flag} must be positive, got {value}")
+        if self.batch_size < 1:
+            raise MinitronError(f"--batch-size must be positive, got {self.batch_size}")
+        if self.depth not in (*DEPTH_METRICS, "none"):
+            raise MinitronError(
+                f"--depth must be one of {', '.join(DEPTH_METRICS)}, none; got {self.depth!r}"
+            )
+        if self.depth_mode not in DEPTH_MODES:
+            raise MinitronError(
+                f"--depth-mode must be one of {', '.join(DEPTH_MODES)}; got {self.depth_mode!r}"
+            )
+        if self.aggregation not in AGGREGATIONS:
+            raise MinitronError(
+                f"--aggregation must be one of {', '.join(AGGREGATIONS)}; got {self.aggregation!r}"
+            )
+        if self.dtype not in DTYPES:
+            raise MinitronError(f"--dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        if not self.width and self.depth == "none":
+            raise MinitronError("nothing to score: --no-width together with --depth none")
+
+    @property
+    def summary_path(self) -> Path:
+        return self.out.with_suffix(".json")
+
+    @property
+    def plot_path(self) -> Path:
+        return self.out.with_name(self.out.stem + "-depth.png")
+
+
+def _device(requested: str) -> str:
+    import os
+
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cpu"
+
+
+def run(config: ScoreConfig) -> Scores:
+    """Score a checkpoint and write the scores file (+ JSON summary and depth plot) on rank 0."""
+    import torch
+
+    from minitron import __version__
+    from minitron.data import DataSpec, describe, token_batches
+    from minitron.importance import distributed
+    from minitron.importance.batches import n_samples
+    from minitron.importance.progress import progress_bar
+    from minitron.importance.report import plot_depth, print_report, summary, write_json
+    from minitron.importance.scores import save_scores
+    from minitron.importance.width import score_width
+    from minitron.model.load import load_model, load_tokenizer, resolve_model
+
+    source = resolve_model(config.model)
+    source.require_weights("minitron score")
+    arch = source.architecture
+    device = _device(config.device)
+    dtype = (
+        config.dtype if config.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
+    )
+    distributed.init_from_env(device)
+    rank, world = distributed.rank_and_world()
+    show = config.progress and rank == 0
+
+    spec = DataSpec(
+        source=config.data,
+        seq_len=config.seq_len,
+        batch_size=config.batch_size,
+        samples=config.samples,
+        split="train",
+    )
+    tokenizer = load_tokenizer(source, "minitron score")
+    # Every rank reads the same (deterministic) batches and keeps its share; depth passes over them
+    # once per removed block, so they stay in memory (1024 x 8192 int64 = 64 MiB).
+    batches = list(token_batches(spec, tokenizer))
+    mine = distributed.shard(batches)
+    model = load_model(source, dtype=dtype, device=device, command="minitron score")
+
+    tensors: dict[str, torch.Tensor] = {}
+    if config.width:
+        with progress_bar("width scores", len(mine), show) as advance:
+            tensors.update(score_width(model, mine, config.aggregation, advance))
+    if config.depth != "none":
+        steps = depth_steps(arch.n_blocks, config.depth_mode)
+        with progress_bar(f"depth scores ({config.depth})", steps * len(mine), show) as advance:
+            tensors.update(score_depth(model, mine, config.depth, config.depth_mode, advance))
+
+    settings: dict[str, Any] = {
+        "width": config.width,
+        "aggregation": config.aggregation if config.width else None,
+        "depth": config.depth,
+        "depth_mode": config.depth_mode if config.depth != "none" else None,
+        "dtype": dtype,
+        "world_size": world,
+        "activations": "float32",
+    }
+    header = {
+        "model": source.name,
+        "model_path": str(source.path.resolve()),
+        "fingerprint": source.fingerprint(),
+        "architecture": arch.summary(),
+        "data": describe(spec),
+        "samples": n_samples(batches),
+        "seq_len": config.seq_len,
+        "settings": settings,
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "version": __version__,
+    }
+    scores = Scores(tensors={k: v.cpu() for k, v in tensors.items()}, header=header)
+    if rank == 0:
+        written = [save_scores(scores, config.out), write_json(summary(scores), config.summary_path)]
+        if scores.has_depth():
+            plot = plot_depth(scores, config.plot_path)
+            if plot is not None:
+                written.append(plot)
+        if config.report:
+            print_report(scores, written)
+    return scores

@@ -1,0 +1,122 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+from importance_helpers import TINY
+from typer.testing import CliRunner
+
+from minitron.cli import app
+from minitron.errors import MinitronError
+from minitron.importance.run import ScoreConfig, run
+from minitron.importance.scores import load_scores
+from minitron.model.load import resolve_model
+
+runner = CliRunner()
+
+
+def _score_args(ckpt, data, out, *extra):
+    return ["score", str(ckpt), "--data", str(data), "--samples", "6", "--seq-len", "24", "--batch-size", "4",
+            "--out", str(out), *extra]  # fmt: skip
+
+
+def test_cli_writes_scores_summary_and_plot(scored_checkpoint, tmp_path):
+    ckpt, data = scored_checkpoint
+    out = tmp_path / "run" / "scores.safetensors"
+    result = runner.invoke(app, _score_args(ckpt, data, out, "--depth-mode", "one-shot"))
+    assert result.exit_code == 0, result.output
+    assert "Block importance" in result.output and "Width importance" in result.output
+    scores = load_scores(out)
+    assert scores.header["samples"] == 6
+    assert scores.header["fingerprint"] == resolve_model(str(ckpt)).fingerprint()
+    assert scores.header["architecture"] == TINY.summary()
+    assert scores.header["settings"]["aggregation"] == "mean-l2"
+    assert scores.header["data"]["kind"] == "jsonl" and scores.header["data"]["samples"] == 6
+    assert scores.get("hidden").shape == (TINY.hidden,)
+    assert scores.get("mamba.0").shape == (TINY.mamba_heads, TINY.mamba_head_dim)
+    assert scores.get("attn_heads.2").shape == (TINY.attn_heads,)
+    assert scores.get("ffn.1").shape == (TINY.ffn,)
+    assert sorted(scores.get("depth.order").tolist()) == list(range(TINY.n_blocks))
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert [row["rank"] for row in summary["depth"]] == list(range(1, TINY.n_blocks + 1))
+    assert summary["depth"][-1]["block"] == scores.get("depth.order")[0].item()
+    png = tmp_path / "run" / "scores-depth.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_cli_json_and_no_width(scored_checkpoint, tmp_path):
+    ckpt, data = scored_checkpoint
+    out = tmp_path / "s.safetensors"
+    result = runner.invoke(app, _score_args(ckpt, data, out, "--no-width", "--depth", "cosine", "--json"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert "width" not in summary and len(summary["depth"]) == TINY.n_blocks
+    scores = load_scores(out)
+    assert not scores.has_width() and scores.has_depth()
+
+
+def test_cli_width_only_writes_no_plot(scored_checkpoint, tmp_path):
+    ckpt, data = scored_checkpoint
+    out = tmp_path / "w.safetensors"
+    result = runner.invoke(app, _score_args(ckpt, data, out, "--depth", "none", "--aggregation", "l2-l2"))
+    assert result.exit_code == 0, result.output
+    assert load_scores(out).has_width() and not (tmp_path / "w-depth.png").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--depth", "l1"], "--depth must be one of"),
+        (["--depth-mode", "greedy"], "--depth-mode must be one of"),
+        (["--aggregation", "max"], "--aggregation must be one of"),
+        (["--samples", "0"], "--samples must be positive"),
+        (["--no-width", "--depth", "none"], "nothing to score"),
+    ],
+)
+def test_cli_bad_options_are_one_line_errors(scored_checkpoint, tmp_path, extra, message):
+    ckpt, data = scored_checkpoint
+    result = runner.invoke(app, _score_args(ckpt, data, tmp_path / "x.safetensors", *extra))
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_cli_config_only_preset_is_refused(tmp_path):
+    result = runner.invoke(app, ["score", "nemotron-nano-9b-v2", "--out", str(tmp_path / "s.safetensors")])
+    assert result.exit_code == 1 and "config-only preset" in result.output
+
+
+def test_cli_help():
+    result = runner.invoke(app, ["score", "--help"])
+    assert result.exit_code == 0 and "--depth-mode" in result.output
+
+
+def test_scores_for_another_model_fail_clearly(scored_checkpoint, tmp_path):
+    ckpt, data = scored_checkpoint
+    out = tmp_path / "s.safetensors"
+    config = ScoreConfig(model=str(ckpt), data=str(data), samples=4, seq_len=16, batch_size=4, out=out,
+                         depth="none", progress=False, report=False)  # fmt: skip
+    run(config)
+    scores = load_scores(out)
+    source = resolve_model(str(ckpt))
+    scores.check_matches(source.architecture, source.fingerprint())
+    with pytest.raises(MinitronError, match="different architecture"):
+        scores.check_matches(TINY.drop_blocks([0]))
+    with pytest.raises(MinitronError, match="ffn=64"):
+        scores.check_matches(TINY.with_sizes(ffn=48))
+    with pytest.raises(MinitronError, match="other weights"):
+        scores.check_matches(TINY, "0123456789abcdef")
+
+
+def test_rerun_replaces_scores_atomically(scored_checkpoint, tmp_path):
+    ckpt, data = scored_checkpoint
+    out = tmp_path / "s.safetensors"
+    base = ScoreConfig(model=str(ckpt), data=str(data), samples=4, seq_len=16, batch_size=4, out=out,
+                       depth="none", progress=False, report=False)  # fmt: skip
+    first = run(base)
+    second = run(dataclasses.replace(base, aggregation="mean-mean"))
+    loaded = load_scores(out)
+    assert loaded.header["settings"]["aggregation"] == "mean-mean"
+    torch.testing.assert_close(loaded.get("hidden"), second.tensors["hidden"])
+    assert not torch.allclose(first.tensors["hidden"], second.tensors["hidden"])
