@@ -87,35 +87,23 @@ class SourceTensors:
 
         shape = self.shape[key]
         rows = torch.arange(shape[0]) if index[0] is None else index[0]
-        rest = index[1:]
         out = torch.empty(pruned_shape(index, shape), dtype=dtype)
         row_bytes = max(1, _numel(shape[1:]) * _itemsize(self.dtype[key]))
-        max_rows = max(1, READ_CHUNK_BYTES // row_bytes)
+        window = rows // max(1, READ_CHUNK_BYTES // row_bytes)  # source window of every kept row
         # Opened per tensor so the memory map (and its resident pages) is released right after.
         with safe_open(str(self.file_of[key]), framework="pt") as f:
             sl = f.get_slice(key)
-            pos = 0
-            for start, stop in _row_runs(rows, max_rows):
-                piece = sl[start:stop]
-                for dim, i in enumerate(rest, start=1):
+            for w in torch.unique(window).tolist():
+                at = (window == w).nonzero().squeeze(1)  # positions in `out` of this window's rows
+                wanted = rows[at]
+                lo = int(wanted.min())
+                piece = sl[lo : int(wanted.max()) + 1]  # one read per window, at most READ_CHUNK_BYTES
+                piece = piece.index_select(0, wanted - lo)
+                for dim, i in enumerate(index[1:], start=1):
                     if i is not None:
                         piece = piece.index_select(dim, i)
-                out[pos : pos + (stop - start)] = piece.to(dtype)
-                pos += stop - start
+                out.index_copy_(0, at, piece.to(dtype))
         return out
-
-
-def _row_runs(rows: torch.Tensor, max_rows: int) -> Iterator[tuple[int, int]]:
-    """Contiguous [start, stop) runs of the (ascending) `rows`, each at most `max_rows` long."""
-    values = rows.tolist()
-    start = prev = values[0]
-    for v in values[1:] + [None]:
-        if v is not None and v == prev + 1 and v - start < max_rows:
-            prev = v
-            continue
-        yield start, prev + 1
-        if v is not None:
-            start = prev = v
 
 
 @dataclass(frozen=True)
