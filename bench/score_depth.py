@@ -1,0 +1,81 @@
+"""One-shot depth MSE over all blocks against the naive way: one full forward per removed block.
+
+Target: at most 0.6x the naive cost. Ours runs one full forward per batch, caches the hidden
+state entering every block and reruns only the suffix after each removed block; the naive
+baseline runs embeddings + every other block + LM head for each removed block (compared with the
+full logits computed once). Interleaved over --repeats rounds, median reported; both results are
+checked to agree.
+
+    python bench/score_depth.py [--repeats 3] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from score_width import BENCH_ARCH, bench_batches, seconds  # noqa: E402
+
+from minitron.importance.depth import score_depth  # noqa: E402
+from minitron.model.adapters import adapter_for  # noqa: E402
+from minitron.model.load import build_model  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batches", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--seq-len", type=int, default=256)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = build_model(BENCH_ARCH, seed=0)
+    adapter = adapter_for(model)
+    blocks = adapter.blocks(model)
+    batches = bench_batches(args.batches, args.batch_size, args.seq_len)
+    result = {}
+
+    @torch.no_grad()
+    def naive():
+        sums, norm = torch.zeros(len(blocks), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+        for ids in batches:
+            full = model(input_ids=ids, use_cache=False).logits.float()
+            norm += full.double().square().sum()
+            for j in range(len(blocks)):
+                ctx = adapter.start(model, ids, None)
+                hidden = ctx.hidden
+                for i, block in enumerate(blocks):
+                    if i != j:
+                        hidden = adapter.run_block(block, hidden, ctx)
+                sums[j] += (adapter.logits(model, hidden) - full).double().square().sum()
+        result["naive"] = sums / norm
+
+    def ours():
+        result["ours"] = score_depth(model, batches, "mse", "one-shot")["depth.scores"].double()
+
+    runs = {"naive: forward per block (baseline)": naive, "one-shot, suffix reuse": ours}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, fn in runs.items():
+            times[name].append(seconds(fn))
+    torch.testing.assert_close(result["ours"], result["naive"], rtol=1e-4, atol=1e-7)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    base = medians["naive: forward per block (baseline)"]
+    print(
+        f"model {BENCH_ARCH.pattern} ({BENCH_ARCH.n_blocks} blocks, hidden {BENCH_ARCH.hidden}, vocab "
+        f"{BENCH_ARCH.vocab}), {args.batches} batches x {args.batch_size} x {args.seq_len} tokens, "
+        f"{args.threads} thread(s), {args.repeats} rounds; scores agree (rtol 1e-4)"
+    )
+    print(f"{'method':<36} {'median s':>9} {'vs baseline':>12}")
+    for name, median in medians.items():
+        print(f"{name:<36} {median:>9.3f} {median / base:>11.3f}x")
+
+
+if __name__ == "__main__":
+    main()
