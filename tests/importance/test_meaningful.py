@@ -1,0 +1,139 @@
+"""On the trained tiny teacher, masking the lowest-scored units hurts held-out loss less than masking
+random units of the same count (averaged over several random draws), for FFN neurons, Mamba heads
+and hidden channels."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+from minitron.importance.ranking import rank_mamba, top_k
+from minitron.importance.width import score_width
+from minitron.model.arch import Architecture
+from minitron.model.load import ASSETS_DIR
+
+TINY_ASSET = ASSETS_DIR / "tiny"
+pytestmark = pytest.mark.skipif(
+    not list(Path(TINY_ASSET).glob("*.safetensors")),
+    reason=f"the trained tiny teacher is not in this checkout yet ({TINY_ASSET}/*.safetensors)",
+)
+RANDOM_DRAWS = 5
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    from minitron.data import DataSpec, token_batches
+    from minitron.model.load import load_model, load_tokenizer, resolve_model
+
+    source = resolve_model("tiny")
+    model, tokenizer = load_model(source), load_tokenizer(source)
+    spec = dict(source="builtin", seq_len=128, batch_size=8)
+    calibration = list(token_batches(DataSpec(**spec, samples=32, split="train"), tokenizer))
+    heldout = list(token_batches(DataSpec(**spec, samples=16, split="heldout"), tokenizer))
+    return model, source.architecture, score_width(model, calibration), heldout
+
+
+def _heldout_loss(model, batches) -> float:
+    with torch.no_grad():
+        return sum(model(input_ids=ids, labels=ids, use_cache=False).loss.item() for ids in batches) / len(
+            batches
+        )
+
+
+@contextmanager
+def _zeroed(slices):
+    """Zero (parameter, index tuple) slices in place; restore them afterwards."""
+    saved = [(p, index, p.data[index].clone()) for p, index in slices]
+    with torch.no_grad():
+        for p, index, _ in saved:
+            p.data[index] = 0
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, index, value in saved:
+                p.data[index] = value
+
+
+def _ffn_mask(model, arch: Architecture, choose):
+    """FFN neuron n removed = row n of up_proj zeroed (relu2(0) = 0): exact for neurons."""
+    layers = model.model.layers
+    return [
+        (layers[i].mixer.up_proj.weight, (choose(f"ffn.{i}", arch.ffn),)) for i in arch.block_indices("-")
+    ]
+
+
+def _mamba_mask(model, arch: Architecture, choose):
+    """Mamba head h masked = its out_proj columns zeroed (its output no longer reaches the residual)."""
+    out = []
+    for i in arch.block_indices("M"):
+        heads = choose(f"mamba.{i}", arch.mamba_heads)
+        columns = (heads[:, None] * arch.mamba_head_dim + torch.arange(arch.mamba_head_dim)).flatten()
+        out.append((model.model.layers[i].mixer.out_proj.weight, (slice(None), columns)))
+    return out
+
+
+def _hidden_mask(model, arch: Architecture, choose):
+    """Hidden channel c masked = zero in the embeddings and in every block's output: it stays 0 in the residual."""
+    channels = choose("hidden", arch.hidden)
+    out = [(model.model.embeddings.weight, (slice(None), channels))]
+    for i, kind in enumerate(arch.pattern):
+        mixer = model.model.layers[i].mixer
+        proj = {
+            "-": mixer.down_proj,
+            "*": getattr(mixer, "o_proj", None),
+            "M": getattr(mixer, "out_proj", None),
+        }[kind]
+        out.append((proj.weight, (channels,)))
+    return out
+
+
+def _lowest(scores, arch, fraction):
+    def choose(key, n):
+        drop = int(n * fraction)
+        if key.startswith("mamba."):
+            kept, _ = rank_mamba(scores[key], n - drop, arch.mamba_head_dim, arch.mamba_groups)
+        else:
+            kept = top_k(scores[key], n - drop)
+        return torch.tensor(sorted(set(range(n)) - set(kept.tolist())))
+
+    return choose
+
+
+def _random(arch, fraction, seed):
+    g = torch.Generator().manual_seed(seed)
+
+    def choose(key, n):
+        drop = int(n * fraction)
+        if key.startswith("mamba."):  # same count per group, as the scored choice keeps
+            size = n // arch.mamba_groups
+            per = drop // arch.mamba_groups
+            return torch.cat(
+                [g_ * size + torch.randperm(size, generator=g)[:per] for g_ in range(arch.mamba_groups)]
+            )
+        return torch.randperm(n, generator=g)[:drop]
+
+    return choose
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "mask, fraction",
+    [(_ffn_mask, 0.5), (_mamba_mask, 0.25), (_hidden_mask, 0.25)],
+    ids=["ffn", "mamba", "hidden"],
+)
+def test_lowest_scored_units_hurt_less_than_random(teacher, mask, fraction):
+    model, arch, scores, heldout = teacher
+    with _zeroed(mask(model, arch, _lowest(scores, arch, fraction))):
+        scored = _heldout_loss(model, heldout)
+    random_losses = []
+    for seed in range(RANDOM_DRAWS):
+        with _zeroed(mask(model, arch, _random(arch, fraction, seed))):
+            random_losses.append(_heldout_loss(model, heldout))
+    baseline = _heldout_loss(model, heldout)
+    mean_random = sum(random_losses) / len(random_losses)
+    assert mean_random > baseline, "masking random units should hurt; is the mask doing anything?"
+    assert scored < mean_random, (baseline, scored, random_losses)
