@@ -107,7 +107,7 @@ def run(config: PruneConfig, console=None) -> PruneResult:
     target = resolve_target(src_arch, spec, scores)
     sel = select_units(src_arch, target, scores)
 
-    reader = SourceTensors(source.safetensors_files())
+    reader = SourceTensors(_weight_files(src_path, source.safetensors_files()))
     plans = {}
     for key in reader.keys():
         new_key, index = plan_tensor(key, len(reader.shape[key]), sel)
@@ -162,6 +162,21 @@ def run(config: PruneConfig, console=None) -> PruneResult:
         f"wrote {config.out} ({len(shards)} shard{'s' if len(shards) > 1 else ''}, {PROVENANCE_FILE})"
     )
     return result
+
+
+def _weight_files(path: Path, files: list[Path]) -> list[Path]:
+    """The shards the index names when there is one (other *.safetensors, e.g. a scores file, are not weights)."""
+    index = path / "model.safetensors.index.json"
+    if not index.is_file():
+        return files
+    try:
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise MinitronError(f"{index}: not a safetensors index (needs a 'weight_map')") from None
+    missing = [n for n in names if not (path / n).is_file()]
+    if missing:
+        raise MinitronError(f"{index} names missing shards: {', '.join(missing)}")
+    return [path / n for n in names]
 
 
 def summary_table(result: PruneResult):

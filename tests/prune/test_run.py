@@ -303,3 +303,13 @@ def test_candidate_file_errors(tmp_path):
         path.write_text(text)
         with pytest.raises(MinitronError, match=message):
             read_candidate(path, 3)
+
+
+def test_sharded_source_with_a_stray_safetensors_file(tmp_path, checkpoint, scores_file):
+    sharded = tmp_path / "sharded-src"
+    run(PruneConfig(model=str(checkpoint), out=sharded, max_shard_size="12KB"))  # identity, sharded
+    (sharded / "scores.safetensors").write_bytes(scores_file.read_bytes())  # not a weight file
+    a, b = tmp_path / "from-single", tmp_path / "from-sharded"
+    run(PruneConfig(model=str(checkpoint), out=a, scores=scores_file, target=SPEC))
+    run(PruneConfig(model=str(sharded), out=b, scores=scores_file, target=SPEC))
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
