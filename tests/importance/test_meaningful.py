@@ -33,7 +33,7 @@ def teacher():
     spec = dict(source="builtin", seq_len=128, batch_size=8)
     calibration = list(token_batches(DataSpec(**spec, samples=32, split="train"), tokenizer))
     heldout = list(token_batches(DataSpec(**spec, samples=16, split="heldout"), tokenizer))
-    return model, source.architecture, score_width(model, calibration), heldout
+    return model, source.architecture, score_width(model, calibration), heldout, calibration
 
 
 def _heldout_loss(model, batches) -> float:
@@ -82,12 +82,8 @@ def _hidden_mask(model, arch: Architecture, choose):
     out = [(model.model.embeddings.weight, (slice(None), channels))]
     for i, kind in enumerate(arch.pattern):
         mixer = model.model.layers[i].mixer
-        proj = {
-            "-": mixer.down_proj,
-            "*": getattr(mixer, "o_proj", None),
-            "M": getattr(mixer, "out_proj", None),
-        }[kind]
-        out.append((proj.weight, (channels,)))
+        proj = {"-": "down_proj", "*": "o_proj", "M": "out_proj"}[kind]
+        out.append((getattr(mixer, proj).weight, (channels,)))
     return out
 
 
@@ -126,7 +122,7 @@ def _random(arch, fraction, seed):
     ids=["ffn", "mamba", "hidden"],
 )
 def test_lowest_scored_units_hurt_less_than_random(teacher, mask, fraction):
-    model, arch, scores, heldout = teacher
+    model, arch, scores, heldout, _ = teacher
     with _zeroed(mask(model, arch, _lowest(scores, arch, fraction))):
         scored = _heldout_loss(model, heldout)
     random_losses = []
@@ -137,3 +133,36 @@ def test_lowest_scored_units_hurt_less_than_random(teacher, mask, fraction):
     mean_random = sum(random_losses) / len(random_losses)
     assert mean_random > baseline, "masking random units should hurt; is the mask doing anything?"
     assert scored < mean_random, (baseline, scored, random_losses)
+
+
+def _heldout_loss_without(model, batches, dropped: set[int]) -> float:
+    """Held-out loss with blocks skipped (removing a block equals skipping it)."""
+    from minitron.model.adapters import adapter_for
+
+    adapter, total = adapter_for(model), 0.0
+    with torch.no_grad():
+        for ids in batches:
+            ctx = adapter.start(model, ids, None)
+            hidden = ctx.hidden
+            for j, block in enumerate(adapter.blocks(model)):
+                if j not in dropped:
+                    hidden = adapter.run_block(block, hidden, ctx)
+            logits = adapter.logits(model, hidden)[:, :-1]
+            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten()).item()
+    return total / len(batches)
+
+
+@pytest.mark.slow
+def test_dropping_lowest_scored_blocks_hurts_less_than_random(teacher):
+    from minitron.importance.depth import score_depth
+
+    model, arch, _, heldout, calibration = teacher
+    drop = max(2, arch.n_blocks // 10)
+    order = score_depth(model, calibration[:1], "mse", "one-shot")["depth.order"].tolist()
+    scored = _heldout_loss_without(model, heldout, set(order[:drop]))
+    g = torch.Generator().manual_seed(0)
+    random_losses = [
+        _heldout_loss_without(model, heldout, set(torch.randperm(arch.n_blocks, generator=g)[:drop].tolist()))
+        for _ in range(RANDOM_DRAWS)
+    ]
+    assert scored < sum(random_losses) / len(random_losses), (scored, random_losses)
