@@ -8,6 +8,8 @@ change keeps every unit and needs no scores.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import torch
@@ -69,11 +71,18 @@ class Selection:
 
 
 def _compact(idx: torch.Tensor, total: int) -> object:
-    """'all' when nothing was removed, else the removed indices (fewer than the kept ones when pruning lightly)."""
+    """'all' when nothing was removed; else the count, a digest of the kept indices, and the removed
+    indices themselves when there are few (the full lists follow from the scores file anyway)."""
     if idx.numel() == total:
         return "all"
-    removed = sorted(set(range(total)) - set(idx.tolist()))
-    return {"count": idx.numel(), "removed": removed}
+    entry: dict[str, object] = {
+        "count": idx.numel(),
+        "of": total,
+        "sha256": hashlib.sha256(json.dumps(idx.tolist()).encode()).hexdigest()[:16],
+    }
+    if total - idx.numel() <= 64:
+        entry["removed"] = sorted(set(range(total)) - set(idx.tolist()))
+    return entry
 
 
 def select_units(source: Architecture, target: Target, scores: Scores | None) -> Selection:
