@@ -14,8 +14,8 @@ against the ORIGINAL model's logits) and repeats, which gives a full removal ord
 Removing block j changes only what comes after it, so one forward of the (reduced) model caches the
 hidden states entering every block, and each candidate reruns only its suffix: sum_j (n - 1 - j)
 block runs instead of n * (n - 1). Memory per batch: (n_blocks + 1) hidden-state tensors plus the
-full model's logits over the batch's real tokens (float32, B*T*vocab*4 bytes): size --batch-size
-for it.
+full model's logits over the batch's real tokens (float32, B*T*vocab*4 bytes; candidates' logits
+are computed LOGIT_CHUNK_TOKENS at a time): size --batch-size for it.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from minitron.importance.progress import Advance
 from minitron.model.adapters import FamilyAdapter, ForwardContext, adapter_for
 
 DEPTH_METRICS = ("mse", "kl", "cosine")
+# Candidate logits are computed this many tokens at a time: with a 131072 vocabulary a chunk is 0.5 GiB.
+LOGIT_CHUNK_TOKENS = 1024
 DEPTH_MODES = ("iterative", "one-shot")
 
 
@@ -56,12 +58,13 @@ class _Reference:
         self.target = logits if metric == "mse" else torch.log_softmax(logits, dim=-1)
         self.norm_sq = logits.double().square().sum()
 
-    def distance(self, logits: torch.Tensor) -> torch.Tensor:
-        """Summed over tokens (and vocab): float64 scalar."""
+    def distance(self, logits: torch.Tensor, tokens: slice) -> torch.Tensor:
+        """Summed over these tokens (and vocab): float64 scalar; `logits` are the candidate's for `tokens`."""
+        target = self.target[tokens]
         if self.metric == "mse":
-            return (self.target - logits).double().square().sum()
+            return (target - logits).double().square().sum()
         log_q = torch.log_softmax(logits, dim=-1)
-        return (self.target.exp() * (self.target - log_q)).double().sum()
+        return (target.exp() * (target - log_q)).double().sum()
 
 
 def _block_influence(inp: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -101,8 +104,10 @@ def _step_sums(
             reference = _Reference(adapter.logits(model, _flat_real(full, index)), metric)
             normaliser += reference.norm_sq if metric == "mse" else reference.target.shape[0]
             for k, j in enumerate(kept):
-                out = _run(adapter, kept_blocks[k + 1 :], inputs[k], ctx)
-                sums[j] += reference.distance(adapter.logits(model, _flat_real(out, index)))
+                out = _flat_real(_run(adapter, kept_blocks[k + 1 :], inputs[k], ctx), index)
+                for start in range(0, out.shape[0], LOGIT_CHUNK_TOKENS):
+                    chunk = slice(start, start + LOGIT_CHUNK_TOKENS)
+                    sums[j] += reference.distance(adapter.logits(model, out[chunk]), chunk)
         if advance is not None:
             advance(1)
     return sums, normaliser

@@ -112,3 +112,12 @@ def test_unknown_metric_and_mode_name_the_flag(model):
         score_depth(model, calibration_batches(n=1), "l1", "one-shot")
     with pytest.raises(MinitronError, match="--depth-mode"):
         score_depth(model, calibration_batches(n=1), "mse", "greedy")
+
+
+def test_chunked_logits_give_the_same_scores(model, monkeypatch):
+    from minitron.importance import depth
+
+    batches = padded_batches()
+    expected = score_depth(model, batches, "kl", "one-shot")["depth.scores"]
+    monkeypatch.setattr(depth, "LOGIT_CHUNK_TOKENS", 5)  # 29 real tokens per batch: uneven chunks
+    torch.testing.assert_close(score_depth(model, batches, "kl", "one-shot")["depth.scores"], expected)
