@@ -21,8 +21,10 @@ import re
 import torch
 
 from minitron.errors import MinitronError
-from minitron.model.arch import ATTENTION, MAMBA, MLP
-from minitron.prune.select import Selection
+from minitron.importance.scores import Scores
+from minitron.model.arch import ATTENTION, MAMBA, MLP, Architecture
+from minitron.prune.select import Selection, select_units
+from minitron.prune.target import TargetSpec, resolve_target
 
 Index = tuple[torch.Tensor | None, ...]
 
@@ -144,3 +146,9 @@ def prune_model(model: torch.nn.Module, sel: Selection) -> torch.nn.Module:
         pruned = AutoModelForCausalLM.from_config(config, dtype=model.dtype)
     pruned.load_state_dict(prune_state_dict(model.state_dict(), sel), strict=True, assign=True)
     return pruned.eval()
+
+
+def prune_to(model: torch.nn.Module, spec: TargetSpec, scores: Scores | None) -> torch.nn.Module:
+    """In-memory pruning in one call (for search and compare): `model` pruned to `spec`, ranked by `scores`."""
+    source = Architecture.from_hf_config(model.config)
+    return prune_model(model, select_units(source, resolve_target(source, spec, scores), scores))

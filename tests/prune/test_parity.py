@@ -11,7 +11,7 @@ from prune_helpers import random_scores, randomize_, reference_model
 from minitron.model.arch import Architecture
 from minitron.model.load import build_model
 from minitron.prune.select import select_units
-from minitron.prune.slicing import prune_model
+from minitron.prune.slicing import prune_model, prune_to
 from minitron.prune.target import TargetSpec, resolve_target
 
 
@@ -130,3 +130,11 @@ def test_kept_heads_are_balanced_per_group(tiny_arch):
     for heads in sel.mamba_heads.values():  # 8 heads, 2 groups of 4
         assert sorted((heads // 4).tolist()) == [0, 0, 1, 1]
         assert torch.equal(heads, heads.sort().values)
+
+
+def test_prune_to_is_the_one_call_in_memory_path(tiny_model, tiny_arch, token_batch):
+    spec = TargetSpec(hidden=20, ffn=30, mamba_heads=4, drop_blocks=(3,))
+    scores = random_scores(tiny_arch, seed=2)
+    expected, _ = _prune(tiny_model, tiny_arch, spec, seed=2)
+    got = prune_to(tiny_model, spec, scores)
+    assert torch.equal(_logits(got, token_batch), _logits(expected, token_batch))
