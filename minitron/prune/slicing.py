@@ -123,7 +123,8 @@ def prune_state_dict(state: dict[str, torch.Tensor], sel: Selection) -> dict[str
     for key, t in state.items():
         new_key, index = plan_tensor(key, t.ndim, sel)
         if new_key is not None:
-            out[new_key] = slice_tensor(t, index).clone()
+            sliced = slice_tensor(t, index)
+            out[new_key] = sliced.clone() if sliced.data_ptr() == t.data_ptr() else sliced
     return out
 
 
