@@ -3,7 +3,7 @@
 Target: at most 0.6x the naive cost. Ours runs one full forward per batch, caches the hidden
 state entering every block and reruns only the suffix after each removed block; the naive
 baseline runs embeddings + every other block + LM head for each removed block (compared with the
-full logits computed once). Interleaved over --repeats rounds, median reported; both results are
+full logits computed once, with the same float32-dot reduction). Interleaved over --repeats rounds, median reported; both results are
 checked to agree.
 
     python bench/score_depth.py [--repeats 3] [--threads 1]
@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from score_width import BENCH_ARCH, bench_batches, seconds  # noqa: E402
 
-from minitron.importance.depth import score_depth  # noqa: E402
+from minitron.importance.depth import _sum_of_products, score_depth  # noqa: E402
 from minitron.model.adapters import adapter_for  # noqa: E402
 from minitron.model.load import build_model  # noqa: E402
 
@@ -46,14 +46,15 @@ def main() -> None:
         sums, norm = torch.zeros(len(blocks), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
         for ids in batches:
             full = model(input_ids=ids, use_cache=False).logits.float()
-            norm += full.double().square().sum()
+            norm += _sum_of_products(full, full)
             for j in range(len(blocks)):
                 ctx = adapter.start(model, ids, None)
                 hidden = ctx.hidden
                 for i, block in enumerate(blocks):
                     if i != j:
                         hidden = adapter.run_block(block, hidden, ctx)
-                sums[j] += (adapter.logits(model, hidden) - full).double().square().sum()
+                diff = adapter.logits(model, hidden) - full
+                sums[j] += _sum_of_products(diff, diff)
         result["naive"] = sums / norm
 
     def ours():

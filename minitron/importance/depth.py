@@ -56,15 +56,20 @@ class _Reference:
         self.metric = metric
         # mse compares logits, kl compares log-probabilities: keep only the one needed.
         self.target = logits if metric == "mse" else torch.log_softmax(logits, dim=-1)
-        self.norm_sq = logits.double().square().sum()
+        self.norm_sq = _sum_of_products(logits, logits)
 
     def distance(self, logits: torch.Tensor, tokens: slice) -> torch.Tensor:
         """Summed over these tokens (and vocab): float64 scalar; `logits` are the candidate's for `tokens`."""
         target = self.target[tokens]
         if self.metric == "mse":
-            return (target - logits).double().square().sum()
-        log_q = torch.log_softmax(logits, dim=-1)
-        return (target.exp() * (target - log_q)).double().sum()
+            diff = target - logits
+            return _sum_of_products(diff, diff)
+        return _sum_of_products(target.exp(), target - torch.log_softmax(logits, dim=-1))
+
+
+def _sum_of_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum(a * b) as one BLAS dot (no float64 copy of a (tokens, vocab) tensor), returned as float64."""
+    return torch.dot(a.reshape(-1).float(), b.reshape(-1).float()).double()
 
 
 def _block_influence(inp: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
