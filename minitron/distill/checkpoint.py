@@ -1,0 +1,88 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped.
+
+Layout under the run directory:
+
+    checkpoints/step-00000100/state.pt   model, optimizer, scheduler, RNG states, data position
+    checkpoints/latest                   name of the newest complete checkpoint
+
+A checkpoint is written to a temporary directory and renamed into place, and `latest` is replaced
+atomically afterwards, so a crash at any moment leaves the previous checkpoint usable. Older
+checkpoints are deleted once a newer one is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from minitron.errors import MinitronError
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+STATE = "state.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any]) -> Path:
+    """Write `state` as the checkpoint of `step`, point `latest` at it, drop older ones."""
+    root = run_dir / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:08d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        torch.save(state, tmp / STATE)
+        final = root / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _write_atomic(root / LATEST, name + "\n")
+    for old in root.glob("step-*"):
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / CHECKPOINTS / LATEST
+    if not pointer.exists():
+        return None
+    path = run_dir / CHECKPOINTS / pointer.read_text().strip()
+    if not (path / STATE).exists():
+        raise MinitronError(f"{pointer} names {path.name}, which is missing; the run directory is damaged")
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path / STATE, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise MinitronError(f"{path / STATE}: cannot read checkpoint ({e})") from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
