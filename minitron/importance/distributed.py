@@ -24,6 +24,8 @@ def init_from_env(device: str) -> None:
     import torch.distributed as dist
 
     if launched_distributed() and not dist.is_initialized():
+        if device.startswith("cuda"):
+            torch.cuda.set_device(device)  # NCCL collectives run on the current device
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
 
 

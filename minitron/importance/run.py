@@ -115,6 +115,14 @@ def run(config: ScoreConfig) -> Scores:
     # Every rank reads the same (deterministic) batches and keeps its share; depth passes over them
     # once per removed block, so they stay in memory (1024 x 8192 int64 = 64 MiB).
     batches = list(token_batches(spec, tokenizer))
+    samples = n_samples(batches)
+    if samples < config.samples and rank == 0:
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            f"warning: --data {config.data} holds only {samples} sequences of {config.seq_len} tokens "
+            f"(asked for {config.samples}); scoring on those"
+        )
     mine = distributed.shard(batches)
     model = load_model(source, dtype=dtype, device=device, command="minitron score")
 
@@ -142,7 +150,7 @@ def run(config: ScoreConfig) -> Scores:
         "fingerprint": source.fingerprint(),
         "architecture": arch.summary(),
         "data": describe(spec),
-        "samples": n_samples(batches),
+        "samples": samples,
         "seq_len": config.seq_len,
         "settings": settings,
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},

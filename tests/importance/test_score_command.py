@@ -120,3 +120,15 @@ def test_rerun_replaces_scores_atomically(scored_checkpoint, tmp_path):
     assert loaded.header["settings"]["aggregation"] == "mean-mean"
     torch.testing.assert_close(loaded.get("hidden"), second.tensors["hidden"])
     assert not torch.allclose(first.tensors["hidden"], second.tensors["hidden"])
+
+
+def test_short_data_warns_and_records_the_real_sample_count(scored_checkpoint, tmp_path):
+    ckpt, data = scored_checkpoint
+    out = tmp_path / "s.safetensors"
+    args = ["score", str(ckpt), "--data", str(data), "--samples", "100000", "--seq-len", "256",
+            "--batch-size", "16", "--depth", "none", "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    samples = load_scores(out).header["samples"]
+    assert 0 < samples < 100000
+    assert f"holds only {samples} sequences" in result.output
