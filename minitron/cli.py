@@ -261,6 +261,100 @@ def score(
         typer.echo(json.dumps(summary(scores), indent=2, sort_keys=True))
 
 
+@app.command()
+@friendly
+def train(
+    model: str = typer.Argument(..., help="Checkpoint directory or built-in name (tiny) to train."),
+    data: str = typer.Option(
+        "builtin",
+        "--data",
+        help="Training text: 'builtin', a text/JSONL/Parquet file, a save_to_disk or plain directory.",
+    ),
+    text_field: str = typer.Option(
+        "text", "--text-field", help="JSONL field / Parquet or Arrow column holding the text."
+    ),
+    glob: str = typer.Option(
+        "**/*.txt,**/*.md,**/*.rst,**/*.py,**/*.jsonl,**/*.parquet",
+        "--glob",
+        help="Comma-separated file patterns searched in a --data directory.",
+    ),
+    seq_len: int = typer.Option(256, "--seq-len", help="Tokens per packed sequence."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Sequences per micro-batch."),
+    samples: int = typer.Option(0, "--samples", help="Sequences per pass over the data (0 = all)."),
+    heldout_fraction: float = typer.Option(
+        0.05, "--heldout-fraction", help="Share of documents held out for evaluation (chosen by text hash)."
+    ),
+    out: str = typer.Option("runs/train", "--out", help="Run directory: metrics, checkpoints, final model."),
+    steps: int = typer.Option(1000, "--steps", help="Optimizer steps."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW)."),
+    min_lr_ratio: float = typer.Option(
+        0.1, "--min-lr-ratio", help="Final learning rate as a fraction of --lr."
+    ),
+    warmup_steps: int = typer.Option(50, "--warmup-steps", help="Linear warm-up steps."),
+    schedule: str = typer.Option("cosine", "--schedule", help="cosine, or wsd (warm-up, stable, decay)."),
+    decay_fraction: float = typer.Option(0.2, "--decay-fraction", help="wsd: share of steps spent decaying."),
+    weight_decay: float = typer.Option(0.1, "--weight-decay", help="AdamW weight decay (matrices only)."),
+    grad_clip: float = typer.Option(1.0, "--grad-clip", help="Clip the gradient norm to this (0 = off)."),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA), bf16 or fp32."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data order and of torch."),
+    eval_every: int = typer.Option(
+        100, "--eval-every", help="Held-out evaluation every N steps (0 = at the end)."
+    ),
+    eval_batches: int = typer.Option(8, "--eval-batches", help="Held-out batches per evaluation."),
+    save_every: int = typer.Option(100, "--save-every", help="Checkpoint every N steps (0 = at the end)."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 or auto (cuda when available)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out from its latest checkpoint."
+    ),
+    stop_at_step: int = typer.Option(
+        0, "--stop-at-step", help="Checkpoint and stop after this step (0 = run to --steps)."
+    ),
+) -> None:
+    """Train a model on text with next-token cross-entropy (resumable)."""
+    from rich.console import Console
+
+    from minitron.data import DataSpec
+    from minitron.distill import TrainConfig, result_table
+    from minitron.distill import train as run_training
+
+    spec = DataSpec(
+        source=data,
+        text_field=text_field,
+        glob=glob,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        samples=samples or None,
+        heldout_fraction=heldout_fraction,
+        seed=seed,
+    )
+    result = run_training(
+        TrainConfig(
+            model=model,
+            data=spec,
+            out=out,
+            steps=steps,
+            lr=lr,
+            min_lr_ratio=min_lr_ratio,
+            warmup_steps=warmup_steps,
+            schedule=schedule,
+            decay_fraction=decay_fraction,
+            weight_decay=weight_decay,
+            grad_clip=grad_clip,
+            grad_accum=grad_accum,
+            precision=precision,
+            seed=seed,
+            eval_every=eval_every,
+            eval_batches=eval_batches,
+            save_every=save_every,
+            device=device,
+            resume=resume,
+            stop_at_step=stop_at_step or None,
+        )
+    )
+    Console().print(result_table(result))
+
+
 def main() -> None:
     app(prog_name="minitron")
 

@@ -16,6 +16,6 @@ in-memory model (e.g. a freshly built or just-pruned one); otherwise `config.mod
 """
 
 from minitron.distill.objectives import NextTokenCE, Objective, next_token_ce
-from minitron.distill.trainer import TrainConfig, TrainResult, train
+from minitron.distill.trainer import TrainConfig, TrainResult, result_table, train
 
-__all__ = ["NextTokenCE", "Objective", "TrainConfig", "TrainResult", "next_token_ce", "train"]
+__all__ = ["NextTokenCE", "Objective", "TrainConfig", "TrainResult", "next_token_ce", "result_table", "train"]

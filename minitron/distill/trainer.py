@@ -142,7 +142,7 @@ def train(
         model, tokenizer, model_info = _load(config)
     else:
         model_info = {"model": "in-memory", "params": sum(p.numel() for p in model.parameters())}
-    device = torch.device(config.device)
+    device = _device(config.device)
     model.to(device=device, dtype=torch.float32)
     autocast = _autocast(config.precision, device)
 
@@ -241,7 +241,29 @@ def train(
 
     elapsed += time.perf_counter() - t0
     final = _save_final(out, model, tokenizer) if step == config.steps else None
-    return TrainResult(out, step, tokens, loss_value, eval_loss, elapsed, final)
+    result = TrainResult(out, step, tokens, loss_value, eval_loss, elapsed, final)
+    _write_json_atomic(
+        out / "result.json", {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
+    )
+    return result
+
+
+def result_table(result: TrainResult, objective_name: str = NextTokenCE.name):
+    """The outcome of a run as a rich table."""
+    from rich.table import Table
+
+    table = Table(title=f"training: {result.out}", show_header=False)
+    table.add_row("steps", f"{result.step:,}")
+    table.add_row("tokens", f"{result.tokens:,}")
+    table.add_row(f"last train {objective_name}", f"{result.train_loss:.4f}")
+    table.add_row(
+        f"held-out {objective_name}", "-" if result.eval_loss is None else f"{result.eval_loss:.4f}"
+    )
+    table.add_row("time", f"{result.elapsed_s / 60:.1f} min")
+    table.add_row(
+        "model", str(result.final) if result.final else "not saved (stopped early; --resume continues)"
+    )
+    return table
 
 
 # ---- setup ---------------------------------------------------------------------------------------
@@ -264,6 +286,15 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise MinitronError(f"--device: unknown device {name!r} (cpu, cuda, cuda:1, auto)") from None
 
 
 def _autocast(precision: str, device: torch.device):

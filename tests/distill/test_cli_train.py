@@ -1,0 +1,40 @@
+"""`minitron train` in-process: options reach the loop, errors are one line."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from minitron.cli import app
+
+
+def test_train_command_runs_and_resumes(tmp_path, corpus, tokenizer, make_model):
+    ckpt = tmp_path / "ckpt"
+    make_model(0).save_pretrained(ckpt)
+    tokenizer.save_pretrained(ckpt)
+    out = tmp_path / "run"
+    args = ["train", str(ckpt), "--data", str(corpus), "--seq-len", "16", "--batch-size", "2", "--steps", "3"]
+    args += ["--out", str(out), "--eval-batches", "1", "--warmup-steps", "1", "--device", "cpu"]
+    first = CliRunner().invoke(app, [*args, "--stop-at-step", "2"])
+    assert first.exit_code == 0, first.output
+    assert json.loads((out / "result.json").read_text())["step"] == 2
+    second = CliRunner().invoke(app, [*args, "--resume"])
+    assert second.exit_code == 0, second.output
+    assert json.loads((out / "result.json").read_text())["step"] == 3
+    assert (out / "final" / "model.safetensors").exists()
+    header = json.loads((out / "train_config.json").read_text())
+    assert header["config"]["data"]["seq_len"] == 16 and header["model"]["model"] == str(ckpt)
+
+
+def test_train_command_errors_are_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("error:") and len(result.output.strip().splitlines()) == 1
+    result = CliRunner().invoke(app, ["train", "tiny", "--steps", "0"])
+    assert result.exit_code == 1 and "--steps" in result.output
+
+
+def test_train_help():
+    result = CliRunner().invoke(app, ["train", "--help"])
+    assert result.exit_code == 0 and "--resume" in result.output
