@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,9 @@ def plot_depth(scores: Scores, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
         from matplotlib.patches import Patch
     except ImportError:
-        from rich.console import Console
-
-        Console(stderr=True).print(
-            "warning: matplotlib is not installed, skipping the depth plot (pip install 'minitron[plot]')"
+        print(
+            "warning: matplotlib is not installed, skipping the depth plot (pip install 'minitron[plot]')",
+            file=sys.stderr,
         )
         return None
     pattern = scores.header["architecture"]["pattern"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -117,11 +118,10 @@ def run(config: ScoreConfig) -> Scores:
     batches = list(token_batches(spec, tokenizer))
     samples = n_samples(batches)
     if samples < config.samples and rank == 0:
-        from rich.console import Console
-
-        Console(stderr=True).print(
+        print(
             f"warning: --data {config.data} holds only {samples} sequences of {config.seq_len} tokens "
-            f"(asked for {config.samples}); scoring on those"
+            f"(asked for {config.samples}); scoring on those",
+            file=sys.stderr,
         )
     mine = distributed.shard(batches)
     model = load_model(source, dtype=dtype, device=device, command="minitron score")

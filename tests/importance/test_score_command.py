@@ -132,3 +132,18 @@ def test_short_data_warns_and_records_the_real_sample_count(scored_checkpoint, t
     samples = load_scores(out).header["samples"]
     assert 0 < samples < 100000
     assert f"holds only {samples} sequences" in result.output
+
+
+def test_missing_matplotlib_skips_the_plot_with_one_warning(tmp_path, monkeypatch, capsys):
+    from minitron.importance.report import plot_depth
+    from minitron.importance.scores import Scores
+
+    scores = Scores(
+        tensors={"depth.scores": torch.rand(TINY.n_blocks), "depth.order": torch.arange(TINY.n_blocks)},
+        header={"architecture": TINY.summary()},
+    )
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # makes `import matplotlib` fail
+    assert plot_depth(scores, tmp_path / "p.png") is None
+    assert not (tmp_path / "p.png").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "matplotlib is not installed" in err[0]
