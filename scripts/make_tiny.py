@@ -141,6 +141,7 @@ def main() -> None:
 def write_asset(out: Path, model, tokenizer, stats: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the asset is package data
     model.to(torch.bfloat16).save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "training.json").write_text(json.dumps(stats, indent=2) + "\n")

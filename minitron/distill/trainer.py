@@ -412,6 +412,7 @@ class _Metrics:
 def _save_final(out: Path, model, tokenizer) -> Path:
     final = out / "final"
     tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the model is an ordinary output directory
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

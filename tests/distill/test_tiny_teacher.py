@@ -1,0 +1,72 @@
+"""The shipped `tiny` teacher: loads with plain transformers, generates, and has clearly learned."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+
+import pytest
+import torch
+
+from minitron.data import DataSpec, token_batches
+from minitron.model.arch import Architecture
+from minitron.model.load import ASSETS_DIR, PRESET_DIR
+
+TINY_DIR = ASSETS_DIR / "tiny"
+pytestmark = pytest.mark.skipif(
+    not (TINY_DIR / "model.safetensors").exists(),
+    reason="minitron/assets/tiny not built yet (python scripts/make_tiny.py)",
+)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(TINY_DIR, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(TINY_DIR)
+
+
+def test_pattern_is_the_12b_pattern():
+    big = Architecture.from_hf_config(json.loads((PRESET_DIR / "nemotron-nano-12b-v2-base.json").read_text()))
+    tiny = Architecture.from_hf_config(json.loads((TINY_DIR / "config.json").read_text()))
+    assert tiny.pattern == big.pattern
+    assert (tiny.count("M"), tiny.count("-"), tiny.count("*")) == (28, 28, 6)
+    assert (tiny.hidden, tiny.ffn, tiny.attn_heads, tiny.kv_heads, tiny.head_dim) == (128, 512, 10, 2, 16)
+    assert (tiny.mamba_heads, tiny.mamba_head_dim, tiny.mamba_groups, tiny.ssm_state) == (32, 8, 8, 16)
+    assert tiny.vocab == 4096 and not tiny.tied_embeddings
+
+
+def test_heldout_loss_far_below_unigram_entropy(teacher):
+    model, tokenizer = teacher
+    spec = DataSpec(split="heldout", seq_len=256, batch_size=4, samples=8)
+    batches = list(token_batches(spec, tokenizer))
+    targets = torch.cat([b[:, 1:].reshape(-1) for b in batches])
+    counts = Counter(targets.tolist())
+    entropy = -sum(c / len(targets) * math.log(c / len(targets)) for c in counts.values())
+    with torch.no_grad():
+        losses = [
+            torch.nn.functional.cross_entropy(
+                model(input_ids=b).logits[:, :-1].flatten(0, 1), b[:, 1:].flatten()
+            )
+            for b in batches
+        ]
+    loss = torch.stack(losses).mean().item()
+    # The unigram entropy is fitted to this very text: a context-free model cannot do better.
+    assert loss < entropy - 1.0, (loss, entropy)
+
+
+def test_generate_produces_text(teacher):
+    model, tokenizer = teacher
+    prompt = tokenizer("def __init__(self", return_tensors="pt")
+    out = model.generate(**prompt, max_new_tokens=12, do_sample=False)
+    text = tokenizer.decode(out[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert out.shape[1] > prompt["input_ids"].shape[1] and text.strip()
+
+
+def test_tokenizer_round_trips_and_has_special_tokens(teacher):
+    _, tokenizer = teacher
+    text = "for i in range(10):\n    print(f'{i!r} ✓')\n"
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+    assert (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) == (0, 1, 2)
