@@ -88,3 +88,24 @@ def test_bounded_shuffle_keeps_memory_flat():
 
 
 PINNED_HELDOUT = [0, 8, 9, 12, 20, 21, 23, 26, 29, 37, 38, 45, 52, 55, 59]
+
+
+def test_memory_does_not_grow_with_corpus_size(tmp_path, tokenizer):
+    import tracemalloc
+
+    def peak_bytes(n_docs):
+        path = write_jsonl(
+            tmp_path / f"c{n_docs}.jsonl", [f"doc {i}: " + "alpha beta " * 8 for i in range(n_docs)]
+        )
+        tracemalloc.start()
+        n = sum(
+            b.shape[0] for b in token_batches(DataSpec(source=str(path), seq_len=8, batch_size=4), tokenizer)
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak, n
+
+    small, n_small = peak_bytes(1000)
+    large, n_large = peak_bytes(4000)
+    assert n_large > 3.5 * n_small > 3.5 * 2048  # both corpora overflow the shuffle buffer
+    assert large < 1.3 * small, (small, large)
