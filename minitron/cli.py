@@ -201,6 +201,13 @@ def score(
     data: str = typer.Option(
         "builtin", "--data", help="Calibration text: 'builtin', a text/JSONL/Parquet file or a directory."
     ),
+    text_field: str = typer.Option(
+        "text", "--text-field", help="JSONL field / Parquet or Arrow column holding the text."
+    ),
+    glob: str = typer.Option(
+        None, "--glob", help="Comma-separated file patterns searched in a --data directory "
+        "[default: .txt .md .rst .py .jsonl .jsonl.gz .parquet files, recursively].",
+    ),
     samples: int = typer.Option(1024, "--samples", help="Calibration sequences (the papers use 1024)."),
     seq_len: int = typer.Option(
         8192, "--seq-len", help="Tokens per sequence (Nano 2: 8192; on CPU try 256)."
@@ -245,6 +252,8 @@ def score(
             model=model,
             out=out,
             data=data,
+            text_field=text_field,
+            glob=glob,
             samples=samples,
             seq_len=seq_len,
             batch_size=batch_size,
@@ -274,9 +283,10 @@ def train(
         "text", "--text-field", help="JSONL field / Parquet or Arrow column holding the text."
     ),
     glob: str = typer.Option(
-        "**/*.txt,**/*.md,**/*.rst,**/*.py,**/*.jsonl,**/*.parquet",
+        None,
         "--glob",
-        help="Comma-separated file patterns searched in a --data directory.",
+        help="Comma-separated file patterns searched in a --data directory "
+        "[default: .txt .md .rst .py .jsonl .jsonl.gz .parquet files, recursively].",
     ),
     seq_len: int = typer.Option(256, "--seq-len", help="Tokens per packed sequence."),
     batch_size: int = typer.Option(8, "--batch-size", help="Sequences per micro-batch."),
@@ -314,14 +324,14 @@ def train(
     """Train a model on text with next-token cross-entropy (resumable)."""
     from rich.console import Console
 
-    from minitron.data import DataSpec
+    from minitron.data import DEFAULT_GLOB, DataSpec
     from minitron.distill import TrainConfig, result_table
     from minitron.distill import train as run_training
 
     spec = DataSpec(
         source=data,
         text_field=text_field,
-        glob=glob,
+        glob=glob or DEFAULT_GLOB,
         seq_len=seq_len,
         batch_size=batch_size,
         samples=samples or None,

@@ -6,6 +6,7 @@ A data source (`DataSpec.source`) is one of:
   minitron/assets/corpus/ (PSF licence alongside), so results do not depend on the local Python;
 - a text file (`.txt`, `.md`, `.py`, ...): the whole file is one document;
 - a JSONL file (`.jsonl`, `.json`): one document per line, text in `text_field`;
+  text and JSONL files may be compressed (`.gz`, `.xz`);
 - a Parquet file (`.parquet`): one document per row, text in column `text_field`;
 - a directory saved by `datasets.save_to_disk` (its Arrow files are read with pyarrow; for a
   DatasetDict, its `train` split);
@@ -21,6 +22,7 @@ seeded by `seed`, so memory stays flat however large the corpus is.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import lzma
@@ -35,10 +37,11 @@ from minitron.errors import MinitronError
 
 BUILTIN = "builtin"
 BUILTIN_CORPUS = Path(str(resources.files("minitron"))) / "assets" / "corpus" / "python-stdlib.jsonl.xz"
-DEFAULT_GLOB = "**/*.txt,**/*.md,**/*.rst,**/*.py,**/*.jsonl,**/*.parquet"
+DEFAULT_GLOB = "**/*.txt,**/*.md,**/*.rst,**/*.py,**/*.jsonl,**/*.jsonl.gz,**/*.parquet"
 SPLITS = ("train", "heldout")
 
 JSONL_SUFFIXES = (".jsonl", ".json")
+COMPRESSED = {".gz": gzip.open, ".xz": lzma.open}  # read transparently: data.jsonl.gz, notes.txt.xz
 PARQUET_SUFFIXES = (".parquet",)
 # Sequences held for shuffling: 2048 x seq_len 256 int64 = 4 MiB; mixes neighbouring documents.
 SHUFFLE_SEQUENCES = 2048
@@ -145,19 +148,25 @@ def _resolve(source: str) -> tuple[str, Path]:
     if not path.exists():
         raise MinitronError(f"--data {source}: no such file or directory (or pass 'builtin')")
     if path.is_dir():
-        if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+        saved_dataset = (path / "state.json").exists() and (path / "dataset_info.json").exists()
+        if saved_dataset or (path / "dataset_dict.json").exists():
             return "saved-dataset", path
         return "directory", path
     return _file_kind(path), path
 
 
 def _file_kind(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
+    suffixes = [s.lower() for s in path.suffixes if s.lower() not in COMPRESSED]
     if suffixes and suffixes[-1] in PARQUET_SUFFIXES:
         return "parquet"
     if suffixes and suffixes[-1] in JSONL_SUFFIXES:
         return "jsonl"
     return "text"
+
+
+def _open_text(path: Path):
+    opener = COMPRESSED.get(path.suffix.lower(), open)
+    return opener(path, "rt", encoding="utf-8")
 
 
 def _all_documents(spec: DataSpec) -> Iterator[str]:
@@ -185,9 +194,12 @@ def _file_documents(path: Path, text_field: str) -> Iterator[str]:
         yield from _parquet_documents(path, text_field)
     else:
         try:
-            yield path.read_text(encoding="utf-8")
+            with _open_text(path) as f:
+                yield f.read()
         except UnicodeDecodeError as e:
             raise MinitronError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        except (lzma.LZMAError, gzip.BadGzipFile, EOFError) as e:
+            raise MinitronError(f"{path}: corrupt compressed file ({e})") from None
 
 
 def _matching_files(root: Path, glob: str) -> list[Path]:
@@ -214,9 +226,8 @@ def _kind_files(kind: str, path: Path) -> list[Path]:
 
 
 def _jsonl_documents(path: Path, text_field: str) -> Iterator[str]:
-    opener = lzma.open if path.suffix == ".xz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
+        with _open_text(path) as f:
             for line_no, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -232,7 +243,7 @@ def _jsonl_documents(path: Path, text_field: str) -> Iterator[str]:
                 yield text
     except UnicodeDecodeError as e:
         raise MinitronError(f"{path}: not UTF-8 text ({e.reason})") from None
-    except (lzma.LZMAError, EOFError) as e:
+    except (lzma.LZMAError, gzip.BadGzipFile, EOFError) as e:
         raise MinitronError(f"{path}: corrupt compressed file ({e})") from None
 
 

@@ -140,3 +140,16 @@ def test_heldout_membership_is_the_documented_hash():
     for doc in DOCS:
         h = int(hashlib.sha256(doc.encode()).hexdigest()[:16], 16)
         assert is_heldout(doc, 0.3) == (h / 2**64 < 0.3)
+
+
+def test_compressed_jsonl_and_text(tmp_path):
+    import gzip
+    import lzma
+
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt") as f:
+        f.write("".join(json.dumps({"text": d}) + "\n" for d in DOCS[:20]))
+    with lzma.open(tmp_path / "b.txt.xz", "wt") as f:
+        f.write(DOCS[20])
+    assert all_docs(tmp_path / "a.jsonl.gz") == DOCS[:20]
+    assert all_docs(tmp_path / "b.txt.xz") == [DOCS[20]]
+    assert all_docs(tmp_path, glob="**/*.jsonl.gz,**/*.txt.xz") == DOCS[:21]
