@@ -205,7 +205,9 @@ def score(
         "text", "--text-field", help="JSONL field / Parquet or Arrow column holding the text."
     ),
     glob: str = typer.Option(
-        None, "--glob", help="Comma-separated file patterns searched in a --data directory "
+        None,
+        "--glob",
+        help="Comma-separated file patterns searched in a --data directory "
         "[default: .txt .md .rst .py .jsonl .jsonl.gz .parquet files, recursively].",
     ),
     samples: int = typer.Option(1024, "--samples", help="Calibration sequences (the papers use 1024)."),

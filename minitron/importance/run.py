@@ -20,6 +20,8 @@ class ScoreConfig:
     model: str
     out: Path = Path("scores.safetensors")
     data: str = "builtin"
+    text_field: str = "text"
+    glob: str | None = None  # files searched in a --data directory; None = minitron.data's default
     # The papers calibrate on 1024 samples (Nano 2: 8192 tokens each).
     samples: int = 1024
     seq_len: int = 8192
@@ -107,6 +109,8 @@ def run(config: ScoreConfig) -> Scores:
 
     spec = DataSpec(
         source=config.data,
+        text_field=config.text_field,
+        **({"glob": config.glob} if config.glob else {}),
         seq_len=config.seq_len,
         batch_size=config.batch_size,
         samples=config.samples,

@@ -147,3 +147,16 @@ def test_missing_matplotlib_skips_the_plot_with_one_warning(tmp_path, monkeypatc
     assert not (tmp_path / "p.png").exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "matplotlib is not installed" in err[0]
+
+
+def test_text_field_option_reaches_the_data(scored_checkpoint, tmp_path):
+    ckpt, data = scored_checkpoint
+    renamed = tmp_path / "renamed.jsonl"
+    renamed.write_text(data.read_text().replace('"text":', '"body":'))
+    out = tmp_path / "s.safetensors"
+    args = ["score", str(ckpt), "--data", str(renamed), "--samples", "4", "--seq-len", "16", "--batch-size", "4",
+            "--depth", "none", "--out", str(out)]  # fmt: skip
+    assert "no field 'text'" in runner.invoke(app, args).output
+    result = runner.invoke(app, [*args, "--text-field", "body"])
+    assert result.exit_code == 0, result.output
+    assert load_scores(out).header["data"]["text_field"] == "body"
