@@ -3,7 +3,7 @@
 Target: at most 0.6x the naive cost. Ours runs one full forward per batch, caches the hidden
 state entering every block and reruns only the suffix after each removed block; the naive
 baseline runs embeddings + every other block + LM head for each removed block (compared with the
-full logits computed once, with the same float32-dot reduction). Interleaved over --repeats rounds, median reported; both results are
+full logits computed once, with the same reduction). Interleaved over --repeats rounds, median reported; both results are
 checked to agree.
 
     python bench/score_depth.py [--repeats 3] [--threads 1]
@@ -12,6 +12,7 @@ checked to agree.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from score_width import BENCH_ARCH, bench_batches, seconds  # noqa: E402
 
-from minitron.importance.depth import _sum_of_products, score_depth  # noqa: E402
+from minitron.importance.depth import _sum_of_squares, score_depth  # noqa: E402
 from minitron.model.adapters import adapter_for  # noqa: E402
 from minitron.model.load import build_model  # noqa: E402
 
@@ -32,10 +33,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batches", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--repeat-pattern", type=int, default=2, help="depth: the width bench's pattern x N")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = build_model(BENCH_ARCH, seed=0)
+    # Real hybrids have 50-60 blocks; 24 keeps the naive baseline affordable on 2 cores.
+    arch = dataclasses.replace(BENCH_ARCH, pattern=BENCH_ARCH.pattern * args.repeat_pattern)
+    model = build_model(arch, seed=0)
     adapter = adapter_for(model)
     blocks = adapter.blocks(model)
     batches = bench_batches(args.batches, args.batch_size, args.seq_len)
@@ -46,15 +50,14 @@ def main() -> None:
         sums, norm = torch.zeros(len(blocks), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
         for ids in batches:
             full = model(input_ids=ids, use_cache=False).logits.float()
-            norm += _sum_of_products(full, full)
+            norm += _sum_of_squares(full)
             for j in range(len(blocks)):
                 ctx = adapter.start(model, ids, None)
                 hidden = ctx.hidden
                 for i, block in enumerate(blocks):
                     if i != j:
                         hidden = adapter.run_block(block, hidden, ctx)
-                diff = adapter.logits(model, hidden) - full
-                sums[j] += _sum_of_products(diff, diff)
+                sums[j] += _sum_of_squares(adapter.logits(model, hidden) - full)
         result["naive"] = sums / norm
 
     def ours():
@@ -69,8 +72,8 @@ def main() -> None:
     medians = {name: statistics.median(t) for name, t in times.items()}
     base = medians["naive: forward per block (baseline)"]
     print(
-        f"model {BENCH_ARCH.pattern} ({BENCH_ARCH.n_blocks} blocks, hidden {BENCH_ARCH.hidden}, vocab "
-        f"{BENCH_ARCH.vocab}), {args.batches} batches x {args.batch_size} x {args.seq_len} tokens, "
+        f"model {arch.pattern} ({arch.n_blocks} blocks, hidden {arch.hidden}, vocab "
+        f"{arch.vocab}), {args.batches} batches x {args.batch_size} x {args.seq_len} tokens, "
         f"{args.threads} thread(s), {args.repeats} rounds; scores agree (rtol 1e-4)"
     )
     print(f"{'method':<36} {'median s':>9} {'vs baseline':>12}")

@@ -56,20 +56,21 @@ class _Reference:
         self.metric = metric
         # mse compares logits, kl compares log-probabilities: keep only the one needed.
         self.target = logits if metric == "mse" else torch.log_softmax(logits, dim=-1)
-        self.norm_sq = _sum_of_products(logits, logits)
+        self.norm_sq = _sum_of_squares(logits)
 
     def distance(self, logits: torch.Tensor, tokens: slice) -> torch.Tensor:
         """Summed over these tokens (and vocab): float64 scalar; `logits` are the candidate's for `tokens`."""
         target = self.target[tokens]
         if self.metric == "mse":
-            diff = target - logits
-            return _sum_of_products(diff, diff)
-        return _sum_of_products(target.exp(), target - torch.log_softmax(logits, dim=-1))
+            return _sum_of_squares(target - logits)
+        kl_per_token = (target.exp() * (target - torch.log_softmax(logits, dim=-1))).sum(-1)
+        return kl_per_token.double().sum()
 
 
-def _sum_of_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """sum(a * b) as one BLAS dot (no float64 copy of a (tokens, vocab) tensor), returned as float64."""
-    return torch.dot(a.reshape(-1).float(), b.reshape(-1).float()).double()
+def _sum_of_squares(x: torch.Tensor) -> torch.Tensor:
+    """sum(x^2) over (tokens, vocab) as float64 without a float64 copy of the logits: per-token float32
+    norms (accurate to ~1e-6 over a 131072 vocabulary, unlike one flat float32 dot), then float64."""
+    return torch.linalg.vector_norm(x.float(), dim=-1).double().square().sum()
 
 
 def _block_influence(inp: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
