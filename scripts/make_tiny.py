@@ -66,6 +66,19 @@ def unigram_entropy(batches: list[torch.Tensor]) -> float:
 
 
 @torch.no_grad()
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {os.cpu_count()} CPU cores (1 torch thread), torch {torch.__version__}"
+
+
 def heldout_loss(model, batches: list[torch.Tensor]) -> float:
     model.eval()
     total, n = 0.0, 0
@@ -126,7 +139,7 @@ def main() -> None:
         "steps": result.step,
         "tokens": result.tokens,
         "train_seconds": round(result.elapsed_s),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
+        "machine": machine(),
         "heldout_tokens": sum(b[:, 1:].numel() for b in heldout),
         "heldout_loss_nats": round(loss, 4),
         "heldout_unigram_entropy_nats": round(entropy, 4),
@@ -172,7 +185,7 @@ Regenerate with `python scripts/make_tiny.py --steps {s["steps"]}`.
 |---|---|
 | training | {s["steps"]} steps x {c["data"]["batch_size"]} x {c["data"]["seq_len"]} tokens = {s["tokens"]:,} tokens, next-token cross-entropy |
 | optimizer | AdamW lr {c["lr"]}, {c["warmup_steps"]} warm-up steps, WSD schedule (last {c["decay_fraction"]:.0%} decays to {c["min_lr_ratio"]} x lr), clip {c["grad_clip"]}, float32 |
-| time | {minutes:.0f} min on {s["machine"]} |
+| time | {minutes:.0f} min ({s["tokens"] / s["train_seconds"]:.0f} tokens/s) on {s["machine"]}, shared with other jobs |
 | held-out text | {s["heldout_tokens"]:,} predicted tokens: the held-out split of the built-in corpus (documents chosen by SHA-256 of their text) |
 | held-out loss | **{s["heldout_loss_nats"]:.3f} nats/token** |
 | unigram entropy of the same text | {s["heldout_unigram_entropy_nats"]:.3f} nats/token (the best context-free model, fitted to the held-out text itself) |
