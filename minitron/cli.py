@@ -208,7 +208,7 @@ def score(
         None,
         "--glob",
         help="Comma-separated file patterns searched in a --data directory "
-        "[default: .txt .md .rst .py .jsonl .jsonl.gz .parquet files, recursively].",
+        "[default: .txt .md .rst .py .jsonl .parquet files, recursively].",
     ),
     samples: int = typer.Option(1024, "--samples", help="Calibration sequences (the papers use 1024)."),
     seq_len: int = typer.Option(
@@ -288,7 +288,7 @@ def train(
         None,
         "--glob",
         help="Comma-separated file patterns searched in a --data directory "
-        "[default: .txt .md .rst .py .jsonl .jsonl.gz .parquet files, recursively].",
+        "[default: .txt .md .rst .py .jsonl .parquet files, recursively].",
     ),
     seq_len: int = typer.Option(256, "--seq-len", help="Tokens per packed sequence."),
     batch_size: int = typer.Option(8, "--batch-size", help="Sequences per micro-batch."),

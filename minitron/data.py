@@ -37,7 +37,7 @@ from minitron.errors import MinitronError
 
 BUILTIN = "builtin"
 BUILTIN_CORPUS = Path(str(resources.files("minitron"))) / "assets" / "corpus" / "python-stdlib.jsonl.xz"
-DEFAULT_GLOB = "**/*.txt,**/*.md,**/*.rst,**/*.py,**/*.jsonl,**/*.jsonl.gz,**/*.parquet"
+DEFAULT_GLOB = "**/*.txt,**/*.md,**/*.rst,**/*.py,**/*.jsonl,**/*.parquet"
 SPLITS = ("train", "heldout")
 
 JSONL_SUFFIXES = (".jsonl", ".json")
