@@ -147,17 +147,18 @@ def main() -> None:
         "params": arch.n_params,
         "config": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("resume", "progress")},
     }
-    write_asset(Path(args.out), model, tokenizer, stats)
+    write_asset(Path(args.out), model, tokenizer, stats, Path(args.run) / "metrics.jsonl")
     print(json.dumps({k: v for k, v in stats.items() if k != "config"}, indent=2))
 
 
-def write_asset(out: Path, model, tokenizer, stats: dict) -> None:
+def write_asset(out: Path, model, tokenizer, stats: dict, metrics: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the asset is package data
     model.to(torch.bfloat16).save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "training.json").write_text(json.dumps(stats, indent=2) + "\n")
+    shutil.copyfile(metrics, tmp / "metrics.jsonl")  # the learning curve, for plots
     (tmp / "README.md").write_text(readme(stats))
     old = out.with_name(out.name + ".old")
     if out.exists():
@@ -179,7 +180,9 @@ chunk_size 32), untied embeddings, {s["params"]:,} parameters, stored in bfloat1
 The tokenizer is a 4096-token byte-level BPE trained on the train split of the built-in corpus
 (Python 3.11.7 standard-library sources, PSF licence: minitron/assets/corpus/LICENSE-PSF.txt).
 
-Regenerate with `python scripts/make_tiny.py --steps {s["steps"]}`.
+Regenerate with `python scripts/make_tiny.py --steps {s["steps"]}`. `training.json` holds these
+figures and the full training config; `metrics.jsonl` the learning curve (train loss every 10
+steps, held-out loss every 100).
 
 | | |
 |---|---|
