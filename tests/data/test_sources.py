@@ -153,3 +153,13 @@ def test_compressed_jsonl_and_text(tmp_path):
     assert all_docs(tmp_path / "a.jsonl.gz") == DOCS[:20]
     assert all_docs(tmp_path / "b.txt.xz") == [DOCS[20]]
     assert all_docs(tmp_path, glob="**/*.jsonl.gz,**/*.txt.xz") == DOCS[:21]
+
+
+def test_missing_pyarrow_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"text": DOCS}), path)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # makes `import pyarrow` raise ImportError
+    with pytest.raises(MinitronError, match=r"pip install 'minitron\[data\]'"):
+        list(documents(DataSpec(source=str(path))))
