@@ -193,7 +193,8 @@ steps, held-out loss every 100).
 | held-out loss | **{s["heldout_loss_nats"]:.3f} nats/token** |
 | unigram entropy of the same text | {s["heldout_unigram_entropy_nats"]:.3f} nats/token (the best context-free model, fitted to the held-out text itself) |
 
-It is a toy: it has learned Python's surface syntax and common idioms, not to program.
+It is a toy: it has learned the surface form of Python source (indentation, `def`/`class`,
+docstrings, common names), not to program.
 """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -40,11 +41,13 @@ def test_pattern_is_the_12b_pattern():
 
 def test_heldout_loss_far_below_unigram_entropy(teacher):
     model, tokenizer = teacher
-    spec = DataSpec(split="heldout", seq_len=256, batch_size=4, samples=8)
-    batches = list(token_batches(spec, tokenizer))
-    targets = torch.cat([b[:, 1:].reshape(-1) for b in batches])
-    counts = Counter(targets.tolist())
-    entropy = -sum(c / len(targets) * math.log(c / len(targets)) for c in counts.values())
+    heldout = DataSpec(split="heldout", seq_len=256, batch_size=64)
+    # The baseline: the entropy of the held-out split's own token distribution (~105k tokens; a
+    # small sample would bias it low). No context-free model of this text can do better.
+    counts = Counter(t for b in token_batches(heldout, tokenizer) for t in b[:, 1:].reshape(-1).tolist())
+    total = sum(counts.values())
+    entropy = -sum(c / total * math.log(c / total) for c in counts.values())
+    batches = list(token_batches(dataclasses.replace(heldout, batch_size=4, samples=8), tokenizer))
     with torch.no_grad():
         losses = [
             torch.nn.functional.cross_entropy(
@@ -53,7 +56,6 @@ def test_heldout_loss_far_below_unigram_entropy(teacher):
             for b in batches
         ]
     loss = torch.stack(losses).mean().item()
-    # The unigram entropy is fitted to this very text: a context-free model cannot do better.
     assert loss < entropy - 1.0, (loss, entropy)
 
 
