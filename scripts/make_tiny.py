@@ -156,6 +156,12 @@ def write_asset(out: Path, model, tokenizer, stats: dict, metrics: Path) -> None
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the asset is package data
     model.to(torch.bfloat16).save_pretrained(tmp)
+    # transformers writes the default time_step_limit (0, inf) as {"__float__": "Infinity"}, which
+    # plain-JSON readers (Architecture.from_hf_config -> to_hf_config) cannot round-trip; the
+    # default is what the model uses anyway, so leave it out.
+    config = json.loads((tmp / "config.json").read_text())
+    assert config.pop("time_step_limit", None) in (None, [0.0, {"__float__": "Infinity"}])
+    (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(tmp)
     (tmp / "training.json").write_text(json.dumps(stats, indent=2) + "\n")
     shutil.copyfile(metrics, tmp / "metrics.jsonl")  # the learning curve, for plots

@@ -72,3 +72,11 @@ def test_tokenizer_round_trips_and_has_special_tokens(teacher):
     text = "for i in range(10):\n    print(f'{i!r} ✓')\n"
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
     assert (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) == (0, 1, 2)
+
+
+def test_architecture_round_trips_to_a_buildable_config():
+    from minitron.model.load import build_model, resolve_model
+
+    source = resolve_model("tiny")
+    model = build_model(source.architecture, device="meta")
+    assert model.config.chunk_size == 32 and model.config.num_hidden_layers == 62
