@@ -5,6 +5,7 @@ and hidden channels."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,21 @@ pytestmark = pytest.mark.skipif(
     not list(Path(TINY_ASSET).glob("*.safetensors")),
     reason=f"the trained tiny teacher is not in this checkout yet ({TINY_ASSET}/*.safetensors)",
 )
-RANDOM_DRAWS = 5
+RANDOM_DRAWS = 4
+
+
+@dataclass
+class Teacher:
+    model: torch.nn.Module
+    arch: Architecture
+    scores: dict[str, torch.Tensor]  # width scores on the calibration batches
+    calibration: list[torch.Tensor]
+    heldout: list[torch.Tensor]
+    heldout_loss: float  # unmasked
 
 
 @pytest.fixture(scope="module")
-def teacher():
+def teacher() -> Teacher:
     from minitron.data import DataSpec, token_batches
     from minitron.model.load import load_model, load_tokenizer, resolve_model
 
@@ -34,7 +45,14 @@ def teacher():
     spec = dict(source="builtin", seq_len=128, batch_size=8)
     calibration = list(token_batches(DataSpec(**spec, samples=16, split="train"), tokenizer))
     heldout = list(token_batches(DataSpec(**spec, samples=8, split="heldout"), tokenizer))
-    return model, source.architecture, score_width(model, calibration), heldout, calibration
+    return Teacher(
+        model=model,
+        arch=source.architecture,
+        scores=score_width(model, calibration),
+        calibration=calibration,
+        heldout=heldout,
+        heldout_loss=_heldout_loss(model, heldout),
+    )
 
 
 def _heldout_loss(model, batches) -> float:
@@ -123,14 +141,19 @@ def _random(arch, fraction, seed):
     ids=["ffn", "mamba", "hidden"],
 )
 def test_lowest_scored_units_hurt_less_than_random(teacher, mask, fraction):
-    model, arch, scores, heldout, _ = teacher
+    model, arch, scores, heldout, baseline = (
+        teacher.model,
+        teacher.arch,
+        teacher.scores,
+        teacher.heldout,
+        teacher.heldout_loss,
+    )
     with _zeroed(mask(model, arch, _lowest(scores, arch, fraction))):
         scored = _heldout_loss(model, heldout)
     random_losses = []
     for seed in range(RANDOM_DRAWS):
         with _zeroed(mask(model, arch, _random(arch, fraction, seed))):
             random_losses.append(_heldout_loss(model, heldout))
-    baseline = _heldout_loss(model, heldout)
     mean_random = sum(random_losses) / len(random_losses)
     assert mean_random > baseline, "masking random units should hurt; is the mask doing anything?"
     assert scored < mean_random, (baseline, scored, random_losses)
@@ -157,9 +180,9 @@ def _heldout_loss_without(model, batches, dropped: set[int]) -> float:
 def test_dropping_lowest_scored_blocks_hurts_less_than_random(teacher):
     from minitron.importance.depth import score_depth
 
-    model, arch, _, heldout, calibration = teacher
+    model, arch, heldout = teacher.model, teacher.arch, teacher.heldout
     drop = max(2, arch.n_blocks // 10)
-    order = score_depth(model, [calibration[0][:2, :64]], "mse", "one-shot")["depth.order"].tolist()
+    order = score_depth(model, [teacher.calibration[0][:2, :64]], "mse", "one-shot")["depth.order"].tolist()
     scored = _heldout_loss_without(model, heldout, set(order[:drop]))
     g = torch.Generator().manual_seed(0)
     random_losses = [
