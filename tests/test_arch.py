@@ -272,3 +272,24 @@ def test_dropping_all_attention_blocks_keeps_a_valid_config(tiny_arch):
 def test_unknown_pattern_characters_are_rejected(tiny_arch):
     with pytest.raises(MinitronError, match=r"unknown block types \['E'\]"):
         dataclasses.replace(tiny_arch, pattern="M-E")
+
+
+def test_special_floats_in_saved_configs_round_trip(tiny_model, tmp_path):
+    """transformers writes inf as {"__float__": "Infinity"}; the description must hold the real float."""
+    import json
+    import math
+
+    from transformers import AutoConfig
+
+    tiny_model.config.time_step_limit = (0.0, float("inf"))
+    tiny_model.config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["time_step_limit"][1] == {"__float__": "Infinity"}
+    arch = Architecture.from_hf_config(saved)
+    assert math.isinf(arch.extra["time_step_limit"][1])
+    assert math.isinf(arch.to_hf_config().time_step_limit[1])
+    (tmp_path / "config.json").write_text(arch.to_config_json())
+    assert json.loads((tmp_path / "config.json").read_text())["time_step_limit"][1] == {
+        "__float__": "Infinity"
+    }
+    assert math.isinf(AutoConfig.from_pretrained(tmp_path).time_step_limit[1])

@@ -11,6 +11,8 @@ Every block is `x + mixer(RMSNorm(x))`, so a dense Llama-family layer is the pai
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,7 +189,8 @@ class Architecture:
                 f"unsupported architecture {model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
             )
         pattern = _pattern_from_config(d)
-        extra = {k: v for k, v in d.items() if k not in _OWNED_CONFIG_KEYS}
+        # config.json spells inf/nan as {"__float__": "Infinity"} (transformers' encoding); hold real floats.
+        extra = {k: _decode_special_floats(v) for k, v in d.items() if k not in _OWNED_CONFIG_KEYS}
         # Read a sparse config.json the way transformers does: its defaults fill missing fields, and
         # the legacy names (mamba_n_groups, ...) win over the new ones when both are present.
         # An explicit null KV-head count means "as many as query heads" (NemotronHConfig.__post_init__).
@@ -218,8 +221,12 @@ class Architecture:
             extra=extra,
         )
 
+    def to_config_json(self) -> str:
+        """config.json text for these sizes, with inf/nan encoded the way transformers writes them."""
+        return json.dumps(_encode_special_floats(self.to_config_dict()), indent=2, sort_keys=True) + "\n"
+
     def to_config_dict(self) -> dict[str, Any]:
-        """A config.json dict that describes exactly these sizes."""
+        """A config dict (plain Python values, inf included) that describes exactly these sizes."""
         d = dict(self.extra)
         d.update(
             model_type=self.model_type,
@@ -352,6 +359,29 @@ def _pattern_from_config(d: dict[str, Any]) -> str:
             raise MinitronError("MoE blocks (E) are not supported yet; supported blocks: M, -, *")
         return pattern
     raise MinitronError("config has neither layers_block_type nor hybrid_override_pattern")
+
+
+_FLOAT_TAGS = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+
+
+def _decode_special_floats(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__float__"} and value["__float__"] in _FLOAT_TAGS:
+            return _FLOAT_TAGS[value["__float__"]]
+        return {k: _decode_special_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode_special_floats(v) for v in value]
+    return value
+
+
+def _encode_special_floats(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")}
+    if isinstance(value, dict):
+        return {k: _encode_special_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode_special_floats(v) for v in value]
+    return value
 
 
 def _positive(name: str, value: int) -> None:
