@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
-
 import pytest
 import torch
 from prune_helpers import random_scores, reference_model
@@ -41,26 +36,19 @@ def test_tiny_teacher_prunes_to_its_nano2_equivalent(tmp_path):
 
     teacher = load_model(source)
     sel = select_units(arch, resolve_target(arch, spec, scores), scores)
-    ids = torch.randint(3, arch.vocab, (1, 32), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(3, arch.vocab, (1, 24), generator=torch.Generator().manual_seed(0))
     from transformers import AutoModelForCausalLM
 
-    pruned = AutoModelForCausalLM.from_pretrained(out).eval()
+    pruned = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()  # as the teacher
     assert sum(p.numel() for p in pruned.parameters()) == result.target.n_params
     with torch.no_grad():
         got, want = pruned(ids).logits, reference_model(teacher, sel)(ids).logits
     torch.testing.assert_close(got, want)
 
-    script = textwrap.dedent(
-        f"""
-        import json
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        model = AutoModelForCausalLM.from_pretrained({str(out)!r}).eval()
-        tok = AutoTokenizer.from_pretrained({str(out)!r})
-        ids = tok("The model", return_tensors="pt").input_ids
-        out = model.generate(ids, max_new_tokens=8, do_sample=False, use_cache=True)
-        print(json.dumps(out.tolist()))
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert len(json.loads(proc.stdout.strip().splitlines()[-1])[0]) >= 9
+    # Greedy generation with the KV/SSM cache of the renumbered blocks equals generation without it.
+    kw = dict(max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        cached = pruned.generate(ids[:, :12], use_cache=True, **kw)
+        uncached = pruned.generate(ids[:, :12], use_cache=False, **kw)
+    assert cached.shape[1] == 16
+    assert torch.equal(cached, uncached)
