@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -135,9 +136,9 @@ def run(config: PruneConfig, console=None) -> PruneResult:
         return reader.read(key, index, s.dtype)
 
     record = _provenance(config, source, fingerprint, scores, target, sel, shards, __version__)
-    hf_config = target.arch.to_config_dict()
+    out_arch = target.arch
     if config.dtype != "keep":
-        hf_config["dtype"] = config.dtype
+        out_arch = dataclasses.replace(out_arch, extra={**out_arch.extra, "dtype": config.dtype})
 
     with atomic_output_dir(config.out) as tmp:
         with Progress(
@@ -152,7 +153,7 @@ def run(config: PruneConfig, console=None) -> PruneResult:
             for file, group in shards:
                 write_shard(tmp / file, group, produce, on_tensor=lambda s: progress.advance(task, s.nbytes))
         write_index(tmp, shards)
-        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+        (tmp / "config.json").write_text(out_arch.to_config_json())
         record["tokenizer_files"] = copy_tokenizer_files(src_path, tmp)
         (tmp / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
