@@ -44,6 +44,29 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def command_line(ctx: typer.Context) -> str:
+    """The running command as a shell line rebuilt from its parsed options (defaults left out).
+
+    Rebuilt rather than read from sys.argv, which holds the host program's arguments when the app
+    runs in-process (tests, notebooks).
+    """
+    import shlex
+
+    words = ctx.command_path.split()
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value == param.default:
+            continue
+        if param.param_type_name == "argument":
+            words.append(str(value))
+        elif getattr(param, "is_flag", False):
+            opts = param.opts if value else param.secondary_opts
+            words.extend(opts[:1])
+        else:
+            words.extend([param.opts[0], str(value)])
+    return shlex.join(words)
+
+
 def _version(value: bool) -> None:
     if value:
         from minitron import __version__
@@ -64,6 +87,7 @@ def _root(
 @app.command()
 @friendly
 def prune(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="Checkpoint directory (or built-in name) to prune."),
     out: str = typer.Option(..., "--out", help="Output directory for the pruned checkpoint."),
     scores: str = typer.Option(
@@ -95,8 +119,6 @@ def prune(
     ),
 ) -> None:
     """Slice a checkpoint to a smaller architecture and write a Hugging Face checkpoint."""
-    import shlex
-
     from minitron.prune import PruneConfig, run
     from minitron.prune.target import TargetSpec, parse_block_list
 
@@ -120,7 +142,7 @@ def prune(
             overwrite=overwrite,
             dtype=dtype,
             max_shard_size=max_shard_size,
-            command=shlex.join(["minitron", *sys.argv[1:]]),
+            command=command_line(ctx),
         )
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import torch
+from tiny_models import randomize_  # noqa: F401  (re-exported for the prune tests)
 from torch import nn
 
 from minitron.importance.scores import Scores
@@ -26,20 +27,6 @@ def random_scores(arch: Architecture, seed: int = 0, fingerprint: str | None = N
     tensors["depth.order"] = torch.argsort(tensors["depth.scores"])
     header = {"model": "test", "fingerprint": fingerprint, "architecture": arch.summary()}
     return Scores(tensors=tensors, header=header)
-
-
-def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random values in every parameter (copied from tests/conftest.py: no unit trivially zero or one)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("A_log"):
-                p.copy_(torch.rand(p.shape, generator=g) * 2 - 1)
-            elif p.ndim == 1:
-                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) / p.shape[-1] ** 0.5)
-    return model
 
 
 class MaskedRMSNorm(nn.Module):

@@ -54,7 +54,8 @@ def test_prune_command_writes_a_checkpoint(tmp_path, tiny_checkpoint, scores_fil
     assert "source vs target" in result.output and "hidden" in result.output
     record = json.loads((out / "minitron.json").read_text())
     assert record["target"]["hidden"] == 24 and record["dropped_blocks"] == [1, 6]
-    assert record["command"].startswith("minitron ")
+    assert record["command"].startswith("minitron prune ")
+    assert "--drop-blocks 1,6" in record["command"] and "--overwrite" not in record["command"]
 
 
 def test_errors_are_one_line(tmp_path, tiny_checkpoint):
