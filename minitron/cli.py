@@ -44,6 +44,24 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# Options shared by every command that reads text or runs a model: defined once, so their help is too.
+DATA_OPTION = typer.Option(
+    "builtin",
+    "--data",
+    help="Text: 'builtin' (the shipped corpus), a text/JSONL/Parquet file, a save_to_disk or plain directory.",
+)
+TEXT_FIELD_OPTION = typer.Option(
+    "text", "--text-field", help="JSONL field / Parquet or Arrow column holding the text."
+)
+GLOB_OPTION = typer.Option(
+    None,
+    "--glob",
+    help="Comma-separated file patterns searched in a --data directory "
+    "[default: .txt .md .rst .py .jsonl .parquet files, recursively].",
+)
+DEVICE_OPTION = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 or auto (cuda when available).")
+
+
 def command_line(ctx: typer.Context) -> str:
     """The running command as a shell line rebuilt from its parsed options (defaults left out).
 
@@ -220,18 +238,9 @@ def estimate(
 @friendly
 def score(
     model: str = typer.Argument(..., help="Checkpoint directory (or built-in name, e.g. tiny) to score."),
-    data: str = typer.Option(
-        "builtin", "--data", help="Calibration text: 'builtin', a text/JSONL/Parquet file or a directory."
-    ),
-    text_field: str = typer.Option(
-        "text", "--text-field", help="JSONL field / Parquet or Arrow column holding the text."
-    ),
-    glob: str = typer.Option(
-        None,
-        "--glob",
-        help="Comma-separated file patterns searched in a --data directory "
-        "[default: .txt .md .rst .py .jsonl .parquet files, recursively].",
-    ),
+    data: str = DATA_OPTION,
+    text_field: str = TEXT_FIELD_OPTION,
+    glob: str = GLOB_OPTION,
     samples: int = typer.Option(1024, "--samples", help="Calibration sequences (the papers use 1024)."),
     seq_len: int = typer.Option(
         8192, "--seq-len", help="Tokens per sequence (Nano 2: 8192; on CPU try 256)."
@@ -256,7 +265,7 @@ def score(
         "--aggregation",
         help="Width aggregation over sequence-batch: mean-l2, mean-mean, l2-l2, var-var.",
     ),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 or auto (cuda when available)."),
+    device: str = DEVICE_OPTION,
     dtype: str = typer.Option(
         "auto",
         "--dtype",
@@ -298,20 +307,9 @@ def score(
 @friendly
 def train(
     model: str = typer.Argument(..., help="Checkpoint directory or built-in name (tiny) to train."),
-    data: str = typer.Option(
-        "builtin",
-        "--data",
-        help="Training text: 'builtin', a text/JSONL/Parquet file, a save_to_disk or plain directory.",
-    ),
-    text_field: str = typer.Option(
-        "text", "--text-field", help="JSONL field / Parquet or Arrow column holding the text."
-    ),
-    glob: str = typer.Option(
-        None,
-        "--glob",
-        help="Comma-separated file patterns searched in a --data directory "
-        "[default: .txt .md .rst .py .jsonl .parquet files, recursively].",
-    ),
+    data: str = DATA_OPTION,
+    text_field: str = TEXT_FIELD_OPTION,
+    glob: str = GLOB_OPTION,
     seq_len: int = typer.Option(256, "--seq-len", help="Tokens per packed sequence."),
     batch_size: int = typer.Option(8, "--batch-size", help="Sequences per micro-batch."),
     samples: int = typer.Option(0, "--samples", help="Sequences per pass over the data (0 = all)."),
@@ -337,7 +335,7 @@ def train(
     ),
     eval_batches: int = typer.Option(8, "--eval-batches", help="Held-out batches per evaluation."),
     save_every: int = typer.Option(100, "--save-every", help="Checkpoint every N steps (0 = at the end)."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 or auto (cuda when available)."),
+    device: str = DEVICE_OPTION,
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out from its latest checkpoint."
     ),
