@@ -134,14 +134,9 @@ def prune_model(model: torch.nn.Module, sel: Selection) -> torch.nn.Module:
     The model is built from the target config on the meta device and the pruned tensors are assigned
     to it, so its blocks carry fresh layer indices (caching works) and nothing is initialised twice.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    d = sel.target.to_config_dict()
-    # Fields the architecture carries through (eps, dt limits, ...) come from the live config: an
-    # Architecture read from config.json holds them in their JSON encoding ({"__float__": "Infinity"}).
-    live = model.config.to_dict()
-    d.update({k: live[k] for k in sel.target.extra if k in live})
-    config = AutoConfig.for_model(d.pop("model_type"), **d)
+    config = sel.target.to_hf_config()
     config._attn_implementation = model.config._attn_implementation
     with torch.device("meta"):
         pruned = AutoModelForCausalLM.from_config(config, dtype=model.dtype)
