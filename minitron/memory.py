@@ -15,9 +15,6 @@ pass, the CUDA context and allocator slack; that is what `--headroom` is for.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -465,13 +462,6 @@ def save_json(data: dict[str, Any], path: str | Path) -> Path:
         raise MinitronError(f"--out: {path} is a directory; give a file name")
     if not path.parent.exists():
         raise MinitronError(f"--out: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from minitron.atomic import write_json
+
+    return write_json(path, data)

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from minitron.atomic import write_text
 from minitron.errors import MinitronError
 
 CHECKPOINTS = "checkpoints"
@@ -57,7 +58,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any]) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_atomic(root / LATEST, name + "\n")
+    write_text(root / LATEST, name + "\n")
     for old in root.glob("step-*"):
         if old.name != name:
             shutil.rmtree(old, ignore_errors=True)
@@ -79,10 +80,3 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path / STATE, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError) as e:
         raise MinitronError(f"{path / STATE}: cannot read checkpoint ({e})") from None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

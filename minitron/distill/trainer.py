@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from minitron.atomic import write_json, write_text
 from minitron.data import DataSpec, describe, token_batches
 from minitron.distill.checkpoint import (
     latest_checkpoint,
@@ -242,7 +243,7 @@ def train(
     elapsed += time.perf_counter() - t0
     final = _save_final(out, model, tokenizer) if step == config.steps else None
     result = TrainResult(out, step, tokens, loss_value, eval_loss, elapsed, final)
-    _write_json_atomic(
+    write_json(
         out / "result.json", {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
     )
     return result
@@ -346,7 +347,7 @@ def _write_run_header(out: Path, config, objective, model_info, provenance, fres
         "model": model_info,
         **({"provenance": provenance} if provenance else {}),
     }
-    _write_json_atomic(out / "train_config.json", header)
+    write_json(out / "train_config.json", header)
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -402,7 +403,7 @@ class _Metrics:
                 for line in path.read_text().splitlines()
                 if json.loads(line)["step"] <= keep_through_step
             ]
-            _write_text_atomic(path, "".join(line + "\n" for line in kept))
+            write_text(path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
@@ -424,17 +425,6 @@ def _save_final(out: Path, model, tokenizer) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    _write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def _progress(enabled: bool):

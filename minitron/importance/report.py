@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from minitron.importance.scores import Scores, readable_mode
+from minitron.atomic import atomic_path
+from minitron.importance.scores import Scores
 from minitron.model.arch import BLOCK_NAMES
 
 BLOCK_COLOURS = {"mamba": "tab:blue", "mlp": "tab:orange", "attention": "tab:green"}
@@ -73,21 +71,6 @@ def summary(scores: Scores) -> dict[str, Any]:
     return out
 
 
-def write_json(data: dict[str, Any], path: Path) -> Path:
-    """Atomically: temp file in the same directory, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        readable_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def plot_depth(scores: Scores, path: Path) -> Path | None:
     """Bar chart of block scores along depth, coloured by block type; None when matplotlib is missing."""
     try:
@@ -119,15 +102,11 @@ def plot_depth(scores: Scores, path: Path) -> Path | None:
     handles = [Patch(color=BLOCK_COLOURS[n], label=n) for n in BLOCK_COLOURS if n in names]
     ax.legend(handles=handles, frameon=False, title="bar label = drop order", title_fontsize=7)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        readable_mode(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 

@@ -87,11 +87,12 @@ def run(config: ScoreConfig) -> Scores:
     import torch
 
     from minitron import __version__
+    from minitron.atomic import write_json
     from minitron.data import DataSpec, describe, token_batches
     from minitron.importance import distributed
     from minitron.importance.batches import n_samples
     from minitron.importance.progress import progress_bar
-    from minitron.importance.report import plot_depth, print_report, summary, write_json
+    from minitron.importance.report import plot_depth, print_report, summary
     from minitron.importance.scores import save_scores
     from minitron.importance.width import score_width
     from minitron.model.load import load_model, load_tokenizer, resolve_model
@@ -162,7 +163,10 @@ def run(config: ScoreConfig) -> Scores:
     }
     scores = Scores(tensors={k: v.cpu() for k, v in tensors.items()}, header=header)
     if rank == 0:
-        written = [save_scores(scores, config.out), write_json(summary(scores), config.summary_path)]
+        written = [
+            save_scores(scores, config.out),
+            write_json(config.summary_path, summary(scores), sort_keys=True),
+        ]
         if scores.has_depth():
             plot = plot_depth(scores, config.plot_path)
             if plot is not None:

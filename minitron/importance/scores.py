@@ -19,14 +19,13 @@ Header (safetensors metadata key "minitron", a JSON object): model, fingerprint,
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from minitron.atomic import atomic_path
 from minitron.errors import MinitronError
 from minitron.model.arch import Architecture
 
@@ -72,13 +71,6 @@ class Scores:
             )
 
 
-def readable_mode(tmp: str | Path) -> None:
-    """mkstemp creates 0600 files; give the published file the mode a plain open() would (0666 - umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-
-
 def save_scores(scores: Scores, path: str | Path) -> Path:
     """Write atomically: a temp file in the same directory, then rename over `path`."""
     from safetensors.torch import save_file
@@ -89,15 +81,8 @@ def save_scores(scores: Scores, path: str | Path) -> Path:
         k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else torch.int64).contiguous()
         for k, v in scores.tensors.items()
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={HEADER_KEY: json.dumps(scores.header, sort_keys=True)})
-        readable_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={HEADER_KEY: json.dumps(scores.header, sort_keys=True)})
     return path
 
 
