@@ -35,8 +35,10 @@ from minitron.model.load import ASSETS_DIR, PRESET_DIR, build_model
 
 PRESET = "nemotron-nano-12b-v2-base"
 VOCAB = 4096
-CHUNK_SIZE = 32
-HELDOUT_SEQUENCES = 64  # 64 x 256 tokens of held-out text for the figures in the README  # transformers' CPU Mamba-2 path is O(chunk^2) inside a chunk; same results, faster
+# The Mamba-2 chunk size changes speed, not results (up to float rounding): 16 is fastest for this
+# model on a CPU with minitron's scan (bench/train_step.py).
+CHUNK_SIZE = 16
+HELDOUT_SEQUENCES = 64  # 64 x 256 tokens of held-out text for the figures in the README
 
 
 def tiny_architecture() -> Architecture:
@@ -105,6 +107,8 @@ def main() -> None:
     # One thread by default: on a shared 2-core machine, OpenMP threads that get descheduled make
     # every small op wait (measured 20 tok/s with 2 threads under load vs 240 tok/s with 1).
     parser.add_argument("--threads", type=int, default=1)
+    # bf16 autocast (float32 master weights) is faster on CPUs with native bf16 (AVX512-BF16, AMX).
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -124,6 +128,7 @@ def main() -> None:
         eval_every=100,
         eval_batches=8,
         save_every=25,
+        precision=args.precision,
         resume=args.resume,
     )
     result = train(config, model=model, tokenizer=tokenizer, provenance={"script": "scripts/make_tiny.py"})
@@ -131,6 +136,7 @@ def main() -> None:
     heldout = list(
         token_batches(dataclasses.replace(config.data, split="heldout", samples=HELDOUT_SEQUENCES), tokenizer)
     )
+    model.to(torch.bfloat16).float()  # the figures are those of the shipped (bfloat16) weights
     start = time.perf_counter()
     loss = heldout_loss(model, heldout)
     eval_s = time.perf_counter() - start
