@@ -7,6 +7,7 @@ crash or Ctrl-C leaves either the old file or the new one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -35,12 +36,39 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def json_text(data: Any, *, sort_keys: bool = False) -> str:
+    """Standard JSON (indent 2): inf and nan, which JSON cannot hold, are written as null."""
+    return json.dumps(_finite(data), indent=2, sort_keys=sort_keys, allow_nan=False)
+
+
 def write_json(path: str | Path, data: Any, *, sort_keys: bool = False) -> Path:
-    return write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys) + "\n")
+    return write_text(path, json_text(data, sort_keys=sort_keys) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def _readable_mode(tmp: str | Path) -> None:
     """mkstemp creates 0600 files; give the published file the mode a plain open() would (0666 - umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, 0o666 & ~_umask())
+
+
+def make_temp_dir(prefix: str, suffix: str = "", dir: str | Path | None = None) -> Path:
+    """A new temp directory with the mode a plain mkdir would give (0777 - umask), not mkdtemp's 0700:
+    it becomes a published output directory once renamed."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=dir))
+    os.chmod(path, 0o777 & ~_umask())
+    return path

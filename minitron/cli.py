@@ -137,6 +137,7 @@ def prune(
     ),
 ) -> None:
     """Slice a checkpoint to a smaller architecture and write a Hugging Face checkpoint."""
+    from minitron.errors import MinitronError
     from minitron.prune import PruneConfig, run
     from minitron.prune.target import TargetSpec, parse_block_list
 
@@ -149,6 +150,11 @@ def prune(
         layers=layers,
         drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None,
     )
+    if candidate is None and not spec.sizes() and spec.layers is None and spec.drop_blocks is None:
+        raise MinitronError(
+            "nothing to prune: give target sizes (--hidden, --ffn, --mamba-heads, --mamba-head-dim, "
+            "--attn-heads, --layers or --drop-blocks) or a search result (--candidate FILE)"
+        )
     run(
         PruneConfig(
             model=model,
@@ -203,8 +209,7 @@ def estimate(
     out: str = typer.Option(None, "--out", help="Also write the JSON to this file."),
 ) -> None:
     """Parameters and serving memory (weights, KV cache, SSM and conv state) against a budget."""
-    import json
-
+    from minitron.atomic import json_text
     from minitron.memory import EstimateConfig, estimate_tables, run_estimate, save_json
 
     config = EstimateConfig.from_options(
@@ -225,7 +230,7 @@ def estimate(
     if out is not None:
         save_json(data, out)
     if as_json:
-        typer.echo(json.dumps(data, indent=2))
+        typer.echo(json_text(data))
         return
     from rich.console import Console
 
@@ -274,8 +279,7 @@ def score(
     as_json: bool = typer.Option(False, "--json", help="Print the JSON summary instead of tables."),
 ) -> None:
     """Importance of blocks, hidden channels, FFN neurons, attention and Mamba heads (torchrun-aware)."""
-    import json
-
+    from minitron.atomic import json_text
     from minitron.importance.distributed import rank_and_world
     from minitron.importance.report import summary
     from minitron.importance.run import ScoreConfig, run
@@ -300,7 +304,7 @@ def score(
         )
     )
     if as_json and rank_and_world()[0] == 0:
-        typer.echo(json.dumps(summary(scores), indent=2, sort_keys=True))
+        typer.echo(json_text(summary(scores), sort_keys=True))
 
 
 @app.command()

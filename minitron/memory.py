@@ -460,8 +460,10 @@ def save_json(data: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise MinitronError(f"--out: {path} is a directory; give a file name")
-    if not path.parent.exists():
-        raise MinitronError(f"--out: directory {path.parent} does not exist")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MinitronError(f"--out: cannot create directory {path.parent} ({e.strerror})") from None
     from minitron.atomic import write_json
 
     return write_json(path, data)

@@ -6,6 +6,7 @@ Every parser takes the flag it serves, so a bad value fails with one line that n
 
 from __future__ import annotations
 
+import math
 import re
 
 from minitron.errors import MinitronError
@@ -22,6 +23,8 @@ BYTE_UNITS = {
     "gb": 10**9,
     "tb": 10**12,
 }
+# A bare number is a byte count; below this it is far more likely a forgotten unit ("--budget 22").
+BARE_BYTES_MIN = 2**20
 # Context lengths are conventionally binary: "128k" = 131072 tokens, "1M" = 1048576.
 TOKEN_SUFFIXES = {"": 1, "k": 2**10, "m": 2**20}
 
@@ -52,11 +55,14 @@ def _split(text: str, flag: str, what: str) -> tuple[float, str]:
     match = _NUMBER_UNIT.match(str(text))
     if not match:
         raise MinitronError(f"{flag}: cannot read {text!r} as {what}")
-    return float(match.group(1)), match.group(2).lower()
+    value = float(match.group(1))
+    if not math.isfinite(value):
+        raise MinitronError(f"{flag}: {text!r} is too large to be {what}")
+    return value, match.group(2).lower()
 
 
 def parse_bytes(text: str | int, flag: str = "--budget", allow_zero: bool = False) -> int:
-    """'22GiB', '24GB', '19660MiB', '0.5TiB' or plain bytes ('1000') -> bytes (> 0, or >= 0)."""
+    """'22GiB', '24GB', '19660MiB', '0.5TiB' or plain bytes ('1048576', at least 1 MiB) -> bytes (> 0, or >= 0)."""
     value, unit = _split(str(text), flag, "a size such as 22GiB, 24GB or 19660MiB")
     if unit in ("k", "m", "g", "t", "ki", "mi", "gi", "ti"):
         raise MinitronError(
@@ -71,6 +77,10 @@ def parse_bytes(text: str | int, flag: str = "--budget", allow_zero: bool = Fals
     if size < 0 or (size == 0 and not allow_zero):
         least = "zero or more" if allow_zero else "more than zero"
         raise MinitronError(f"{flag}: must be {least} bytes, got {text!r}")
+    if unit == "" and 0 < size < BARE_BYTES_MIN:
+        raise MinitronError(
+            f"{flag}: a bare number is bytes, so {text!r} means {size} bytes; add a unit, e.g. {text}GiB or {text}GB"
+        )
     return size
 
 

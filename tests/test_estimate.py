@@ -111,6 +111,11 @@ def test_local_checkpoint(tiny_checkpoint, tiny_arch):
         (["nemotron-nano-9b-v2", "--engine", "tgi"], r"--engine: unknown engine 'tgi'"),
         (["nemotron-nano-9b-v2", "--dtype", "int2"], r"--dtype: unknown dtype 'int2'"),
         (["nemotron-nano-9b-v2", "--kv-dtype", "e4"], r"--kv-dtype: unknown dtype 'e4'"),
+        (["nemotron-nano-9b-v2", "--budget", "1e400"], r"--budget: '1e400' is too large"),
+        (["nemotron-nano-9b-v2", "--budget", "22GiB", "--reserve", "1e400"], r"--reserve: '1e400' is too large"),
+        (["nemotron-nano-9b-v2", "--context", "1e400"], r"--context: '1e400' is too large"),
+        (["nemotron-nano-9b-v2", "--budget", "22"], r"--budget: a bare number is bytes, so '22' means 22 bytes"),
+        (["nemotron-nano-9b-v2", "--budget", "22GiB", "--reserve", "1.3"], r"--reserve: a bare number is bytes"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr(args, message):
@@ -145,3 +150,22 @@ def test_bad_model_directories_are_one_line_on_stderr(tmp_path, tiny_arch):
         assert re.search(message, result.stderr), result.stderr
     result = run("nemotron-nano-9b-v2", "--out", str(tmp_path / "out"))
     assert result.exit_code == 1 and "--out" in result.stderr and "is a directory" in result.stderr
+
+
+def test_out_creates_missing_directories(tmp_path):
+    out = tmp_path / "a" / "b" / "e.json"
+    result = run("nemotron-nano-9b-v2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["params"]["total"] == 8_888_227_328
+
+
+def test_json_output_is_strict_json():
+    """No bare Infinity/NaN (not JSON): every figure parses with a strict reader."""
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    for args in (["nemotron-nano-9b-v2", *NANO2], ["nemotron-nano-12b-v2-base"], ["tiny", "--gpu", "a10g"]):
+        result = run(*args, "--json")
+        assert result.exit_code == 0, result.output
+        json.loads(result.stdout, parse_constant=refuse)

@@ -248,7 +248,7 @@ def test_run_estimate_report_with_gpu():
         ("19660MiB", 19660 * 2**20),
         ("0.5TiB", 2**39),
         ("1.3GiB", round(1.3 * GiB)),
-        ("1000", 1000),
+        ("1048576", 2**20),
         ("512 kib", 512 * 1024),
         ("7B", 7),
     ],
@@ -266,6 +266,10 @@ def test_parse_bytes(text, expected):
         ("0", r"must be more than zero bytes"),
         ("-1GiB", r"must be more than zero bytes"),
         ("", r"cannot read ''"),
+        ("1e400", r"'1e400' is too large"),
+        ("1e400GiB", r"'1e400GiB' is too large"),
+        ("22", r"a bare number is bytes, so '22' means 22 bytes; add a unit, e.g. 22GiB or 22GB"),
+        ("1000", r"a bare number is bytes"),
     ],
 )
 def test_parse_bytes_errors(text, message):

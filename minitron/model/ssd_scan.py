@@ -94,7 +94,8 @@ def chunk_scan(
     if D is not None:
         y = y + D.float()[:, None] * x
     if return_final_states:
-        return y, start.reshape(b, g, n, r, p).permute(0, 1, 3, 4, 2).reshape(b, h, p, n)
+        # contiguous: transformers views the cached state in its decode step
+        return y, start.reshape(b, g, n, r, p).permute(0, 1, 3, 4, 2).reshape(b, h, p, n).contiguous()
     return y
 
 
@@ -106,11 +107,33 @@ def _kernels_present() -> bool:
     return True
 
 
+def transformers_scan():
+    """transformers' own `mamba2_chunk_scan` (the reference), whether or not `enable()` ran."""
+    from transformers.models.nemotron_h import modeling_nemotron_h
+
+    return _original.get("scan", modeling_nemotron_h.mamba2_chunk_scan)
+
+
+_original: dict[str, object] = {}
+
+
 def enable() -> bool:
-    """Route transformers' NemotronH PyTorch fallback scan through `chunk_scan`; True if it did."""
+    """Route transformers' NemotronH PyTorch fallback scan through `chunk_scan`; True if it did.
+
+    Process-wide and idempotent; `disable()` undoes it. A no-op when mamba-ssm is installed.
+    """
     if _kernels_present():
         return False
     from transformers.models.nemotron_h import modeling_nemotron_h
 
+    _original.setdefault("scan", modeling_nemotron_h.mamba2_chunk_scan)
     modeling_nemotron_h.mamba2_chunk_scan = chunk_scan
     return True
+
+
+def disable() -> None:
+    """Give transformers its own scan back."""
+    from transformers.models.nemotron_h import modeling_nemotron_h
+
+    if "scan" in _original:
+        modeling_nemotron_h.mamba2_chunk_scan = _original["scan"]

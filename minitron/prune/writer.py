@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from minitron.atomic import make_temp_dir
 from minitron.errors import MinitronError
 from minitron.prune.slicing import pruned_shape
 
@@ -195,7 +196,7 @@ def check_output_dir(out: Path, source: Path | None, overwrite: bool) -> None:
 def atomic_output_dir(out: Path) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces `out`, on failure it is removed."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = make_temp_dir(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
         yield tmp
     except BaseException:
