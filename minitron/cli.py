@@ -14,12 +14,28 @@ from typing import TypeVar
 
 import typer
 
+# The order a user runs them in; commands not named here follow, alphabetically.
+WORKFLOW = ("run", "demo", "estimate", "score", "search", "prune", "distill", "compare", "train")
+
+
+class WorkflowGroup(typer.core.TyperGroup):
+    """Lists the commands in workflow order rather than in the order they are defined."""
+
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        return [n for n in WORKFLOW if n in names] + sorted(n for n in names if n not in WORKFLOW)
+
+
 app = typer.Typer(
     name="minitron",
     help="Compress language models the Minitron way: score, search under a memory budget, prune, distill.",
+    cls=WorkflowGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: flags show as flags (no "<bool>"), and "[default: ...]" in a help text stays text.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -57,7 +73,7 @@ GLOB_OPTION = typer.Option(
     None,
     "--glob",
     help="Comma-separated file patterns searched in a --data directory "
-    "[default: .txt .md .rst .py .jsonl .parquet files, recursively].",
+    "(default: .txt .md .rst .py .jsonl .parquet files, recursively).",
 )
 DEVICE_OPTION = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 or auto (cuda when available).")
 
@@ -193,12 +209,12 @@ def estimate(
     headroom: str = typer.Option(None, "--headroom", help="Share of the budget kept free, e.g. 5% or 0.05."),
     reserve: str = typer.Option(None, "--reserve", help="Bytes kept for something else, e.g. 1.3GiB."),
     dtype: str = typer.Option("bfloat16", "--dtype", help="Weight dtype: bfloat16, float16, float32, fp8."),
-    kv_dtype: str = typer.Option(None, "--kv-dtype", help="KV cache dtype [default: the compute dtype]."),
+    kv_dtype: str = typer.Option(None, "--kv-dtype", help="KV cache dtype (default: the compute dtype: bfloat16 for fp8 weights, else --dtype)."),
     ssm_dtype: str = typer.Option(
         None,
         "--ssm-dtype",
-        help="Mamba SSM state dtype [default: float32 for transformers; "
-        "the config's mamba_ssm_cache_dtype for vllm].",
+        help="Mamba SSM state dtype (default: float32 for transformers, "
+        "the config's mamba_ssm_cache_dtype for vllm).",
     ),
     engine: str = typer.Option(
         "transformers",

@@ -90,3 +90,28 @@ def test_help_never_imports_torch():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.split()[0] == str(len(COMMANDS) + 1)
+
+
+def test_dash_h_is_help():
+    for args in (["-h"], ["estimate", "-h"], ["prune", "-h"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0 and "Usage:" in result.stdout, args
+
+
+def test_commands_are_listed_in_workflow_order():
+    from minitron.cli import WORKFLOW
+
+    out = CliRunner().invoke(app, ["--help"]).stdout
+    listed = [line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()]
+    known = [name for name in WORKFLOW if name in listed]
+    assert listed[: len(known)] == known and known[:2] == ["estimate", "score"]
+
+
+def test_flags_show_as_flags_and_defaults_in_help_stay_text():
+    out = CliRunner().invoke(app, ["estimate", "--help"], env={"COLUMNS": "200"}).stdout
+    json_line = next(line for line in out.splitlines() if line.strip().startswith("--json"))
+    assert "<bool>" not in json_line and "BOOLEAN" not in json_line
+    flat = " ".join(out.split())  # help is wrapped
+    assert "(default: the compute dtype" in flat and "(default: float32 for transformers" in flat
+    score = " ".join(CliRunner().invoke(app, ["score", "--help"]).stdout.split())
+    assert "(default: .txt .md .rst .py .jsonl .parquet files, recursively)" in score
