@@ -5,7 +5,7 @@ Measures one AdamW step (forward, backward, update) of the 12B-pattern tiny mode
 
     baseline      transformers' PyTorch Mamba-2 scan, chunk_size 32, float32 (the shipped setting before)
     chunk 16      the same with chunk_size 16
-    fast scan     minitron's scan (minitron/model/ssd_scan.py), chunk_size 16
+    fast scan     minitron's scan (minitron/model/mamba_fallback.py), chunk_size 16
     + bf16        the same under bfloat16 autocast (float32 master weights)
 
 All run in one process, interleaved over --repeats rounds; the median step time of each is
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from minitron.model import ssd_scan
+from minitron.model import mamba_fallback
 from minitron.model.load import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -46,7 +46,7 @@ def make_step(chunk: int, fast: bool, bf16: bool, batch: torch.Tensor):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def step() -> float:
-        (ssd_scan.enable if fast else ssd_scan.disable)()
+        (mamba_fallback.enable if fast else mamba_fallback.disable)()
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(input_ids=batch).logits

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from minitron.errors import MinitronError
-from minitron.model import ssd_scan
+from minitron.model import mamba_fallback
 from minitron.model.arch import Architecture
 
 PRESET_DIR = Path(str(resources.files("minitron.model") / "presets"))
@@ -163,7 +163,7 @@ def load_model(
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MinitronError(f"{path}: cannot load checkpoint ({first_line})") from None
-    ssd_scan.enable()
+    mamba_fallback.enable()
     return model.to(device).eval()
 
 
@@ -188,5 +188,5 @@ def build_model(arch: Architecture, dtype: str = "float32", device: str = "cpu",
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     if device != "meta":
-        ssd_scan.enable()
+        mamba_fallback.enable()
     return model.eval()

@@ -1,21 +1,24 @@
-"""A faster pure-PyTorch Mamba-2 chunked scan (SSD) for machines without the mamba-ssm kernels.
+"""The PyTorch Mamba-2 path for machines without the mamba-ssm kernels: a faster chunked scan (SSD).
 
 transformers' fallback `mamba2_chunk_scan` repeats B and C to every head and contracts 5-D
 tensors with einsums whose layouts force copies; on a CPU that dominates a training step of a
 narrow model. This computes the same function (same chunking, float32 inside) with B and C kept
 per group and every contraction a batched matmul over contiguous (chunk, chunk) or (chunk, dim)
 tiles. Equal to transformers' function up to float rounding, values and gradients
-(tests/test_ssd_scan.py); `bench/train_step.py` measures the gain.
+(tests/test_mamba_fallback.py); `bench/train_step.py` measures the gain.
 
 Shapes (b = batch, L = sequence, h = heads = g groups x r heads per group, p = head_dim,
 n = ssm state, c = chunks, Q = chunk size):
     x (b, L, h, p), dt (b, L, h), A (h,), B and C (b, L, g, n), D (h,) -> y (b, L, h, p)
 
 `enable()` makes transformers' NemotronH mixer use it when the mamba-ssm kernels are absent;
-with the kernels installed (CUDA machines) it changes nothing.
+with the kernels installed (CUDA machines) it changes nothing. It also replaces transformers'
+per-function "falling back to its reference PyTorch implementation" warnings with one note of ours.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -126,9 +129,39 @@ def enable() -> bool:
         return False
     from transformers.models.nemotron_h import modeling_nemotron_h
 
-    _original.setdefault("scan", modeling_nemotron_h.mamba2_chunk_scan)
+    if "scan" not in _original:
+        _original["scan"] = modeling_nemotron_h.mamba2_chunk_scan
+        _quiet_transformers_fallback_warnings()
     modeling_nemotron_h.mamba2_chunk_scan = chunk_scan
     return True
+
+
+FALLBACK_NOTE = (
+    "note: the optional CUDA kernels (mamba-ssm, causal-conv1d) are not installed, so Mamba blocks run "
+    "minitron's PyTorch path; that is expected on a CPU (on CUDA: pip install 'minitron[cuda]')"
+)
+
+
+class _OneNote(logging.Filter):
+    """Drops transformers' kernel fall-back warnings; the first one is replaced by FALLBACK_NOTE."""
+
+    said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "falling back to its reference PyTorch implementation" not in record.getMessage():
+            return True
+        if not _OneNote.said:
+            _OneNote.said = True
+            logging.getLogger("minitron").warning(FALLBACK_NOTE)
+        return False
+
+
+def _quiet_transformers_fallback_warnings() -> None:
+    from transformers.integrations import hub_kernels
+
+    logger = logging.getLogger(hub_kernels.__name__)
+    if not any(isinstance(f, _OneNote) for f in logger.filters):
+        logger.addFilter(_OneNote())
 
 
 def disable() -> None:

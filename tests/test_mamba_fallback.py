@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny_models import TINY, randomize_
 
-from minitron.model import ssd_scan
+from minitron.model import mamba_fallback
 from minitron.model.load import build_model
 
 
@@ -41,7 +41,7 @@ def test_scan_equals_transformers_in_values_and_gradients(b, L, h, p, g, n, chun
     kwargs = dict(D=t["D"], dt_bias=t["dt_bias"], dt_softplus=True, dt_limit=limit, return_final_states=True)
     args = (t["x"], t["dt"], t["A"], t["B"], t["C"], chunk)
     results = []
-    for scan in (ssd_scan.transformers_scan(), ssd_scan.chunk_scan):
+    for scan in (mamba_fallback.transformers_scan(), mamba_fallback.chunk_scan):
         y, final = scan(*args, initial_states=start, **kwargs)
         loss = (y * torch.cos(y)).sum() + (final**2).sum()  # a non-trivial upstream gradient
         results.append((y, final, torch.autograd.grad(loss, list(t.values()))))
@@ -59,12 +59,12 @@ def test_model_logits_and_generation_unchanged_by_the_fast_scan():
     with torch.no_grad():
         fast = model(input_ids=ids).logits
         fast_gen = model.generate(input_ids=ids[:1, :9], max_new_tokens=6, do_sample=False)
-        ssd_scan.disable()
+        mamba_fallback.disable()
         try:
             slow = model(input_ids=ids).logits
             slow_gen = model.generate(input_ids=ids[:1, :9], max_new_tokens=6, do_sample=False)
         finally:
-            ssd_scan.enable()
+            mamba_fallback.enable()
     torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
     assert torch.equal(fast_gen, slow_gen)
 
@@ -72,9 +72,33 @@ def test_model_logits_and_generation_unchanged_by_the_fast_scan():
 def test_enable_is_idempotent_and_disable_restores_transformers():
     from transformers.models.nemotron_h import modeling_nemotron_h
 
-    assert ssd_scan.enable() and ssd_scan.enable()
-    assert modeling_nemotron_h.mamba2_chunk_scan is ssd_scan.chunk_scan
-    ssd_scan.disable()
-    assert modeling_nemotron_h.mamba2_chunk_scan is ssd_scan.transformers_scan()
-    assert modeling_nemotron_h.mamba2_chunk_scan is not ssd_scan.chunk_scan
-    ssd_scan.enable()
+    assert mamba_fallback.enable() and mamba_fallback.enable()
+    assert modeling_nemotron_h.mamba2_chunk_scan is mamba_fallback.chunk_scan
+    mamba_fallback.disable()
+    assert modeling_nemotron_h.mamba2_chunk_scan is mamba_fallback.transformers_scan()
+    assert modeling_nemotron_h.mamba2_chunk_scan is not mamba_fallback.chunk_scan
+    mamba_fallback.enable()
+
+
+def test_transformers_fallback_warnings_become_one_note_of_ours():
+    """A CPU run says once, in our words, that the CUDA kernels are optional (fresh process: the
+    warnings are once-per-process)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import torch\n"
+        "from minitron.model.load import build_model\n"
+        "from tiny_models import TINY\n"
+        "m = build_model(TINY, seed=0)\n"
+        "ids = torch.randint(3, 90, (1, 12))\n"
+        "m(input_ids=ids); m.generate(input_ids=ids, max_new_tokens=3, do_sample=False)\n"
+    )
+    tests_dir = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "falling back to its reference PyTorch implementation" not in out.stderr
+    assert out.stderr.count(mamba_fallback.FALLBACK_NOTE) == 1, out.stderr
