@@ -71,6 +71,14 @@ def summary(scores: Scores) -> dict[str, Any]:
     return out
 
 
+def depth_bar_labels(scores: Scores) -> list[str]:
+    """Each block's rank as in the table (1 = most important, removed last), in block order.
+
+    Read from the ranking, not from the bar heights: iterative scores do not imply the order."""
+    rank = {row["block"]: row["rank"] for row in block_ranking(scores)}
+    return [str(rank[i]) for i in range(len(rank))]
+
+
 def plot_depth(scores: Scores, path: Path) -> Path | None:
     """Bar chart of block scores along depth, coloured by block type; None when matplotlib is missing."""
     try:
@@ -91,16 +99,14 @@ def plot_depth(scores: Scores, path: Path) -> Path | None:
     settings = scores.header.get("settings", {})
     fig, ax = plt.subplots(figsize=(max(6.0, 0.18 * len(values) + 2), 3.5))
     bars = ax.bar(range(len(values)), values, color=[BLOCK_COLOURS[n] for n in names])
-    # Label each bar with its drop order (1 = removed first), which iterative scores do not imply.
-    drop_order = {block: step for step, block in enumerate(scores.get("depth.order").tolist(), 1)}
-    ax.bar_label(bars, labels=[str(drop_order[i]) for i in range(len(values))], fontsize=7)
+    ax.bar_label(bars, labels=depth_bar_labels(scores), fontsize=7)
     if min(values) > 0 and max(values) / min(values) > 100:
         ax.set_yscale("log")
     ax.set_xlabel("block")
     ax.set_ylabel(f"importance ({settings.get('depth', 'depth')}, {settings.get('depth_mode', '')})")
     ax.set_title(f"Block importance of {scores.header.get('model', 'model')}")
     handles = [Patch(color=BLOCK_COLOURS[n], label=n) for n in BLOCK_COLOURS if n in names]
-    ax.legend(handles=handles, frameon=False, title="bar label = drop order", title_fontsize=7)
+    ax.legend(handles=handles, frameon=False, title="bar label = rank (1 = most important)", title_fontsize=7)
     fig.tight_layout()
     try:
         with atomic_path(path) as tmp:
