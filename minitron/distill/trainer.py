@@ -154,9 +154,9 @@ class TrainResult:
     eval_loss: float | None
     elapsed_s: float
     final: Path | None  # the saved model; None when stopped early by stop_at_step
-    eval_metrics: dict[str, float] = field(
-        default_factory=dict
-    )  # every held-out figure of the last evaluation
+    # Every held-out figure of the last evaluation, and what the loss was.
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    objective_name: str = NextTokenCE.name
 
 
 def train(
@@ -215,10 +215,11 @@ def train(
         ),
     )
     created = not out.exists()
-    start = _start_state(config, out, wrapped, optimizer, scheduler)
+    identity = _identity(objective, provenance)
+    start = _start_state(config, out, wrapped, optimizer, scheduler, identity)
     try:
         return _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, start, heldout,
-                    autocast, device, out, total_steps, model_info, provenance)  # fmt: skip
+                    autocast, device, out, total_steps, model_info, provenance, identity)  # fmt: skip
     except MinitronError:
         if created and rank == 0 and latest_checkpoint(out) is None:
             shutil.rmtree(out, ignore_errors=True)  # a fresh run that never checkpointed leaves nothing
@@ -226,7 +227,7 @@ def train(
 
 
 def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, start, heldout, autocast, device,
-         out, total_steps, model_info, provenance) -> TrainResult:  # fmt: skip
+         out, total_steps, model_info, provenance, identity) -> TrainResult:  # fmt: skip
     from minitron.importance.distributed import rank_and_world
 
     rank, world = rank_and_world()
@@ -250,7 +251,7 @@ def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, sta
     def checkpoint_state(at_step: int, data_state, rng) -> None:
         _save(out, at_step, wrapped, optimizer, config.fsdp, {
             "step": at_step, "tokens": tokens, "elapsed_s": elapsed + (time.perf_counter() - t0),
-            "data": data_state, "scheduler": scheduler.state_dict(), "rng": rng, "config": _config_json(config),
+            "data": data_state, "scheduler": scheduler.state_dict(), "rng": rng, "config": _config_json(config), "identity": identity,
         })  # fmt: skip
 
     with _progress(config.progress and main, objective.name) as progress:
@@ -325,7 +326,15 @@ def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, sta
     elapsed += time.perf_counter() - t0
     final = _save_final(out, wrapped, model, tokenizer, config.fsdp) if step == total_steps else None
     result = TrainResult(
-        out, step, tokens, loss_value, eval_metrics.get("eval_loss"), elapsed, final, eval_metrics
+        out,
+        step,
+        tokens,
+        loss_value,
+        eval_metrics.get("eval_loss"),
+        elapsed,
+        final,
+        eval_metrics,
+        objective.name,
     )
     if main:
         write_json(
@@ -345,6 +354,9 @@ def result_table(result: TrainResult, objective_name: str = NextTokenCE.name):
     table.add_row(
         f"held-out {objective_name}", "-" if result.eval_loss is None else f"{result.eval_loss:.4f}"
     )
+    for key, value in result.eval_metrics.items():
+        if key != "eval_loss":
+            table.add_row(key.replace("eval_", "held-out "), f"{value:.4f}")
     table.add_row("time", f"{result.elapsed_s / 60:.1f} min")
     table.add_row(
         "model", str(result.final) if result.final else "not saved (stopped early; --resume continues)"
@@ -391,7 +403,20 @@ def _autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
 
-def _start_state(config: TrainConfig, out: Path, wrapped, optimizer, scheduler) -> dict[str, Any]:
+def _identity(objective, provenance: dict[str, Any] | None) -> dict[str, Any]:
+    """What else a resumed run must share with its checkpoint: the objective, its settings, the teacher."""
+    describe_objective = getattr(objective, "describe", None)
+    teacher = (provenance or {}).get("teacher") or {}
+    return json.loads(json.dumps({
+        "objective": objective.name,
+        "objective_settings": describe_objective() if describe_objective else None,
+        "teacher": teacher.get("fingerprint"),
+    }))  # fmt: skip
+
+
+def _start_state(
+    config: TrainConfig, out: Path, wrapped, optimizer, scheduler, identity: dict[str, Any]
+) -> dict[str, Any]:
     fresh = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "data": None}
     checkpoint = latest_checkpoint(out) if out.exists() else None
     if not config.resume:
@@ -402,6 +427,12 @@ def _start_state(config: TrainConfig, out: Path, wrapped, optimizer, scheduler) 
         raise MinitronError(f"--resume: no checkpoint in {out}")
     state = load_checkpoint(checkpoint)
     _check_same_run(config, state["config"])
+    changed = [k for k in identity if identity[k] != state.get("identity", {}).get(k)]
+    if changed:
+        detail = ", ".join(f"{k}: {state.get('identity', {}).get(k)!r} -> {identity[k]!r}" for k in changed)
+        raise MinitronError(
+            f"--resume with a different {' and '.join(changed)} than the checkpoint ({detail})"
+        )
     if "data" not in state:
         raise MinitronError(
             f"{checkpoint}: written by an older minitron without a data position; start afresh"
