@@ -319,7 +319,8 @@ def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, sta
                 eval_metrics = _evaluate(wrapped, objective, heldout, autocast, device)
                 metrics.write({"step": step, "tokens": tokens, **eval_metrics})
                 shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in eval_metrics.items())
-                progress.console.print(f"step {step}: held-out {objective.name}: {shown}")
+                if main:
+                    progress.console.print(f"step {step}: held-out {objective.name}: {shown}")
             if (config.save_every and step % config.save_every == 0) or step == stop:
                 checkpoint_state(step, stream.state_dict(), rng_state())
 
