@@ -177,3 +177,14 @@ def test_ctrl_c_checkpoints_and_exits_130_then_resume_finishes(tmp_path, pair, c
                              env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((out / "result.json").read_text())["step"] == 400
+
+
+def test_accumulation_gives_the_gradient_of_one_big_batch(tmp_path, pair, corpus):
+    """4 sequences as 1 x 4 or as 2 accumulated micro-batches of 2: the same updates (token-normalised loss)."""
+    big = CliRunner().invoke(app, args(pair, corpus, tmp_path / "big", "--steps", "3", "--batch-size", "4"))
+    accum = CliRunner().invoke(app, args(pair, corpus, tmp_path / "acc", "--steps", "3", "--grad-accum", "2"))
+    assert big.exit_code == 0 and accum.exit_code == 0, big.output + accum.output
+    a = load_file(tmp_path / "big" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "acc" / "final" / "model.safetensors")
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=2e-5, msg=name)
