@@ -4,6 +4,7 @@ global batch; FSDP2 trains, checkpoints with torch.distributed.checkpoint and re
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -37,9 +38,17 @@ def run(arguments, nproc=1):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port",
                 str(free_port())]  # fmt: skip
     command = [*(launcher if nproc > 1 else [sys.executable]), "-m", "minitron", *arguments]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
+    # Own session, so a hung run is killed with its worker processes, not just the launcher.
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-4000:]
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
 def common(pair, corpus, out, *extra):
