@@ -398,9 +398,12 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise MinitronError(f"--device: unknown device {name!r} (cpu, cuda, cuda:1, auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MinitronError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
+    return device
 
 
 def _autocast(precision: str, device: torch.device):
