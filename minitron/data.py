@@ -18,6 +18,9 @@ every run and machine and a document never lands on both sides. Each document is
 model's tokenizer, followed by EOS, and the token stream is cut into `seq_len` sequences (a sequence
 may span documents; the incomplete tail is dropped). Sequences pass through a bounded shuffle buffer
 seeded by `seed`, so memory stays flat however large the corpus is.
+
+`BatchStream` yields the same batches epoch after epoch and carries a small state dict (file
+offsets, tokens read but not packed yet, the shuffle buffer) so training resumes in O(1).
 """
 
 from __future__ import annotations

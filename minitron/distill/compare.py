@@ -74,6 +74,7 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
 
     from minitron.distill.kd import Distillation, shared_vocab
     from minitron.distill.trainer import train
+    from minitron.importance.distributed import launched_distributed
     from minitron.importance.scores import load_scores
     from minitron.memory import estimate_memory
     from minitron.model.load import load_model, load_tokenizer, resolve_model
@@ -81,6 +82,10 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
     from minitron.prune.target import read_candidate, resolve_target
     from minitron.units import parse_tokens
 
+    if launched_distributed():
+        raise MinitronError(
+            "compare runs in one process (its candidates one after another); run it without torchrun"
+        )
     console = console or Console()
     out = Path(config.out)
     rows = _top_rows(Path(config.candidates), config.top)
