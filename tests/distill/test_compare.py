@@ -84,6 +84,12 @@ def test_compare_errors_are_one_line(tmp_path, setup, corpus):
     assert result.exit_code == 1 and "no such candidates file" in result.output
 
 
+def test_compare_refuses_torchrun(tmp_path, setup, corpus, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(app, args(setup, corpus, tmp_path / "cmp"))
+    assert result.exit_code == 1 and "without torchrun" in result.output and not (tmp_path / "cmp").exists()
+
+
 @pytest.mark.slow
 def test_killed_compare_picks_up_where_it_stopped(tmp_path, setup, corpus):
     out = tmp_path / "cmp"
