@@ -459,6 +459,18 @@ class BatchStream:
         else:
             self._load(state)
 
+    @classmethod
+    def replayed(cls, spec: DataSpec, tokenizer, epoch: int, batches: int) -> BatchStream:
+        """The stream after `batches` batches of `epoch`, by reading them again (O(position)).
+
+        Only for checkpoints written before streams saved their state; new ones resume in O(1).
+        """
+        stream = cls(spec, tokenizer)
+        stream._start_epoch(epoch)
+        for _ in range(batches):
+            next(stream)
+        return stream
+
     def _start_epoch(self, epoch: int) -> None:
         self.epoch, self.produced, self.position = epoch, 0, START
         self.buffer: list[int] = []

@@ -241,7 +241,10 @@ def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, sta
         out / "metrics.jsonl", keep_through_step=start["step"] if config.resume else -1, enabled=main
     )
     step, tokens, elapsed = start["step"], start["tokens"], start["elapsed_s"]
-    stream = BatchStream(config.data, tokenizer, start["data"])
+    if start["data"] is not None and "legacy" in start["data"]:
+        stream = BatchStream.replayed(config.data, tokenizer, *start["data"]["legacy"])
+    else:
+        stream = BatchStream(config.data, tokenizer, start["data"])
     stop = config.stop_at_step or total_steps
     eval_metrics: dict[str, float] = {}
     loss_value = float("nan")
@@ -445,9 +448,10 @@ def _start_state(
             f"--resume with a different {' and '.join(changed)} than the checkpoint ({detail})"
         )
     if "data" not in state:
-        raise MinitronError(
-            f"{checkpoint}: written by an older minitron without a data position; start afresh"
-        )
+        if "batch_in_epoch" not in state:
+            raise MinitronError(f"{checkpoint}: holds no data position; the run directory is damaged")
+        # Checkpoints from before BatchStream saved (epoch, batches read in it): replay to there once.
+        state["data"] = {"legacy": [state["epoch"], state["batch_in_epoch"]]}
     if config.fsdp:
         load_sharded(checkpoint, wrapped, optimizer)
     else:
