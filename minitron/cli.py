@@ -462,7 +462,7 @@ def distill(
     teacher_topk: int = TOPK_OPTION,
     chunk_tokens: int = CHUNK_OPTION,
     teacher_device: str = typer.Option(
-        None, "--teacher-device", help="Run the teacher here [default: --device]."
+        None, "--teacher-device", help="Run the teacher on this device (default: the --device)."
     ),
     teacher_dtype: str = typer.Option(
         "auto", "--teacher-dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."
