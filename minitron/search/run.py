@@ -176,7 +176,8 @@ def _proxy(space, scores):
 def run(config: SearchConfig, console=None) -> SearchResult:
     from rich.console import Console
 
-    console = console or Console()
+    # The table has 13 columns: when stdout is not a terminal (logs, pipes) do not squeeze it into 80.
+    console = console or Console(width=None if sys.stdout.isatty() else 180)
     source, scores, space, constraint, enumeration = _prepare(config)
     evaluate = config.evaluate
     if evaluate and not source.has_weights:
