@@ -354,12 +354,17 @@ def _search(config, source, scores, space, constraint, enumeration, proxy, conso
     # The largest candidates that still fit, best by the proxy, go first.
     for point, _ in rank_by(enumeration.frontier(), proxy)[: config.seed_trials]:
         study.enqueue_trial(trial_space.params(point), skip_if_exists=True)
-    children = []
+    children, ready = [], []
     ctx = multiprocessing.get_context("spawn")
     for w in range(1, config.workers):
-        child = ctx.Process(target=worker_main, args=(config, w), daemon=False)
+        ready.append(ctx.Event())
+        child = ctx.Process(target=worker_main, args=(config, w, ready[-1]), daemon=False)
         child.start()
         children.append(child)
+    # Start together: a worker that is still importing torch would otherwise find the study done.
+    for event, child in zip(ready, children, strict=True):
+        while not event.wait(timeout=1) and child.is_alive():
+            pass
     run_point = _evaluator(config, model, scores, space, constraint, cache)
     target = min(config.trials, enumeration.feasible)
     try:
@@ -412,7 +417,7 @@ def _study_rows(config, study, space, constraint, proxy, result, cache) -> dict[
     }
 
 
-def worker_main(config: SearchConfig, worker: int) -> None:
+def worker_main(config: SearchConfig, worker: int, ready=None) -> None:
     """A spawned worker: the same study, its own sampler stream, no progress bar."""
     import torch
 
@@ -425,6 +430,8 @@ def worker_main(config: SearchConfig, worker: int) -> None:
         cache, key = _teacher_cache(config, source, None)
         study, claims = _open(config, source, space, constraint, key, worker)
         run_point = _evaluator(config, model, scores, space, constraint, cache)
+        if ready is not None:
+            ready.set()
         run_worker(study, TrialSpace(space), constraint, claims, run_point, config.trials, enumeration.feasible,
                    config.timeout_s)  # fmt: skip
     except MinitronError as e:

@@ -5,8 +5,9 @@ default, or any RDB URL (`sqlite:///s.db`, `postgresql://...`) for several machi
 remembers the settings it was created with and refuses to continue under others.
 
 Every trial proposes a point of the space. A point over the budget is told back at once as
-infeasible (never evaluated; the samplers' `constraints_func` ranks it below every feasible one),
-so the hard budget holds even though Optuna constraints are soft. A feasible point is claimed by
+infeasible (never evaluated; its `Trial.set_constraint` value ranks it below every feasible one),
+so the hard budget holds even though Optuna constraints are soft. Trials left RUNNING by a dead
+worker go back into the queue behind points already enqueued. A feasible point is claimed by
 its architecture key with an exclusive file (`OUT/claims/`): the first claimant evaluates, any later
 trial with the same architecture waits for it and copies its values, so no architecture is
 evaluated twice, whichever worker proposes it. Trials left RUNNING by a dead worker on this machine
@@ -55,16 +56,12 @@ def open_storage(storage: str | None, out: Path):
 def make_sampler(seed: int, two_objectives: bool, worker: int):
     import optuna
 
-    def constraints(trial) -> tuple[float]:
-        return (float(trial.user_attrs.get("excess", 0.0)),)
-
     # Each worker draws from its own stream, or parallel workers would propose the same points.
     seed = seed + 1000 * worker
     if two_objectives:
-        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints)
-    return optuna.samplers.TPESampler(
-        multivariate=True, constant_liar=True, seed=seed, constraints_func=constraints, n_startup_trials=10
-    )
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    # Budget violations reach the samplers through Trial.set_constraint (feasible trials rank first).
+    return optuna.samplers.TPESampler(multivariate=True, constant_liar=True, seed=seed, n_startup_trials=10)
 
 
 def open_study(storage, settings: dict[str, Any], two_objectives: bool, sampler, where: str):
@@ -279,7 +276,7 @@ def run_worker(
         violation = constraint.violation(arch)
         if violation is not None:
             excess = constraint.memory(arch).total_bytes - constraint.usable_bytes
-            trial.set_user_attr("excess", max(excess / 2**30, 1e-6))
+            trial.set_constraint("excess_gib", max(excess / 2**30, 1e-6))
             trial.set_user_attr("infeasible", violation)
             study.tell(trial, [INFEASIBLE_VALUE] + [0.0] * (n_values - 1))
             result.infeasible += 1
@@ -298,6 +295,7 @@ def run_worker(
                 continue
             claims.take_over(key, trial.number)  # the owner failed: evaluate here
         trial.set_user_attr("claimed", True)
+        trial.set_constraint("excess_gib", 0.0)
         idle = 0
         try:
             values = evaluate(point)

@@ -44,7 +44,10 @@ def test_12b_without_weights_every_candidate_fits(tmp_path):
     assert len(rows) == 100 and [r["rank"] for r in rows] == list(range(1, 101))
     for row in rows:
         counts = row["drop_counts"]
-        kept = {k: src.count(c) - counts[n] for k, c, n in (("M", "M", "mamba"), ("-", "-", "mlp"), ("*", "*", "attention"))}
+        kept = {
+            k: src.count(c) - counts[n]
+            for k, c, n in (("M", "M", "mamba"), ("-", "-", "mlp"), ("*", "*", "attention"))
+        }
         assert row["layers"] == 56 and sum(kept.values()) == 56 and row["drop_blocks"] is None
         # recomputed from the sizes alone: memory depends on how many blocks of each type remain
         arch = dataclasses.replace(
@@ -56,7 +59,9 @@ def test_12b_without_weights_every_candidate_fits(tmp_path):
         assert arch.n_params == row["params"] and row["spare_bytes"] == usable - mem.total_bytes
         assert row["decode_tokens_per_s"] == pytest.approx(decode_tokens_per_s(mem, get_gpu("a10g")))
     # ranked by the weight-free proxy: parameters, largest first
-    assert doc["ranked_by"] == "proxy: params" and [r["params"] for r in rows] == sorted((r["params"] for r in rows), reverse=True)
+    assert doc["ranked_by"] == "proxy: params" and [r["params"] for r in rows] == sorted(
+        (r["params"] for r in rows), reverse=True
+    )
     with open(tmp_path / "candidates.csv") as f:
         assert [int(r["params"]) for r in csv.DictReader(f)] == [r["params"] for r in rows]
     assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
@@ -65,7 +70,21 @@ def test_12b_without_weights_every_candidate_fits(tmp_path):
 
 def test_search_candidate_without_depth_order_is_refused_by_prune(tmp_path, tiny_checkpoint):
     out = tmp_path / "s"
-    result = invoke("search", tiny_checkpoint, "--budget", "1GiB", "--context", "1k", "--layers", "6", "--granularity", "8", "--no-eval", "--out", out)
+    result = invoke(
+        "search",
+        tiny_checkpoint,
+        "--budget",
+        "1GiB",
+        "--context",
+        "1k",
+        "--layers",
+        "6",
+        "--granularity",
+        "8",
+        "--no-eval",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     result = invoke("prune", tiny_checkpoint, "--candidate", out / "candidates.json", "--out", tmp_path / "p")
     line = one_error_line(result)
@@ -77,7 +96,10 @@ def test_search_candidate_without_depth_order_is_refused_by_prune(tmp_path, tiny
     [
         (["--hidden", "4k"], "error: --hidden: cannot read '4k'"),
         (["--ffn", "20000:30000"], "error: --ffn: 30000 is above the source size 20480"),
-        (["--budget", "6GiB"], "error: nothing in the search space fits the budget 6.00 GiB: the smallest candidate needs"),
+        (
+            ["--budget", "6GiB"],
+            "error: nothing in the search space fits the budget 6.00 GiB: the smallest candidate needs",
+        ),
         (["--budget", "22G"], "error: --budget: cannot read '22G'"),
         (["--max-prune", "depth=10%"], "error: --max-prune: unknown axis 'depth'"),
         (["--max-params", "lots"], "error: --max-params: cannot read 'lots'"),
@@ -104,5 +126,14 @@ def test_scores_of_another_model_are_refused(tmp_path, tiny_arch):
     from minitron.importance.scores import save_scores
 
     scores = save_scores(random_scores(tiny_arch), tmp_path / "scores.safetensors")
-    result = invoke("search", "nemotron-nano-12b-v2-base", "--budget", "22GiB", "--scores", scores, "--out", tmp_path / "o")
+    result = invoke(
+        "search",
+        "nemotron-nano-12b-v2-base",
+        "--budget",
+        "22GiB",
+        "--scores",
+        scores,
+        "--out",
+        tmp_path / "o",
+    )
     assert "scores were computed for a different architecture" in one_error_line(result)

@@ -29,7 +29,10 @@ def test_prune_shared_equals_prune_to_and_shares_untouched_tensors(tiny_model, t
     assert params["model.embeddings.weight"].data_ptr() in teacher  # hidden kept: not copied
     assert params["model.layers.4.mixer.q_proj.weight"].data_ptr() in teacher  # old block 5 (block 2 dropped)
     assert params["model.layers.0.mixer.in_proj.weight"].data_ptr() not in teacher  # Mamba heads sliced
-    assert params["model.layers.0.mixer.in_proj.weight"].shape[0] < tiny_model.model.layers[0].mixer.in_proj.weight.shape[0]
+    assert (
+        params["model.layers.0.mixer.in_proj.weight"].shape[0]
+        < tiny_model.model.layers[0].mixer.in_proj.weight.shape[0]
+    )
 
 
 def _full_kl(teacher, student, ids) -> float:

@@ -90,7 +90,8 @@ def test_12b_space_holds_the_9b_and_table10_candidates():
 def test_analytic_enumeration_equals_brute_force():
     """The closed-form FFN solve against checking every configuration with memory.estimate_memory."""
     space = build_space(
-        NANO12B, {"layers": "60:62", "hidden": "4096:5120:256", "ffn": "12288:20480:1024", "mamba_heads": "96:128:16"}
+        NANO12B,
+        {"layers": "60:62", "hidden": "4096:5120:256", "ffn": "12288:20480:1024", "mamba_heads": "96:128:16"},
     )
     constraint = Constraint(
         NANO2_BUDGET.usable_bytes, context_tokens=65536, min_params=int(9e9), max_params=int(10.5e9)
@@ -99,7 +100,9 @@ def test_analytic_enumeration_equals_brute_force():
     got = {c.point(f).key() for c in enumeration.combinations for f in c.ffn}
     want = set()
     for depth, h, f, mh, mhd, ah in itertools.product(space.depth, *space.width.values()):
-        arch = dataclasses.replace(space.arch(depth), hidden=h, ffn=f, mamba_heads=mh, mamba_head_dim=mhd, attn_heads=ah)
+        arch = dataclasses.replace(
+            space.arch(depth), hidden=h, ffn=f, mamba_heads=mh, mamba_head_dim=mhd, attn_heads=ah
+        )
         mem = estimate_memory(arch, 65536)
         if mem.total_bytes <= constraint.usable_bytes and 9e9 <= arch.n_params <= 10.5e9:
             want.add(Point(depth, h, f, mh, mhd, ah).key())
