@@ -260,6 +260,14 @@ def score(
     depth_mode: str = typer.Option(
         "iterative", "--depth-mode", help="iterative (remove the least important, rescore) or one-shot."
     ),
+    depth_iterations: int = typer.Option(
+        None,
+        "--depth-iterations",
+        help="Iterative depth: stop after N removals and order the rest one-shot (~N*n^2/2 block runs).",
+    ),
+    depth_samples: int = typer.Option(
+        None, "--depth-samples", help="Score depth on the first N calibration samples [default: all]."
+    ),
     aggregation: str = typer.Option(
         "mean-l2",
         "--aggregation",
@@ -293,6 +301,8 @@ def score(
             width=width,
             depth=depth,
             depth_mode=depth_mode,
+            depth_iterations=depth_iterations,
+            depth_samples=depth_samples,
             aggregation=aggregation,
             device=device,
             dtype=dtype,
