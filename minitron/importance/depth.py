@@ -10,6 +10,8 @@ M are logits over real tokens (padding left out). `one-shot` scores every block 
 `iterative` removes the least important block, rescores the rest on the reduced model (always
 against the ORIGINAL model's logits) and repeats, which gives a full removal order. Then
 `depth.scores[j]` is block j's score at the step it was removed and `depth.order` is authoritative.
+`iterations=N` stops the iterative removal after N blocks and orders the rest one-shot by their
+scores on the model reduced by those N (N + 1 steps instead of n; N = 0 is one-shot).
 
 Removing block j changes only what comes after it, so one forward of the (reduced) model caches the
 hidden states entering every block, and each candidate reruns only its suffix: sum_j (n - 1 - j)
@@ -92,6 +94,7 @@ def _step_sums(
     sums = torch.zeros(len(blocks), dtype=torch.float64, device=device)
     normaliser = torch.zeros((), dtype=torch.float64, device=device)
     kept_blocks = [blocks[j] for j in kept]
+    n = len(blocks)
     for ids, mask in batches:
         ids = ids.to(device)
         mask = None if mask is None else mask.to(device)
@@ -115,7 +118,7 @@ def _step_sums(
                     chunk = slice(start, start + LOGIT_CHUNK_TOKENS)
                     sums[j] += reference.distance(adapter.logits(model, out[chunk]), chunk)
         if advance is not None:
-            advance(1)
+            advance(step_block_runs(n, len(kept), metric))
     return sums, normaliser
 
 
@@ -125,16 +128,19 @@ def score_depth(
     metric: str = "mse",
     mode: str = "iterative",
     advance: Advance | None = None,
+    iterations: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """{"depth.scores": (n_blocks,), "depth.order": (n_blocks,) least important first}.
 
     `batches` is this rank's share; sums are reduced across ranks at every step, so every rank picks
-    the same block. `advance` is called once per batch per step.
+    the same block. `advance(k)` is called once per batch per step with the k block runs it took.
     """
     if metric not in DEPTH_METRICS:
         raise MinitronError(f"--depth must be one of {', '.join(DEPTH_METRICS)}, got {metric!r}")
     if mode not in DEPTH_MODES:
         raise MinitronError(f"--depth-mode must be one of {', '.join(DEPTH_MODES)}, got {mode!r}")
+    if iterations is not None and iterations < 0:
+        raise MinitronError(f"--depth-iterations must be 0 or more, got {iterations}")
     adapter = adapter_for(model)
     batches = as_batches(batches)
     n = len(adapter.blocks(model))
@@ -149,6 +155,13 @@ def score_depth(
                 scores = step
                 order = torch.sort(scores, stable=True).indices.tolist()
                 break
+            if iterations is not None and len(order) >= iterations:
+                # the rest, one-shot on the reduced model: ascending score, ties by index
+                rest = sorted(kept, key=lambda j: (step[j].item(), j))
+                for j in rest:
+                    scores[j] = step[j]
+                order.extend(rest)
+                break
             least = min(kept, key=lambda j: (step[j].item(), j))
             scores[least] = step[least]
             order.append(least)
@@ -156,6 +169,23 @@ def score_depth(
     return {"depth.scores": scores.float(), "depth.order": torch.tensor(order, dtype=torch.int64)}
 
 
-def depth_steps(n_blocks: int, mode: str) -> int:
+def depth_steps(n_blocks: int, mode: str, iterations: int | None = None) -> int:
     """How many passes over the calibration batches `score_depth` makes."""
-    return 1 if mode == "one-shot" else n_blocks
+    if mode == "one-shot":
+        return 1
+    return n_blocks if iterations is None else min(n_blocks, iterations + 1)
+
+
+def step_block_runs(n_blocks: int, kept: int, metric: str) -> int:
+    """Block runs of one step over one batch with `kept` blocks left: the reduced model once, the full
+    model once more when reduced (the reference logits), and the suffix after each kept block."""
+    runs = kept
+    if metric != "cosine":
+        runs += (n_blocks if kept < n_blocks else 0) + kept * (kept - 1) // 2
+    return runs
+
+
+def depth_block_runs(n_blocks: int, mode: str, metric: str, iterations: int | None = None) -> int:
+    """Block runs per calibration batch of a whole `score_depth` (what its progress bar counts)."""
+    steps = depth_steps(n_blocks, mode, iterations)
+    return sum(step_block_runs(n_blocks, n_blocks - s, metric) for s in range(steps))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from minitron.errors import MinitronError
-from minitron.importance.depth import DEPTH_METRICS, DEPTH_MODES, depth_steps, score_depth
+from minitron.importance.depth import DEPTH_METRICS, DEPTH_MODES, depth_block_runs, score_depth
 from minitron.importance.scores import Scores
 from minitron.importance.width import AGGREGATIONS
 
@@ -29,6 +29,8 @@ class ScoreConfig:
     width: bool = True
     depth: str = "mse"  # one of DEPTH_METRICS or "none"
     depth_mode: str = "iterative"
+    depth_iterations: int | None = None  # iterative removals before the rest is ordered one-shot
+    depth_samples: int | None = None  # score depth on the first N calibration samples only
     aggregation: str = "mean-l2"
     device: str = "auto"
     dtype: str = "auto"
@@ -58,6 +60,14 @@ class ScoreConfig:
             )
         if self.dtype not in DTYPES:
             raise MinitronError(f"--dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        if self.depth_iterations is not None and self.depth_iterations < 0:
+            raise MinitronError(f"--depth-iterations must be 0 or more, got {self.depth_iterations}")
+        if self.depth_iterations is not None and self.depth_mode == "one-shot":
+            raise MinitronError("--depth-iterations applies to --depth-mode iterative, not one-shot")
+        if self.depth_samples is not None and not 1 <= self.depth_samples <= self.samples:
+            raise MinitronError(
+                f"--depth-samples must be between 1 and --samples ({self.samples}), got {self.depth_samples}"
+            )
         if not self.width and self.depth == "none":
             raise MinitronError("nothing to score: --no-width together with --depth none")
 
@@ -131,20 +141,31 @@ def run(config: ScoreConfig) -> Scores:
     mine = distributed.shard(batches)
     model = load_model(source, dtype=dtype, device=device, command="minitron score")
 
+    depth_batches = first_samples(mine, config.depth_samples) if config.depth_samples else mine
+    work = score_work(arch, config, mine, depth_batches)
+    if rank == 0 and config.progress:
+        warn_if_long(work, device, config)
+
     tensors: dict[str, torch.Tensor] = {}
     if config.width:
         with progress_bar("width scores", len(mine), show) as advance:
             tensors.update(score_width(model, mine, config.aggregation, advance))
     if config.depth != "none":
-        steps = depth_steps(arch.n_blocks, config.depth_mode)
-        with progress_bar(f"depth scores ({config.depth})", steps * len(mine), show) as advance:
-            tensors.update(score_depth(model, mine, config.depth, config.depth_mode, advance))
+        runs = work["depth_block_runs"]
+        with progress_bar(f"depth scores ({config.depth}, block runs)", runs, show) as advance:
+            tensors.update(
+                score_depth(
+                    model, depth_batches, config.depth, config.depth_mode, advance, config.depth_iterations
+                )
+            )
 
     settings: dict[str, Any] = {
         "width": config.width,
         "aggregation": config.aggregation if config.width else None,
         "depth": config.depth,
         "depth_mode": config.depth_mode if config.depth != "none" else None,
+        "depth_iterations": config.depth_iterations if config.depth != "none" else None,
+        "depth_samples": n_samples(depth_batches) if config.depth != "none" else None,
         "dtype": dtype,
         "world_size": world,
         "activations": "float32",
@@ -174,3 +195,76 @@ def run(config: ScoreConfig) -> Scores:
         if config.report:
             print_report(scores, written)
     return scores
+
+
+def first_samples(batches: list, samples: int) -> list:
+    """The first `samples` sequences of `batches` (bare id tensors or (ids, mask) pairs)."""
+    out, left = [], samples
+    for batch in batches:
+        if left <= 0:
+            break
+        ids, mask = (batch, None) if not isinstance(batch, tuple) else batch
+        take = min(left, ids.shape[0])
+        out.append(ids[:take] if mask is None else (ids[:take], mask[:take]))
+        left -= take
+    return out
+
+
+# Rough sustained float32 throughput of a forward on each device type, for the work estimate only.
+DEVICE_FLOPS = {"cpu": 2e10, "cuda": 5e13}
+LONG_RUN_SECONDS = 600
+
+
+def score_work(arch, config: ScoreConfig, batches: list, depth_batches: list) -> dict[str, Any]:
+    """How much a score run computes: passes, block runs and tokens, and a rough FLOP count."""
+    from minitron.importance.batches import as_batches
+
+    def tokens(bs) -> int:
+        return sum(ids.numel() for ids, _ in as_batches(bs))
+
+    width_tokens, depth_tokens = tokens(batches), tokens(depth_batches)
+    runs_per_batch = (
+        0
+        if config.depth == "none"
+        else depth_block_runs(arch.n_blocks, config.depth_mode, config.depth, config.depth_iterations)
+    )
+    mean_block_params = sum(arch.block_params(k) for k in arch.pattern) / arch.n_blocks
+    depth_block_tokens = runs_per_batch * depth_tokens  # every block run sees every token of its batch
+    flops = (
+        2 * mean_block_params * (depth_block_tokens + (arch.n_blocks * width_tokens if config.width else 0))
+    )
+    return {
+        "width_passes": 1 if config.width else 0,
+        "width_tokens": width_tokens if config.width else 0,
+        "depth_passes": 0 if config.depth == "none" else _steps(arch, config),
+        "depth_block_runs": runs_per_batch * len(depth_batches),
+        "depth_block_tokens": depth_block_tokens,
+        "flops": flops,
+    }
+
+
+def _steps(arch, config: ScoreConfig) -> int:
+    from minitron.importance.depth import depth_steps
+
+    return depth_steps(arch.n_blocks, config.depth_mode, config.depth_iterations)
+
+
+def warn_if_long(work: dict[str, Any], device: str, config: ScoreConfig) -> None:
+    """Say how much work a run is when it would take long here; on CPU, suggest the CPU settings."""
+    seconds = work["flops"] / DEVICE_FLOPS["cuda" if device.startswith("cuda") else "cpu"]
+    if seconds < LONG_RUN_SECONDS:
+        return
+    duration = f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
+    print(
+        f"note: this run is {work['width_passes']} width pass ({work['width_tokens']:,} tokens) and "
+        f"{work['depth_passes']} depth passes ({work['depth_block_runs']:,} block runs over "
+        f"{work['depth_block_tokens']:,} block-tokens), about {work['flops']:.2g} FLOPs: "
+        f"roughly {duration} on {device}",
+        file=sys.stderr,
+    )
+    if not device.startswith("cuda"):
+        print(
+            "note: on a CPU try --seq-len 256 --samples 32 --depth-samples 8 and "
+            "--depth-iterations 6 (or --depth-mode one-shot)",
+            file=sys.stderr,
+        )
