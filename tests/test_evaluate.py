@@ -84,7 +84,7 @@ def test_cli_puts_two_models_side_by_side(random_checkpoint, task_yaml, tmp_path
     assert result.exit_code == 0, result.output
     header = next(line for line in result.output.splitlines() if "task" in line and "metric" in line)
     assert "tiny" in header
-    acc_row = next(line for line in result.output.splitlines() if "minitron_doubling" in line)
+    acc_row = next(line for line in result.output.splitlines() if "minitron_doubling" in line and "│ acc " in line)
     assert len([cell for cell in acc_row.split("│") if cell.strip().replace(".", "").isdigit()]) == 2
     saved = json.loads((out / "results.json").read_text())
     assert list(saved) == [str(random_checkpoint), "tiny"]
