@@ -84,7 +84,9 @@ def test_cli_puts_two_models_side_by_side(random_checkpoint, task_yaml, tmp_path
     assert result.exit_code == 0, result.output
     header = next(line for line in result.output.splitlines() if "task" in line and "metric" in line)
     assert "tiny" in header
-    acc_row = next(line for line in result.output.splitlines() if "minitron_doubling" in line and "│ acc " in line)
+    acc_row = next(
+        line for line in result.output.splitlines() if "minitron_doubling" in line and "│ acc " in line
+    )
     assert len([cell for cell in acc_row.split("│") if cell.strip().replace(".", "").isdigit()]) == 2
     saved = json.loads((out / "results.json").read_text())
     assert list(saved) == [str(random_checkpoint), "tiny"]
@@ -149,5 +151,20 @@ def test_missing_lm_eval_says_how_to_install(task_yaml, tmp_path, monkeypatch):
 
 
 def test_help_does_not_import_lm_eval():
-    result = runner.invoke(app, ["evaluate", "--help"])
-    assert result.exit_code == 0 and "--tasks" in result.output
+    """`minitron evaluate --help` in a fresh process: neither lm_eval nor torch gets imported."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from minitron.cli import app\n"
+        "try:\n    app(['evaluate', '--help'], prog_name='minitron')\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('lm_eval', 'torch') if m in sys.modules))\n"
+    )
+    root = str(Path(__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert "--tasks" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
