@@ -143,14 +143,21 @@ def run(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
         model = load_model(source, device=device, command="evaluate")
         tokenizer = load_tokenizer(source, command="evaluate")
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=config.batch_size)
-        out = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=tasks,
-            num_fewshot=config.num_fewshot,
-            limit=config.limit,
-            task_manager=task_manager,
-            log_samples=False,
-        )
+        try:
+            out = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=tasks,
+                num_fewshot=config.num_fewshot,
+                limit=config.limit,
+                task_manager=task_manager,
+                log_samples=False,
+            )
+        except (ConnectionError, FileNotFoundError) as e:
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise MinitronError(
+                f"--tasks: cannot load a task's data ({first_line}); nothing is downloaded: named tasks "
+                "need their dataset in the local Hugging Face cache, local tasks their data_files"
+            ) from None
         results[spec] = {task: _metrics(out["results"].get(task, {})) for task in tasks}
         del model, lm
     if config.out is not None:
