@@ -15,7 +15,7 @@ from typing import TypeVar
 import typer
 
 # The order a user runs them in; commands not named here follow, alphabetically.
-WORKFLOW = ("run", "demo", "estimate", "score", "search", "prune", "distill", "compare", "train")
+WORKFLOW = ("run", "demo", "estimate", "score", "search", "prune", "distill", "compare", "evaluate", "train")
 
 
 class WorkflowGroup(typer.core.TyperGroup):
@@ -777,6 +777,40 @@ def compare(
             ),
         )
     )
+
+
+@app.command()
+@friendly
+def evaluate(
+    models: list[str] = typer.Argument(
+        ..., help="Checkpoint directories or built-in names (tiny), evaluated side by side."
+    ),
+    tasks: str = typer.Option(
+        ..., "--tasks", help="Comma-separated lm-eval task names or local task YAML files/directories."
+    ),
+    limit: float = typer.Option(None, "--limit", help="Examples per task (default: all)."),
+    num_fewshot: int = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: the task's)."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Requests per forward pass."),
+    device: str = DEVICE_OPTION,
+    out: str = typer.Option("runs/eval", "--out", help="Directory for results.json and results.csv."),
+) -> None:
+    """Benchmark accuracy with lm-evaluation-harness, models side by side (pip install 'minitron[eval]')."""
+    from rich.console import Console
+
+    from minitron.evaluate import EvalConfig, run, table
+
+    results = run(
+        EvalConfig(
+            models=models,
+            tasks=tasks,
+            out=out,
+            limit=limit,
+            batch_size=batch_size,
+            device=device,
+            num_fewshot=num_fewshot,
+        )
+    )
+    Console().print(table(results))
 
 
 def main() -> None:
