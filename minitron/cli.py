@@ -323,6 +323,135 @@ def score(
         typer.echo(json_text(summary(scores), sort_keys=True))
 
 
+AXIS_HELP = (
+    "a value (4480), a list (4352,4480), a range LO:HI in axis steps or LO:HI:STEP, or 'source'"
+)
+
+
+@app.command()
+@friendly
+def search(
+    model: str = typer.Argument(
+        ..., help="Checkpoint directory or built-in name; a config-only preset ranks without weights."
+    ),
+    out: str = typer.Option("runs/search", "--out", help="Output directory (candidates, plot, study)."),
+    scores: str = typer.Option(
+        None, "--scores", help="Scores file from `minitron score` (width rankings, depth order)."
+    ),
+    budget: str = typer.Option(None, "--budget", help="Memory budget: 22GiB, 24GB, 19660MiB or bytes."),
+    gpu: str = typer.Option(
+        None, "--gpu", help="GPU preset (a10g, l4, a100-80g, h100-80g, ...): the budget without --budget, "
+        "and the bandwidth of the decode estimate [default: a10g for the estimate]."
+    ),
+    headroom: str = typer.Option(None, "--headroom", help="Share of the budget kept free, e.g. 5%."),
+    reserve: str = typer.Option(None, "--reserve", help="Bytes kept for something else, e.g. 1.3GiB."),
+    context: str = typer.Option("128k", "--context", help="Tokens per sequence served: 128k, 8k, 131072."),
+    batch: int = typer.Option(1, "--batch", help="Sequences served at once."),
+    dtype: str = typer.Option("bfloat16", "--dtype", help="Serving weight dtype."),
+    kv_dtype: str = typer.Option(None, "--kv-dtype", help="KV cache dtype [default: the compute dtype]."),
+    ssm_dtype: str = typer.Option(None, "--ssm-dtype", help="Mamba SSM state dtype [default: per engine]."),
+    engine: str = typer.Option("transformers", "--engine", help="transformers or vllm (conv state columns)."),
+    layers: str = typer.Option(
+        None, "--layers", help=f"Block counts: {AXIS_HELP}; removed blocks follow the depth order."
+    ),
+    hidden: str = typer.Option(None, "--hidden", help=f"Hidden sizes: {AXIS_HELP}."),
+    ffn: str = typer.Option(None, "--ffn", help=f"FFN sizes: {AXIS_HELP}."),
+    mamba_heads: str = typer.Option(None, "--mamba-heads", help="Mamba heads (multiples of the groups)."),
+    mamba_head_dim: str = typer.Option(None, "--mamba-head-dim", help="Mamba head dims (step 8)."),
+    attn_heads: str = typer.Option(
+        None, "--attn-heads", help="Attention heads (multiples of KV heads) [default: source, as Nano 2]."
+    ),
+    drop_blocks: str = typer.Option(
+        None, "--drop-blocks", help="Comma-separated source blocks to drop (instead of --layers)."
+    ),
+    granularity: int = typer.Option(64, "--granularity", help="Step of hidden and FFN ranges."),
+    max_prune: str = typer.Option(
+        None, "--max-prune", help="Largest share pruned on a default axis: 40% (all) or hidden=30%,ffn=50%."
+    ),
+    min_params: str = typer.Option(None, "--min-params", help="Fewest parameters: 8B, 500M, 60%."),
+    max_params: str = typer.Option(None, "--max-params", help="Most parameters: 9B, 72% (of the source)."),
+    no_eval: bool = typer.Option(
+        False, "--no-eval", help="Rank the feasible frontier by a weight-free proxy; load no weights."
+    ),
+    objective: str = typer.Option("kl", "--objective", help="kl (KL teacher||candidate) or lm-loss."),
+    throughput: bool = typer.Option(
+        False, "--throughput/--no-throughput", help="Also maximise estimated decode tokens/s (NSGA-II)."
+    ),
+    trials: int = typer.Option(100, "--trials", help="Architectures to evaluate (the study's total)."),
+    timeout: float = typer.Option(None, "--timeout", help="Stop starting trials after this many seconds."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes sharing the study."),
+    storage: str = typer.Option(
+        None, "--storage", help="Study storage: a journal file path, sqlite:///f.db, postgresql://... "
+        "[default: OUT/study.journal]."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Sampler seed."),
+    seed_trials: int = typer.Option(
+        10, "--seed-trials", help="Best frontier points (largest that fit) enqueued as the first trials."
+    ),
+    top: int = typer.Option(100, "--top", help="Candidates written."),
+    data: str = DATA_OPTION,
+    text_field: str = TEXT_FIELD_OPTION,
+    glob: str = GLOB_OPTION,
+    eval_samples: int = typer.Option(16, "--eval-samples", help="Held-out sequences for the objective."),
+    seq_len: int = typer.Option(256, "--seq-len", help="Tokens per evaluation sequence."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Sequences per evaluation forward."),
+    top_k: int = typer.Option(64, "--top-k", help="Teacher log-probabilities kept per token."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N]."),
+) -> None:
+    """Search the architectures that fit a memory budget; rank them against the teacher."""
+    from minitron.prune.target import parse_block_list
+    from minitron.search.run import SearchConfig, run
+
+    run(
+        SearchConfig(
+            model=model,
+            out=out,
+            scores=scores,
+            axes={
+                "layers": layers,
+                "hidden": hidden,
+                "ffn": ffn,
+                "mamba_heads": mamba_heads,
+                "mamba_head_dim": mamba_head_dim,
+                "attn_heads": attn_heads,
+            },
+            drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None,
+            granularity=granularity,
+            max_prune=max_prune,
+            budget=budget,
+            gpu=gpu,
+            headroom=headroom,
+            reserve=reserve,
+            context=context,
+            batch=batch,
+            dtype=dtype,
+            kv_dtype=kv_dtype,
+            ssm_dtype=ssm_dtype,
+            engine=engine,
+            min_params=min_params,
+            max_params=max_params,
+            evaluate=not no_eval,
+            objective=objective,
+            throughput_objective=throughput,
+            trials=trials,
+            timeout_s=timeout,
+            workers=workers,
+            storage=storage,
+            seed=seed,
+            seed_trials=seed_trials,
+            top=top,
+            data=data,
+            text_field=text_field,
+            glob=glob,
+            eval_samples=eval_samples,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            top_k=top_k,
+            device=device,
+        )
+    )
+
+
 @app.command()
 @friendly
 def train(

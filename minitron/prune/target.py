@@ -14,6 +14,8 @@ Candidate file (written by `minitron search`, read here), JSON:
      ...}                                # other top-level fields are ignored here
 
 A size missing from a candidate keeps the source size; a missing `drop_blocks` keeps every block.
+A candidate searched without a depth order has `"drop_blocks": null` and `"drop_counts"` (blocks of
+each type to remove, which ones unknown): it is refused here rather than pruned without them.
 """
 
 from __future__ import annotations
@@ -100,6 +102,13 @@ def read_candidate(path: str | Path, rank: int) -> TargetSpec:
         ranks = sorted(r["rank"] for r in rows if isinstance(r.get("rank"), int))
         raise MinitronError(f"{path}: no candidate with rank {rank}; ranks present: {ranks or 'none'}")
     row = matching[0]
+    counts = row.get("drop_counts")
+    if row.get("drop_blocks") is None and isinstance(counts, dict) and any(counts.values()):
+        removed = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+        raise MinitronError(
+            f"{path}: candidate rank {rank} removes {removed} blocks but the search had no depth order to "
+            "say which; rerun `minitron search` with --scores (depth scores) or --drop-blocks"
+        )
     return TargetSpec(
         **{axis: _int_field(row, axis, path) for axis in AXIS_FLAGS},
         drop_blocks=_drop_blocks_field(row, path),

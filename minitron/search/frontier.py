@@ -1,0 +1,225 @@
+"""The feasible set of a search space under a memory budget, enumerated analytically (torch-free).
+
+For fixed depth, hidden, Mamba and attention sizes, memory and parameters are affine in the FFN
+size (each MLP block holds 2 x hidden x ffn weights; no cache depends on it). So each choice of the
+other axes is solved for its largest fitting FFN in closed form: the feasible FFN values are a
+prefix of the axis, their count is the combination's share of the feasible set, and the largest is a
+point of the frontier (the largest candidates that still fit). The 12B space with --layers 56 and
+no depth order (28 block-type splits x 33 hidden x 7 x 5 Mamba sizes, FFN solved) takes well under
+a second.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from minitron.errors import MinitronError
+from minitron.memory import MemoryEstimate, estimate_memory
+from minitron.model.arch import MLP, Architecture
+from minitron.search.space import DepthOption, SearchSpace
+from minitron.units import DTYPE_BYTES, format_bytes
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What every candidate must satisfy: serving memory within the budget, parameters within bounds."""
+
+    usable_bytes: int
+    context_tokens: int
+    batch: int = 1
+    weight_dtype: str = "bfloat16"
+    kv_dtype: str | None = None
+    ssm_dtype: str | None = None
+    engine: str = "transformers"
+    min_params: int | None = None
+    max_params: int | None = None
+
+    def memory(self, arch: Architecture) -> MemoryEstimate:
+        return estimate_memory(
+            arch,
+            context_tokens=self.context_tokens,
+            batch=self.batch,
+            weight_dtype=self.weight_dtype,
+            kv_dtype=self.kv_dtype,
+            ssm_dtype=self.ssm_dtype,
+            engine=self.engine,
+        )
+
+    def violation(self, arch: Architecture) -> str | None:
+        """Why `arch` is not allowed (None when it is), recomputed from its sizes."""
+        mem = self.memory(arch)
+        if mem.total_bytes > self.usable_bytes:
+            return f"needs {format_bytes(mem.total_bytes)} > budget {format_bytes(self.usable_bytes)}"
+        if self.max_params is not None and arch.n_params > self.max_params:
+            return f"{arch.n_params:,} parameters > --max-params {self.max_params:,}"
+        if self.min_params is not None and arch.n_params < self.min_params:
+            return f"{arch.n_params:,} parameters < --min-params {self.min_params:,}"
+        return None
+
+
+@dataclass(frozen=True)
+class Point:
+    """One architecture of the space: a depth option and a size per width axis."""
+
+    depth: DepthOption
+    hidden: int
+    ffn: int
+    mamba_heads: int
+    mamba_head_dim: int
+    attn_heads: int
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "hidden": self.hidden,
+            "ffn": self.ffn,
+            "mamba_heads": self.mamba_heads,
+            "mamba_head_dim": self.mamba_head_dim,
+            "attn_heads": self.attn_heads,
+        }
+
+    def key(self) -> str:
+        """Identity of the architecture (what 'evaluated twice' means)."""
+        return self.depth.key() + "|" + ",".join(f"{k}={v}" for k, v in self.sizes().items())
+
+
+@dataclass
+class Combination:
+    """Every axis but FFN fixed; `ffn` holds the feasible FFN values, largest first."""
+
+    depth: DepthOption
+    hidden: int
+    mamba_heads: int
+    mamba_head_dim: int
+    attn_heads: int
+    ffn: tuple[int, ...]
+
+    def point(self, ffn: int) -> Point:
+        return Point(self.depth, self.hidden, ffn, self.mamba_heads, self.mamba_head_dim, self.attn_heads)
+
+
+@dataclass
+class Enumeration:
+    space: SearchSpace
+    constraint: Constraint
+    combinations: list[Combination] = field(default_factory=list)
+    smallest_bytes: int = 0  # the smallest footprint anywhere in the space
+    smallest_params: int = 0
+
+    @property
+    def feasible(self) -> int:
+        return sum(len(c.ffn) for c in self.combinations)
+
+    def frontier(self) -> list[Point]:
+        """The largest fitting FFN of every combination of the other axes."""
+        return [c.point(c.ffn[0]) for c in self.combinations]
+
+    def sample(self, n: int, seed: int) -> list[Point]:
+        """`n` distinct feasible points drawn uniformly (all of them when there are fewer)."""
+        rng = random.Random(seed)
+        total = self.feasible
+        picks = rng.sample(range(total), min(n, total))
+        starts, acc = [], 0
+        for c in self.combinations:
+            starts.append(acc)
+            acc += len(c.ffn)
+        out = []
+        for p in picks:
+            i = bisect.bisect_right(starts, p) - 1
+            c = self.combinations[i]
+            out.append(c.point(c.ffn[p - starts[i]]))
+        return out
+
+    def contains(self, point: Point) -> bool:
+        return self.constraint.violation(self.space.arch(point.depth, **point.sizes())) is None and (
+            point.ffn in self.space.ffn
+        )
+
+
+def enumerate_feasible(space: SearchSpace, constraint: Constraint) -> Enumeration:
+    """Every feasible point of `space`, grouped by the non-FFN axes; one error line when none fits."""
+    import dataclasses
+
+    result = Enumeration(space=space, constraint=constraint)
+    ffn_values = space.ffn  # largest first
+    ascending = tuple(reversed(ffn_values))
+    smallest_bytes = smallest_params = None
+    wbytes = DTYPE_BYTES[constraint.memory(space.source).weight_dtype]
+    for depth in space.depth:
+        base_arch = space.arch(depth)
+        n_mlp = base_arch.count(MLP)
+        for hidden in space.hidden:
+            # parameters per FFN unit: up_proj row + down_proj column (+ up bias) in every MLP block
+            per_ffn_params = n_mlp * (2 * hidden + (1 if space.source.mlp_bias else 0))
+            for mh in space.mamba_heads:
+                for mhd in space.mamba_head_dim:
+                    for ah in space.attn_heads:
+                        arch = dataclasses.replace(
+                            base_arch, hidden=hidden, ffn=ffn_values[-1], mamba_heads=mh,
+                            mamba_head_dim=mhd, attn_heads=ah,
+                        )  # fmt: skip
+                        mem = constraint.memory(arch)
+                        if smallest_bytes is None or mem.total_bytes < smallest_bytes:
+                            smallest_bytes, smallest_params = mem.total_bytes, arch.n_params
+                        fits = _fitting_ffn(
+                            ascending, mem.total_bytes, arch.n_params, per_ffn_params, wbytes, constraint
+                        )
+                        if fits:
+                            result.combinations.append(Combination(depth, hidden, mh, mhd, ah, fits))
+    result.smallest_bytes, result.smallest_params = smallest_bytes or 0, smallest_params or 0
+    if not result.combinations:
+        limits = f"the budget {format_bytes(constraint.usable_bytes)}"
+        if constraint.max_params is not None or constraint.min_params is not None:
+            limits += " and the --min-params/--max-params bounds"
+        raise MinitronError(
+            f"nothing in the search space fits {limits}: the smallest candidate needs "
+            f"{format_bytes(result.smallest_bytes)} ({result.smallest_params:,} parameters); "
+            "allow more pruning (--max-prune, wider axis ranges) or raise the budget"
+        )
+    return result
+
+
+def _fitting_ffn(
+    ascending: tuple[int, ...],
+    bytes_at_min: int,
+    params_at_min: int,
+    per_ffn_params: int,
+    wbytes: int,
+    constraint: Constraint,
+) -> tuple[int, ...]:
+    """FFN values (largest first) whose memory and parameters satisfy the constraint, in closed form."""
+    lo = ascending[0]
+    if bytes_at_min > constraint.usable_bytes:
+        return ()
+    high = math.inf
+    low = -math.inf
+    if per_ffn_params:
+        high = lo + (constraint.usable_bytes - bytes_at_min) // (per_ffn_params * wbytes)
+        if constraint.max_params is not None:
+            high = min(high, lo + (constraint.max_params - params_at_min) // per_ffn_params)
+        if constraint.min_params is not None:
+            low = lo - (params_at_min - constraint.min_params) // per_ffn_params  # ceil division
+    else:
+        if constraint.max_params is not None and params_at_min > constraint.max_params:
+            return ()
+        if constraint.min_params is not None and params_at_min < constraint.min_params:
+            return ()
+    i, j = bisect.bisect_left(ascending, low), bisect.bisect_right(ascending, high)
+    return ascending[i:j][::-1]
+
+
+def rank_by(points: list[Point], proxy: Callable[[Point], float]) -> list[tuple[Point, float]]:
+    """Points with their proxy value, best (highest) first; ties by key for reproducibility."""
+    scored = [(p, proxy(p)) for p in points]
+    scored.sort(key=lambda item: (-item[1], item[0].key()))
+    return scored
+
+
+def params_proxy(space: SearchSpace) -> Callable[[Point], float]:
+    def proxy(point: Point) -> float:
+        return float(space.arch(point.depth, **point.sizes()).n_params)
+
+    return proxy

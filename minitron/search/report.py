@@ -1,0 +1,179 @@
+"""What a search writes: candidates.json (what `prune --candidate` reads), candidates.csv, pareto.png,
+and the rich table.
+
+Every candidate row holds its sizes, its dropped blocks (source indices; null when the search had no
+depth order, with `drop_counts` saying how many of each type go), parameters, memory terms in
+bytes (recomputed from the sizes), spare bytes under the budget, estimated decode tokens/s and the
+objective (null without evaluation) or the weight-free proxy.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+from minitron.atomic import atomic_path, write_json, write_text
+from minitron.memory import GPU
+from minitron.model.arch import ATTENTION, MAMBA, MLP
+from minitron.search.frontier import Constraint, Point
+from minitron.search.space import SearchSpace
+from minitron.search.throughput import decode_tokens_per_s
+from minitron.units import format_bytes
+
+GiB = 2**30
+CSV_COLUMNS = (
+    "rank", "layers", "mamba_blocks", "mlp_blocks", "attention_blocks", "hidden", "ffn", "mamba_heads",
+    "mamba_head_dim", "attn_heads", "params", "weights_bytes", "kv_cache_bytes", "ssm_state_bytes",
+    "conv_state_bytes", "total_bytes", "spare_bytes", "decode_tokens_per_s", "objective", "proxy",
+    "drop_blocks", "trial",
+)  # fmt: skip
+
+
+def candidate_row(
+    point: Point,
+    space: SearchSpace,
+    constraint: Constraint,
+    gpu: GPU,
+    objective: float | None,
+    proxy: float | None,
+    trial: int | None = None,
+) -> dict[str, Any]:
+    """One candidate, every figure recomputed from its sizes."""
+    arch = space.arch(point.depth, **point.sizes())
+    mem = constraint.memory(arch)
+    names = {MAMBA: "mamba", MLP: "mlp", ATTENTION: "attention"}
+    return {
+        "rank": None,
+        "drop_blocks": list(point.depth.dropped) if point.depth.dropped is not None else None,
+        "drop_counts": {
+            names[k]: c for k, c in zip((MAMBA, MLP, ATTENTION), point.depth.counts, strict=True)
+        },
+        "layers": arch.n_blocks,
+        "mamba_blocks": arch.count(MAMBA),
+        "mlp_blocks": arch.count(MLP),
+        "attention_blocks": arch.count(ATTENTION),
+        **point.sizes(),
+        "params": arch.n_params,
+        "memory": {
+            "weights_bytes": mem.weights_bytes,
+            "kv_cache_bytes": mem.kv_cache_bytes,
+            "ssm_state_bytes": mem.ssm_state_bytes,
+            "conv_state_bytes": mem.conv_state_bytes,
+            "total_bytes": mem.total_bytes,
+        },
+        "spare_bytes": constraint.usable_bytes - mem.total_bytes,
+        "decode_tokens_per_s": decode_tokens_per_s(mem, gpu),
+        "objective": objective,
+        "proxy": proxy,
+        "trial": trial,
+    }
+
+
+def rank_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    """Rows sorted best first by `by` ('objective': lower is better; 'proxy': higher is better)."""
+    if by == "objective":
+        rows = sorted(rows, key=lambda r: (r["objective"], -r["params"]))
+    else:
+        rows = sorted(rows, key=lambda r: (-r["proxy"], -r["params"]))
+    for i, row in enumerate(rows, 1):
+        row["rank"] = i
+    return rows
+
+
+def write_outputs(out: Path, document: dict[str, Any], usable_bytes: int) -> list[Path]:
+    rows = document["candidates"]
+    written = [write_json(out / "candidates.json", document)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        flat = {k: row.get(k) for k in CSV_COLUMNS}
+        flat.update(row["memory"])
+        flat["drop_blocks"] = " ".join(map(str, row["drop_blocks"])) if row["drop_blocks"] is not None else ""
+        writer.writerow(flat)
+    written.append(write_text(out / "candidates.csv", buffer.getvalue()))
+    plot = plot_pareto(rows, out / "pareto.png", usable_bytes, document["ranked_by"])
+    if plot is not None:
+        written.append(plot)
+    return written
+
+
+def plot_pareto(rows: list[dict[str, Any]], path: Path, usable_bytes: int, ranked_by: str) -> Path | None:
+    """Memory vs objective (or proxy) of every candidate, with the budget line; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(
+            "note: matplotlib is not installed, skipping pareto.png (pip install 'minitron[plot]')",
+            file=sys.stderr,
+        )
+        return None
+    key = "objective" if ranked_by == "objective" else "proxy"
+    xs = [r["memory"]["total_bytes"] / GiB for r in rows]
+    ys = [r[key] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.scatter(xs, ys, s=12, c="tab:blue", alpha=0.6, label="candidates")
+    if rows:
+        ax.scatter(xs[:1], ys[:1], s=60, c="tab:red", marker="*", label="rank 1")
+    ax.axvline(
+        usable_bytes / GiB, color="tab:red", linestyle="--", label=f"budget {format_bytes(usable_bytes)}"
+    )
+    ax.set_xlabel("serving memory (GiB)")
+    ax.set_ylabel(ranked_by if key == "objective" else f"proxy ({ranked_by}, higher is better)")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def candidates_table(document: dict[str, Any], limit: int = 15):
+    from rich.table import Table
+
+    gpu = document["throughput"]["gpu"]
+    title = (
+        f"search: {document['feasible']:,} feasible of {document['space']['configurations']:,} configurations "
+        f"under {format_bytes(document['budget']['usable_bytes'])}; ranked by {document['ranked_by']}"
+    )
+    table = Table(title=title, caption=f"blocks dropped: {document['space']['depth_assumption']}")
+    columns = (
+        "rank", "blocks M/-/*", "hidden", "FFN", "Mamba", "attn", "params", "weights", "KV", "SSM+conv",
+        "spare", f"tok/s {gpu}", document["ranked_by"],
+    )  # fmt: skip
+    for c in columns:
+        table.add_column(c, justify="left" if c == "blocks M/-/*" else "right")
+    for row in document["candidates"][:limit]:
+        mem = row["memory"]
+        value = row["objective"] if document["ranked_by"] == "objective" else row["proxy"]
+        table.add_row(
+            str(row["rank"]),
+            f"{row['mamba_blocks']}/{row['mlp_blocks']}/{row['attention_blocks']}",
+            str(row["hidden"]),
+            str(row["ffn"]),
+            f"{row['mamba_heads']}x{row['mamba_head_dim']}",
+            str(row["attn_heads"]),
+            _count(row["params"]),
+            f"{mem['weights_bytes'] / GiB:.2f}",
+            f"{mem['kv_cache_bytes'] / GiB:.2f}",
+            f"{(mem['ssm_state_bytes'] + mem['conv_state_bytes']) / GiB:.3f}",
+            format_bytes(row["spare_bytes"]),
+            f"{row['decode_tokens_per_s']:,.1f}",
+            f"{value:.5g}",
+        )
+    return table
+
+
+def _count(n: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)

@@ -1,0 +1,465 @@
+"""`minitron search`: SearchConfig -> run(): space, budget, (study | proxy ranking), outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minitron.errors import MinitronError
+from minitron.search.objective import OBJECTIVES
+from minitron.search.space import AXIS_FLAGS
+
+FORMAT = "minitron-candidates"
+FORMAT_VERSION = 1
+
+
+def parse_params(text: str | None, flag: str, source_params: int) -> int | None:
+    """'8.9B', '7e9', '500M', '72%' (of the source) or a plain count -> parameters."""
+    if text is None:
+        return None
+    raw = str(text).strip()
+    if raw.endswith("%"):
+        from minitron.units import parse_fraction
+
+        return int(parse_fraction(raw, flag) * source_params) if raw != "100%" else source_params
+    match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kKmMbB]?)", raw)
+    if not match:
+        raise MinitronError(f"{flag}: cannot read {text!r}; write 8.9B, 500M, 7e9, 72% or a count")
+    scale = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9}[match[2].lower()]
+    value = int(float(match[1]) * scale)
+    if value < 1:
+        raise MinitronError(f"{flag}: must be positive, got {text!r}")
+    return value
+
+
+@dataclass
+class SearchConfig:
+    model: str
+    out: Path = Path("runs/search")
+    scores: Path | None = None
+    axes: dict[str, str | None] = field(default_factory=dict)
+    drop_blocks: tuple[int, ...] | None = None
+    granularity: int = 64
+    max_prune: str | None = None
+    budget: str | None = None
+    gpu: str | None = None
+    headroom: str | None = None
+    reserve: str | None = None
+    context: str = "128k"
+    batch: int = 1
+    dtype: str = "bfloat16"
+    kv_dtype: str | None = None
+    ssm_dtype: str | None = None
+    engine: str = "transformers"
+    min_params: str | None = None
+    max_params: str | None = None
+    evaluate: bool = True
+    objective: str = "kl"
+    throughput_objective: bool = False
+    trials: int = 100
+    timeout_s: float | None = None
+    workers: int = 1
+    storage: str | None = None
+    seed: int = 0
+    seed_trials: int = 10
+    top: int = 100
+    data: str = "builtin"
+    text_field: str = "text"
+    glob: str | None = None
+    eval_samples: int = 16
+    seq_len: int = 256
+    batch_size: int = 4
+    top_k: int = 64
+    device: str = "cpu"
+    eval_dtype: str = "float32"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from minitron.memory import get_engine
+        from minitron.units import parse_dtype, parse_tokens
+
+        self.out = Path(self.out)
+        if self.out.exists() and not self.out.is_dir():
+            raise MinitronError(f"--out {self.out} exists and is not a directory")
+        unknown = set(self.axes) - set(AXIS_FLAGS)
+        if unknown:
+            raise MinitronError(f"unknown axis {sorted(unknown)[0]!r}; axes: {', '.join(AXIS_FLAGS)}")
+        for flag, value, least in (
+            ("--trials", self.trials, 1),
+            ("--workers", self.workers, 1),
+            ("--batch", self.batch, 1),
+            ("--eval-samples", self.eval_samples, 1),
+            ("--seq-len", self.seq_len, 2),
+            ("--batch-size", self.batch_size, 1),
+            ("--top-k", self.top_k, 1),
+            ("--top", self.top, 1),
+            ("--seed-trials", self.seed_trials, 0),
+        ):
+            if value < least:
+                raise MinitronError(f"{flag} must be at least {least}, got {value}")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise MinitronError(f"--timeout must be positive seconds, got {self.timeout_s}")
+        if self.objective not in OBJECTIVES:
+            raise MinitronError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.eval_dtype not in ("float32", "bfloat16", "float16"):
+            raise MinitronError(f"--eval-dtype must be float32, bfloat16 or float16, got {self.eval_dtype!r}")
+        self.context_tokens = parse_tokens(self.context, "--context")
+        get_engine(self.engine)
+        parse_dtype(self.dtype, "--dtype")
+        for flag, value in (("--kv-dtype", self.kv_dtype), ("--ssm-dtype", self.ssm_dtype)):
+            if value is not None:
+                parse_dtype(value, flag)
+        if self.budget is None and self.gpu is None:
+            raise MinitronError(
+                "search needs a memory budget: give --budget (e.g. 22GiB) or --gpu (e.g. a10g)"
+            )
+        from minitron.memory import Budget, get_gpu
+
+        self.budget_ = Budget.from_options(self.budget, self.gpu, self.headroom, self.reserve)
+        self.gpu_ = get_gpu(self.gpu or "a10g")
+        from minitron.search.space import parse_max_prune
+
+        self.max_prune_ = parse_max_prune(self.max_prune)
+
+
+@dataclass
+class SearchResult:
+    document: dict[str, Any]
+    written: list[Path]
+
+
+def _prepare(config: SearchConfig):
+    """Everything a worker needs that does not need torch: source, scores, space, constraint, feasible set."""
+    from minitron.model.load import resolve_model
+    from minitron.search.frontier import Constraint, enumerate_feasible
+    from minitron.search.space import build_space
+
+    source = resolve_model(config.model)
+    arch = source.architecture
+    scores = None
+    if config.scores is not None:
+        from minitron.importance.scores import load_scores
+
+        scores = load_scores(config.scores)
+        scores.check_matches(arch, source.fingerprint() if source.has_weights else None)
+    order = [int(i) for i in scores.get("depth.order").tolist()] if scores and scores.has_depth() else None
+    space = build_space(arch, config.axes, config.granularity, config.max_prune_, order, config.drop_blocks)
+    constraint = Constraint(
+        usable_bytes=config.budget_.usable_bytes,
+        context_tokens=config.context_tokens,
+        batch=config.batch,
+        weight_dtype=config.dtype,
+        kv_dtype=config.kv_dtype,
+        ssm_dtype=config.ssm_dtype,
+        engine=config.engine,
+        min_params=parse_params(config.min_params, "--min-params", arch.n_params),
+        max_params=parse_params(config.max_params, "--max-params", arch.n_params),
+    )
+    enumeration = enumerate_feasible(space, constraint)
+    return source, scores, space, constraint, enumeration
+
+
+def _proxy(space, scores):
+    from minitron.search.frontier import params_proxy
+
+    if scores is not None and scores.has_width():
+        from minitron.search.proxy import importance_proxy
+
+        return importance_proxy(space, scores), "importance kept"
+    return params_proxy(space), "params"
+
+
+def run(config: SearchConfig, console=None) -> SearchResult:
+    from rich.console import Console
+
+    # The table has 13 columns: when stdout is not a terminal (logs, pipes) do not squeeze it into 80.
+    console = console or Console(width=None if sys.stdout.isatty() else 180)
+    source, scores, space, constraint, enumeration = _prepare(config)
+    evaluate = config.evaluate
+    if evaluate and not source.has_weights:
+        print(f"note: '{source.name}' has no weights here; ranking by a weight-free proxy", file=sys.stderr)
+        evaluate = False
+    if (
+        evaluate
+        and scores is None
+        and any(len(v) > 1 or v[0] != getattr(space.source, a) for a, v in space.width.items())
+    ):
+        raise MinitronError(
+            "search with weights needs --scores (run `minitron score` first), or pass --no-eval"
+        )
+    if evaluate and any(not d.known for d in space.depth if sum(d.counts)):
+        raise MinitronError(
+            "--layers below the source needs a depth order to build candidates: --scores with depth scores, "
+            "or --drop-blocks"
+        )
+    proxy, proxy_name = _proxy(space, scores)
+    frontier = enumeration.frontier()
+    header = _header(config, source, space, constraint, enumeration, scores)
+    if not evaluate:
+        from minitron.search.frontier import rank_by
+        from minitron.search.report import candidate_row, rank_rows
+
+        ranked = rank_by(frontier, proxy)[: config.top]
+        rows = [candidate_row(p, space, constraint, config.gpu_, None, value) for p, value in ranked]
+        document = {**header, "ranked_by": f"proxy: {proxy_name}", "candidates": rank_rows(rows, "proxy")}
+    else:
+        document = {
+            **header,
+            **_search(config, source, scores, space, constraint, enumeration, proxy, console),
+        }
+    config.out.mkdir(parents=True, exist_ok=True)
+    from minitron.search.report import candidates_table, write_outputs
+
+    written = write_outputs(config.out, document, constraint.usable_bytes)
+    if config.progress:
+        console.print(candidates_table(document))
+        console.print(f"wrote {', '.join(str(p) for p in written)}")
+    return SearchResult(document=document, written=written)
+
+
+def _header(config, source, space, constraint, enumeration, scores) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from minitron import __version__
+
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "minitron_version": __version__,
+        "source": {
+            "model": source.name,
+            "fingerprint": source.fingerprint(),
+            "architecture": source.architecture.summary(),
+        },
+        "scores": None
+        if config.scores is None
+        else {"path": str(Path(config.scores).resolve()), "sha256": _sha(config.scores)},
+        "budget": {**asdict(config.budget_), "usable_bytes": config.budget_.usable_bytes},
+        "constraint": asdict(constraint),
+        "space": space.describe(),
+        "feasible": enumeration.feasible,
+        "frontier": len(enumeration.combinations),
+        "throughput": {
+            "gpu": config.gpu or "a10g",
+            "bandwidth_bytes_per_s": config.gpu_.bandwidth_bytes_per_s,
+            "formula": "batch x bandwidth / (weights + kv + 2 x (ssm + conv))",
+        },
+    }
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def study_settings(config: SearchConfig, source, space, constraint, cache_key: str) -> dict[str, Any]:
+    """What a study's results depend on: resuming under other settings is refused."""
+    from dataclasses import asdict
+
+    return {
+        "model": source.fingerprint(),
+        "scores": _sha(config.scores) if config.scores else None,
+        "space": space.describe(),
+        "constraint": asdict(constraint),
+        "objective": config.objective,
+        "throughput_objective": config.throughput_objective,
+        "gpu": config.gpu or "a10g",
+        "teacher_cache": cache_key,
+        "seed": config.seed,
+    }
+
+
+def _teacher_cache(config: SearchConfig, source, model):
+    """Load the study's teacher cache, building it first when missing (the teacher runs once)."""
+    from minitron.data import DataSpec, describe, token_batches
+    from minitron.model.load import load_tokenizer
+    from minitron.search.teacher_cache import build_cache, cache_key, cache_path, load_cache
+
+    spec = DataSpec(
+        source=config.data,
+        text_field=config.text_field,
+        **({"glob": config.glob} if config.glob else {}),
+        seq_len=config.seq_len,
+        batch_size=config.batch_size,
+        samples=config.eval_samples,
+        split="heldout",
+    )
+    key = cache_key(source.fingerprint(), describe(spec), config.top_k, config.eval_dtype)
+    path = cache_path(config.out, key)
+    if not path.is_file():
+        if model is None:
+            raise MinitronError(f"teacher cache {path} is missing")
+        batches = list(token_batches(spec, load_tokenizer(source, "minitron search")))
+        header = {
+            "key": key,
+            "model": source.name,
+            "fingerprint": source.fingerprint(),
+            "data": describe(spec),
+        }
+        build_cache(model, batches, config.top_k, path, header)
+    return load_cache(path), key
+
+
+def _load(config: SearchConfig, source):
+    import torch
+
+    from minitron.model.load import load_model
+
+    torch.manual_seed(config.seed)
+    return load_model(source, dtype=config.eval_dtype, device=config.device, command="minitron search")
+
+
+def _evaluator(config, model, scores, space, constraint, cache):
+    from minitron.prune.target import TargetSpec
+    from minitron.search.objective import evaluate, prune_shared
+    from minitron.search.throughput import decode_tokens_per_s
+
+    def run_point(point) -> list[float]:
+        spec = TargetSpec(drop_blocks=point.depth.dropped or (), **point.sizes())
+        value = evaluate(prune_shared(model, spec, scores), cache, config.objective)
+        if not config.throughput_objective:
+            return [value]
+        mem = constraint.memory(space.arch(point.depth, **point.sizes()))
+        return [value, decode_tokens_per_s(mem, config.gpu_)]
+
+    return run_point
+
+
+def _open(config, source, space, constraint, cache_key, worker: int):
+    from minitron.search.study import Claims, make_sampler, open_storage, open_study
+
+    storage = open_storage(config.storage, config.out)
+    sampler = make_sampler(config.seed, config.throughput_objective, worker)
+    where = config.storage or str(config.out)
+    study = open_study(storage, study_settings(config, source, space, constraint, cache_key),
+                       config.throughput_objective, sampler, where)  # fmt: skip
+    return study, Claims(config.out / "claims")
+
+
+def _search(config, source, scores, space, constraint, enumeration, proxy, console) -> dict[str, Any]:
+    import multiprocessing
+
+    from minitron.search.frontier import rank_by
+    from minitron.search.study import TrialSpace, evaluated_trials, recover_dead_trials, run_worker
+
+    config.out.mkdir(parents=True, exist_ok=True)
+    model = _load(config, source)
+    cache, key = _teacher_cache(config, source, model)
+    study, claims = _open(config, source, space, constraint, key, worker=0)
+    trial_space = TrialSpace(space)
+    recover_dead_trials(study, trial_space)
+    # The largest candidates that still fit, best by the proxy, go first.
+    for point, _ in rank_by(enumeration.frontier(), proxy)[: config.seed_trials]:
+        study.enqueue_trial(trial_space.params(point), skip_if_exists=True)
+    children, ready = [], []
+    ctx = multiprocessing.get_context("spawn")
+    for w in range(1, config.workers):
+        ready.append(ctx.Event())
+        child = ctx.Process(target=worker_main, args=(config, w, ready[-1]), daemon=False)
+        child.start()
+        children.append(child)
+    # Start together: a worker that is still importing torch would otherwise find the study done.
+    for event, child in zip(ready, children, strict=True):
+        while not event.wait(timeout=1) and child.is_alive():
+            pass
+    run_point = _evaluator(config, model, scores, space, constraint, cache)
+    target = min(config.trials, enumeration.feasible)
+    try:
+        with _progress(config.progress, target, len(evaluated_trials(study))) as advance:
+            result = run_worker(
+                study, trial_space, constraint, claims, run_point, config.trials, enumeration.feasible,
+                config.timeout_s, on_trial=advance,
+            )  # fmt: skip
+    finally:
+        for child in children:
+            child.join()
+    failed = [c.exitcode for c in children if c.exitcode]
+    if failed:
+        print(f"warning: {len(failed)} worker(s) exited with an error", file=sys.stderr)
+    return _study_rows(config, study, space, constraint, proxy, result, cache)
+
+
+def _study_rows(config, study, space, constraint, proxy, result, cache) -> dict[str, Any]:
+    from minitron.search.report import candidate_row, rank_rows
+    from minitron.search.study import evaluated_trials, point_from_record
+
+    rows = []
+    for trial in evaluated_trials(study):
+        point = point_from_record(trial.user_attrs["point"])
+        rows.append(
+            candidate_row(point, space, constraint, config.gpu_, trial.values[0], proxy(point), trial.number)
+        )
+    ranked = rank_rows(rows, "objective")
+    return {
+        "ranked_by": "objective",
+        "objective": {
+            "name": config.objective,
+            "meaning": "KL(teacher || candidate) per token, teacher top-k + rest"
+            if config.objective == "kl"
+            else "next-token cross-entropy per token",
+            "top_k": cache.top_k,
+            "eval_tokens": cache.tokens,
+            "teacher_cache": str(cache.path),
+        },
+        "study": {
+            "storage": config.storage or str(config.out / "study.journal"),
+            "trials": len(study.trials),
+            "evaluated": len(rows),
+            "infeasible_proposals": result.infeasible,
+            "duplicate_proposals": result.duplicates,
+            "stopped": result.stopped,
+            "sampler": "NSGA-II" if config.throughput_objective else "TPE (multivariate, constant liar)",
+        },
+        "candidates": ranked[: config.top],
+    }
+
+
+def worker_main(config: SearchConfig, worker: int, ready=None) -> None:
+    """A spawned worker: the same study, its own sampler stream, no progress bar."""
+    import torch
+
+    from minitron.search.study import TrialSpace, run_worker
+
+    torch.set_num_threads(1)
+    try:
+        source, scores, space, constraint, enumeration = _prepare(config)
+        model = _load(config, source)
+        cache, key = _teacher_cache(config, source, None)
+        study, claims = _open(config, source, space, constraint, key, worker)
+        run_point = _evaluator(config, model, scores, space, constraint, cache)
+        if ready is not None:
+            ready.set()
+        run_worker(study, TrialSpace(space), constraint, claims, run_point, config.trials, enumeration.feasible,
+                   config.timeout_s)  # fmt: skip
+    except MinitronError as e:
+        print(f"error: worker {worker}: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+class _progress:
+    """A rich bar over evaluated trials (stderr), or nothing."""
+
+    def __init__(self, enabled: bool, total: int, done: int):
+        self.enabled, self.total, self.done = enabled, total, done
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )  # fmt: skip
+        self.bar.__enter__()
+        task = self.bar.add_task("trials", total=self.total, completed=min(self.done, self.total))
+        return lambda n: self.bar.update(task, completed=min(n, self.total))
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.__exit__(*exc)
+        return False

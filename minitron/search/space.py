@@ -1,0 +1,295 @@
+"""The search space: which sizes each axis may take, derived from the source architecture (torch-free).
+
+Axis syntax (the value of --layers, --hidden, --ffn, --mamba-heads, --mamba-head-dim, --attn-heads):
+
+    4480            one fixed value
+    4352,4480,4608  a list
+    3072:5120       a range, in steps of the axis step (--granularity for hidden/FFN, the Mamba groups
+                    for Mamba heads, 8 for the Mamba head dim, the KV heads for attention heads, 1 for layers)
+    3072:5120:128   a range with its own step
+    source          the source size (nothing pruned on this axis)
+
+Ranges run down from their upper end, so `3000:5120` with step 64 holds 5120, 5056, ... (never 5121).
+An axis left unset takes the range from the source size down to `--max-prune` of it (default 40% for
+width; attention heads and layers keep the source size unless asked, as Nano 2 did).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from minitron.errors import MinitronError
+from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, MLP, Architecture
+
+# Axis name -> command-line flag; `layers` is depth, the rest are Architecture fields.
+AXIS_FLAGS = {
+    "layers": "--layers",
+    "hidden": "--hidden",
+    "ffn": "--ffn",
+    "mamba_heads": "--mamba-heads",
+    "mamba_head_dim": "--mamba-head-dim",
+    "attn_heads": "--attn-heads",
+}
+WIDTH_AXES = ("hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads")
+DEFAULT_MAX_PRUNE = {"hidden": 0.4, "ffn": 0.4, "mamba_heads": 0.4, "mamba_head_dim": 0.4}
+MAMBA_HEAD_DIM_STEP = 8  # ModelOpt's step for the Mamba head dim
+BLOCK_KINDS = (MAMBA, MLP, ATTENTION)
+
+_RANGE = re.compile(r"^(\d+):(\d+)(?::(\d+))?$")
+
+
+def axis_step(axis: str, source: Architecture, granularity: int) -> int:
+    """The step a range of `axis` moves in unless it names its own."""
+    return {
+        "layers": 1,
+        "hidden": granularity,
+        "ffn": granularity,
+        "mamba_heads": source.mamba_groups,
+        "mamba_head_dim": MAMBA_HEAD_DIM_STEP,
+        "attn_heads": source.kv_heads,
+    }[axis]
+
+
+def source_size(axis: str, source: Architecture) -> int:
+    return source.n_blocks if axis == "layers" else getattr(source, axis)
+
+
+def parse_axis(text: str, axis: str, source: Architecture, granularity: int) -> tuple[int, ...]:
+    """The values of one axis, largest first; one error line naming the flag when the text is bad."""
+    flag, top = AXIS_FLAGS[axis], source_size(axis, source)
+    raw = str(text).strip().replace(" ", "")
+    if raw == "source":
+        return (top,)
+    match = _RANGE.match(raw)
+    if match:
+        lo, hi = int(match[1]), int(match[2])
+        step = int(match[3]) if match[3] else axis_step(axis, source, granularity)
+        if step < 1 or lo > hi:
+            raise MinitronError(f"{flag}: range {raw!r} needs LO <= HI and a positive step")
+        values = tuple(range(hi, lo - 1, -step))
+    elif re.fullmatch(r"\d+(,\d+)*,?", raw):
+        values = tuple(sorted({int(v) for v in raw.split(",") if v}, reverse=True))
+    else:
+        raise MinitronError(
+            f"{flag}: cannot read {text!r}; write a value (4480), a list (4352,4480), "
+            "a range LO:HI or LO:HI:STEP (3072:5120:64), or 'source'"
+        )
+    if not values or values[-1] < 1:
+        raise MinitronError(f"{flag}: sizes must be positive, got {text!r}")
+    if values[0] > top:
+        raise MinitronError(f"{flag}: {values[0]} is above the source size {top}; pruning only shrinks")
+    _check_multiples(axis, values, source, flag)
+    return values
+
+
+def _check_multiples(axis: str, values: tuple[int, ...], source: Architecture, flag: str) -> None:
+    units = {
+        "mamba_heads": (source.mamba_groups, "Mamba groups"),
+        "attn_heads": (source.kv_heads, "KV heads"),
+    }
+    if axis not in units:
+        return
+    unit, what = units[axis]
+    bad = [v for v in values if v % unit]
+    if bad:
+        raise MinitronError(f"{flag}: {bad[0]} is not a multiple of the {unit} {what}")
+
+
+def default_axis(
+    axis: str, source: Architecture, granularity: int, max_prune: float | None
+) -> tuple[int, ...]:
+    """Source size down to (1 - max_prune) x source in axis steps; only the source size without max_prune."""
+    top = source_size(axis, source)
+    if not max_prune:
+        return (top,)
+    step = axis_step(axis, source, granularity)
+    floor = math.ceil(top * (1 - max_prune))
+    values = tuple(v for v in range(top, floor - 1, -step) if v >= 1)
+    if axis in ("mamba_heads", "attn_heads"):
+        unit = source.mamba_groups if axis == "mamba_heads" else source.kv_heads
+        values = tuple(v for v in values if v % unit == 0) or (top,)
+    return values
+
+
+def parse_max_prune(text: str | None) -> dict[str, float]:
+    """'40%' (every width axis) or 'hidden=30%,ffn=50%,layers=10%' -> fractions per axis."""
+    from minitron.units import parse_fraction
+
+    out = dict(DEFAULT_MAX_PRUNE)
+    if text is None:
+        return out
+    raw = str(text).replace(" ", "")
+    if "=" not in raw:
+        fraction = parse_fraction(raw, "--max-prune")
+        return {axis: fraction for axis in DEFAULT_MAX_PRUNE}
+    for part in filter(None, raw.split(",")):
+        name, _, value = part.partition("=")
+        axis = name.replace("-", "_")
+        if axis not in AXIS_FLAGS:
+            raise MinitronError(f"--max-prune: unknown axis {name!r}; axes: {', '.join(AXIS_FLAGS)}")
+        out[axis] = parse_fraction(value, f"--max-prune {name}")
+    return out
+
+
+@dataclass(frozen=True)
+class DepthOption:
+    """Which blocks a candidate drops: exact source indices, or only how many of each type."""
+
+    dropped: tuple[int, ...] | None  # source block indices, when known (depth order or --drop-blocks)
+    counts: tuple[int, int, int]  # blocks dropped per type, in BLOCK_KINDS order (M, -, *)
+
+    @property
+    def known(self) -> bool:
+        return self.dropped is not None
+
+    def key(self) -> str:
+        if self.dropped is not None:
+            return "drop:" + ",".join(map(str, self.dropped))
+        return "count:" + ",".join(map(str, self.counts))
+
+
+def _counts_of(source: Architecture, dropped: tuple[int, ...]) -> tuple[int, int, int]:
+    return tuple(sum(1 for i in dropped if source.pattern[i] == k) for k in BLOCK_KINDS)  # type: ignore[return-value]
+
+
+def depth_options(
+    source: Architecture,
+    layers: tuple[int, ...],
+    order: list[int] | None,
+    drop_blocks: tuple[int, ...] | None,
+) -> list[DepthOption]:
+    """One option per way of reaching each layer count.
+
+    With a depth order the least important blocks go; with --drop-blocks exactly those; without
+    either, every split of the removed blocks over the block types (which ones go is unknown).
+    """
+    n = source.n_blocks
+    if drop_blocks is not None:
+        bad = sorted(i for i in drop_blocks if not 0 <= i < n)
+        if bad:
+            raise MinitronError(f"--drop-blocks: indices {bad} out of range 0..{n - 1}")
+        if len(set(drop_blocks)) != len(drop_blocks):
+            raise MinitronError("--drop-blocks lists a block twice")
+        if n - len(drop_blocks) < 1:
+            raise MinitronError("--drop-blocks would drop every block")
+        dropped = tuple(sorted(drop_blocks))
+        return [DepthOption(dropped, _counts_of(source, dropped))]
+    options = []
+    for target in layers:
+        remove = n - target
+        if order is not None:
+            dropped = tuple(sorted(order[:remove]))
+            options.append(DepthOption(dropped, _counts_of(source, dropped)))
+            continue
+        have = [source.count(k) for k in BLOCK_KINDS]
+        for m in range(min(remove, have[0]) + 1):
+            for f in range(min(remove - m, have[1]) + 1):
+                a = remove - m - f
+                if a <= have[2]:
+                    options.append(DepthOption(None, (m, f, a)))
+    return options
+
+
+def representative_pattern(source: Architecture, option: DepthOption) -> str:
+    """The block pattern of a depth option; with counts only, the LAST blocks of each type are assumed
+    dropped (any choice has the same parameters and memory)."""
+    if option.dropped is not None:
+        drop = set(option.dropped)
+    else:
+        drop = set()
+        for kind, count in zip(BLOCK_KINDS, option.counts, strict=True):
+            if count:
+                drop.update(source.block_indices(kind)[-count:])
+    return "".join(c for i, c in enumerate(source.pattern) if i not in drop)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Per-axis values (largest first) and the depth options of one search."""
+
+    source: Architecture
+    depth: tuple[DepthOption, ...]
+    hidden: tuple[int, ...]
+    ffn: tuple[int, ...]
+    mamba_heads: tuple[int, ...]
+    mamba_head_dim: tuple[int, ...]
+    attn_heads: tuple[int, ...]
+    depth_assumption: str  # how the dropped blocks were chosen, said in the table
+
+    @property
+    def width(self) -> dict[str, tuple[int, ...]]:
+        return {axis: getattr(self, axis) for axis in WIDTH_AXES}
+
+    @property
+    def size(self) -> int:
+        """Configurations before the budget (the product of the axes)."""
+        return len(self.depth) * math.prod(len(v) for v in self.width.values())
+
+    def describe(self) -> dict[str, Any]:
+        layers = sorted({self.source.n_blocks - sum(d.counts) for d in self.depth}, reverse=True)
+        return {
+            "layers": layers,
+            "depth_options": len(self.depth),
+            "depth_assumption": self.depth_assumption,
+            **{axis: list(values) for axis, values in self.width.items()},
+            "configurations": self.size,
+        }
+
+    def arch(self, depth: DepthOption, **sizes: int) -> Architecture:
+        import dataclasses
+
+        pattern = representative_pattern(self.source, depth)
+        return dataclasses.replace(self.source, pattern=pattern, **sizes)
+
+
+def build_space(
+    source: Architecture,
+    axes: dict[str, str | None],
+    granularity: int = 64,
+    max_prune: dict[str, float] | None = None,
+    depth_order: list[int] | None = None,
+    drop_blocks: tuple[int, ...] | None = None,
+) -> SearchSpace:
+    """The space of `axes` (flag text per axis, None = default) over `source`."""
+    if granularity < 1:
+        raise MinitronError(f"--granularity must be a positive integer, got {granularity}")
+    unknown = set(axes) - set(AXIS_FLAGS)
+    if unknown:
+        raise MinitronError(f"unknown axis {sorted(unknown)[0]!r}; axes: {', '.join(AXIS_FLAGS)}")
+    max_prune = DEFAULT_MAX_PRUNE if max_prune is None else max_prune
+    values: dict[str, tuple[int, ...]] = {}
+    for axis in AXIS_FLAGS:
+        text = axes.get(axis)
+        if text is not None:
+            values[axis] = parse_axis(text, axis, source, granularity)
+        else:
+            values[axis] = default_axis(axis, source, granularity, max_prune.get(axis))
+    if drop_blocks is not None and axes.get("layers") is not None:
+        raise MinitronError("give either --layers or --drop-blocks, not both")
+    # An axis whose blocks are absent has one meaningless size: keep the source's.
+    for axis, kind in (("ffn", MLP), ("attn_heads", ATTENTION)):
+        if kind not in source.pattern:
+            values[axis] = (getattr(source, axis),)
+    if MAMBA not in source.pattern:
+        values["mamba_heads"], values["mamba_head_dim"] = (source.mamba_heads,), (source.mamba_head_dim,)
+    depth = depth_options(source, values["layers"], depth_order, drop_blocks)
+    if drop_blocks is not None:
+        assumption = "--drop-blocks"
+    elif depth_order is not None or values["layers"] == (source.n_blocks,):
+        assumption = (
+            "depth order of the scores file"
+            if values["layers"] != (source.n_blocks,)
+            else "no blocks dropped"
+        )
+    else:
+        assumption = (
+            "no depth order: every split of the removed blocks over "
+            + "/".join(BLOCK_NAMES[k] for k in BLOCK_KINDS)
+            + " blocks (which ones is left to `minitron score`)"
+        )
+    return SearchSpace(
+        source=source, depth=tuple(depth), depth_assumption=assumption, **{a: values[a] for a in WIDTH_AXES}
+    )

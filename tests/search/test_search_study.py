@@ -1,0 +1,208 @@
+"""The study on the shipped tiny teacher: beats random sampling, prunes, resumes after SIGKILL, two workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import HAS_TINY
+from typer.testing import CliRunner
+
+from minitron.cli import app
+from minitron.memory import estimate_memory
+from minitron.model.load import resolve_model
+
+pytestmark = pytest.mark.skipif(not HAS_TINY, reason="tiny teacher checkpoint not present")
+WORKTREE = Path(__file__).parents[2]
+
+
+def tiny_budget() -> str:
+    """Serving memory at 8k of a model with 72% of the teacher's weights (the 12B -> 9B ratio) plus the
+    teacher's caches: a budget that asks for the 9B-like compression."""
+    arch = resolve_model("tiny").architecture
+    mem = estimate_memory(arch, 8192)
+    return str(int(0.72 * mem.weights_bytes) + mem.cache_bytes)
+
+
+def search_args(scores, out, trials, *extra):
+    return [
+        "search", "tiny", "--scores", str(scores), "--budget", tiny_budget(), "--context", "8k",
+        "--granularity", "8", "--layers", "56:62", "--trials", str(trials), "--eval-samples", "4",
+        "--seq-len", "64", "--batch-size", "4", "--top-k", "32", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def searched(tiny_scores, tmp_path_factory):
+    out = tmp_path_factory.mktemp("search")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    result = CliRunner().invoke(app, search_args(tiny_scores, out, 16))
+    torch.set_num_threads(before)
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "candidates.json").read_text())
+
+
+def test_search_beats_random_feasible_sampling(searched, tiny_scores):
+    from minitron.model.load import load_model
+    from minitron.prune.target import TargetSpec
+    from minitron.search.objective import evaluate, prune_shared
+    from minitron.search.run import SearchConfig, _prepare
+    from minitron.search.teacher_cache import load_cache
+
+    out, doc = searched
+    rows = doc["candidates"]
+    assert doc["study"]["evaluated"] == len(rows) == 16
+    keys = {
+        (tuple(r["drop_blocks"]), r["hidden"], r["ffn"], r["mamba_heads"], r["mamba_head_dim"]) for r in rows
+    }
+    assert len(keys) == 16  # never the same architecture twice
+    assert all(r["spare_bytes"] >= 0 for r in rows)
+    config = SearchConfig(
+        model="tiny",
+        scores=tiny_scores,
+        budget=tiny_budget(),
+        context="8k",
+        granularity=8,
+        axes={"layers": "56:62"},
+    )
+    _, scores, space, constraint, enumeration = _prepare(config)
+    cache = load_cache(Path(doc["objective"]["teacher_cache"]))
+    teacher = load_model(resolve_model("tiny"))
+    random_best = min(
+        evaluate(prune_shared(teacher, TargetSpec(drop_blocks=p.depth.dropped, **p.sizes()), scores), cache)
+        for p in enumeration.sample(16, seed=0)
+    )
+    best = rows[0]["objective"]
+    assert best < random_best, (best, random_best)
+    # the table's value is what the objective gives for that candidate now
+    r = rows[0]
+    spec = TargetSpec(
+        drop_blocks=tuple(r["drop_blocks"]),
+        **{a: r[a] for a in ("hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads")},
+    )
+    assert evaluate(prune_shared(teacher, spec, scores), cache) == pytest.approx(best, rel=1e-6)
+
+
+def test_prune_rank_1_of_the_search_loads_and_generates(searched, tiny_scores, tmp_path):
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    out, doc = searched
+    pruned_dir = tmp_path / "pruned"
+    result = CliRunner().invoke(
+        app,
+        [
+            "prune",
+            "tiny",
+            "--scores",
+            str(tiny_scores),
+            "--candidate",
+            str(out / "candidates.json"),
+            "--rank",
+            "1",
+            "--out",
+            str(pruned_dir),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    model = AutoModelForCausalLM.from_pretrained(pruned_dir, dtype=torch.float32).eval()
+    best = doc["candidates"][0]
+    assert sum(p.numel() for p in model.parameters()) == best["params"]
+    assert (
+        model.config.hidden_size == best["hidden"] and len(model.config.layers_block_type) == best["layers"]
+    )
+    ids = torch.randint(3, model.config.vocab_size, (1, 8), generator=torch.Generator().manual_seed(0))
+    greedy = GenerationConfig(max_new_tokens=4, do_sample=False, eos_token_id=None, pad_token_id=0)
+    with torch.no_grad():
+        generated = model.generate(ids, generation_config=greedy)
+    assert generated.shape == (1, 12) and torch.equal(generated[:, :8], ids)
+
+
+def test_other_settings_are_refused(searched, tiny_scores):
+    out, _ = searched
+    result = CliRunner().invoke(app, search_args(tiny_scores, out, 16, "--objective", "lm-loss"))
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error: the study in") and 'objective (was "kl", now "lm-loss")' in line
+
+
+def test_storage_that_cannot_be_opened(tiny_scores, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = CliRunner().invoke(
+        app, search_args(tiny_scores, tmp_path / "o", 2, "--storage", str(blocker / "s.journal"))
+    )
+    assert result.exit_code == 1 and result.output.strip().splitlines()[-1].startswith(
+        "error: --storage: cannot open"
+    )
+    result = CliRunner().invoke(
+        app, search_args(tiny_scores, tmp_path / "o", 2, "--storage", "nosuchdb://x/y")
+    )
+    assert result.exit_code == 1 and "error: --storage: cannot open nosuchdb://x/y" in result.output
+
+
+def _journal_trials(out: Path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
+    return optuna.load_study(study_name="minitron-search", storage=storage).get_trials(deepcopy=False)
+
+
+def _evaluated(trials):
+    return [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("evaluated")]
+
+
+def test_sigkill_mid_trial_resumes_without_rerunning(tiny_scores, tmp_path):
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(WORKTREE), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "minitron", *search_args(tiny_scores, out, 6, "--seed-trials", "2")]
+    proc = subprocess.Popen(cmd, env=env, cwd=WORKTREE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:  # kill once 2 trials are done and a third is running
+            if (out / "study.journal").exists():
+                trials = _journal_trials(out)
+                if len(_evaluated(trials)) >= 2 and any(
+                    t.state.name == "RUNNING" and t.user_attrs.get("claimed") for t in trials
+                ):
+                    break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    before = {t.number: t.datetime_complete for t in _evaluated(_journal_trials(out))}
+    assert len(before) >= 2 and not (out / "candidates.json").exists()
+    done = subprocess.run(cmd, env=env, cwd=WORKTREE, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    trials = _journal_trials(out)
+    evaluated = _evaluated(trials)
+    assert len(evaluated) == 6
+    assert {t.number: t.datetime_complete for t in evaluated if t.number in before} == before  # not re-run
+    keys = [t.user_attrs["arch"] for t in evaluated]
+    assert len(set(keys)) == len(keys)
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert len(failed) == 1 and failed[0].user_attrs["arch"] in keys  # the killed trial was retried
+    assert not any(t.state.name == "RUNNING" for t in trials)
+
+
+def test_two_workers_share_one_study(tiny_scores, tmp_path):
+    out = tmp_path / "two"
+    result = CliRunner().invoke(app, search_args(tiny_scores, out, 8, "--workers", "2", "--seed-trials", "2"))
+    assert result.exit_code == 0, result.output
+    trials = _journal_trials(out)
+    evaluated = _evaluated(trials)
+    keys = [t.user_attrs["arch"] for t in evaluated]
+    assert 8 <= len(keys) <= 9 and len(set(keys)) == len(keys)
+    workers = {t.user_attrs["worker"] for t in evaluated}
+    assert len(workers) == 2, workers  # both processes evaluated
+    assert not any(t.state.name in ("RUNNING", "FAIL") for t in trials)
