@@ -452,6 +452,50 @@ def search(
     )
 
 
+# Options of every training run (train, distill, compare): defined once, so their help is too.
+SEQ_LEN_OPTION = typer.Option(256, "--seq-len", help="Tokens per packed sequence.")
+BATCH_SIZE_OPTION = typer.Option(
+    8, "--batch-size", help="Sequences per micro-batch (global batch = this x --grad-accum x processes)."
+)
+SAMPLES_OPTION = typer.Option(0, "--samples", help="Sequences per pass over the data (0 = all).")
+HELDOUT_OPTION = typer.Option(
+    0.05, "--heldout-fraction", help="Share of documents held out for evaluation (chosen by text hash)."
+)
+MIN_LR_RATIO_OPTION = typer.Option(0.1, "--min-lr-ratio", help="Final learning rate as a fraction of --lr.")
+WARMUP_OPTION = typer.Option(50, "--warmup-steps", help="Linear warm-up steps.")
+SCHEDULE_OPTION = typer.Option("cosine", "--schedule", help="cosine, or wsd (warm-up, stable, decay).")
+DECAY_FRACTION_OPTION = typer.Option(0.2, "--decay-fraction", help="wsd: share of steps spent decaying.")
+WEIGHT_DECAY_OPTION = typer.Option(0.1, "--weight-decay", help="AdamW weight decay (matrices only).")
+GRAD_CLIP_OPTION = typer.Option(1.0, "--grad-clip", help="Clip the gradient norm to this (0 = off).")
+GRAD_ACCUM_OPTION = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step and process.")
+PRECISION_OPTION = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA), bf16 or fp32.")
+SEED_OPTION = typer.Option(0, "--seed", help="Seed of the data order and of torch.")
+EVAL_EVERY_OPTION = typer.Option(
+    100, "--eval-every", help="Held-out evaluation every N steps (0 = at the end)."
+)
+EVAL_BATCHES_OPTION = typer.Option(8, "--eval-batches", help="Held-out batches per evaluation.")
+SAVE_EVERY_OPTION = typer.Option(100, "--save-every", help="Checkpoint every N steps (0 = at the end).")
+RESUME_OPTION = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint.")
+STOP_AT_OPTION = typer.Option(
+    0, "--stop-at-step", help="Checkpoint and stop after this step (0 = run to --steps)."
+)
+TOKENS_OPTION = typer.Option(
+    0, "--tokens", help="Train on this many tokens instead of --steps (0 = use --steps)."
+)
+FSDP_OPTION = typer.Option(
+    False,
+    "--fsdp",
+    help="Under torchrun: shard student and teacher with FSDP2 instead of data parallel (DDP).",
+)
+
+
+def _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed):
+    from minitron.data import DEFAULT_GLOB, DataSpec
+
+    return DataSpec(source=data, text_field=text_field, glob=glob or DEFAULT_GLOB, seq_len=seq_len,
+                    batch_size=batch_size, samples=samples or None, heldout_fraction=heldout_fraction, seed=seed)  # fmt: skip
+
+
 @app.command()
 @friendly
 def train(
@@ -459,62 +503,44 @@ def train(
     data: str = DATA_OPTION,
     text_field: str = TEXT_FIELD_OPTION,
     glob: str = GLOB_OPTION,
-    seq_len: int = typer.Option(256, "--seq-len", help="Tokens per packed sequence."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Sequences per micro-batch."),
-    samples: int = typer.Option(0, "--samples", help="Sequences per pass over the data (0 = all)."),
-    heldout_fraction: float = typer.Option(
-        0.05, "--heldout-fraction", help="Share of documents held out for evaluation (chosen by text hash)."
-    ),
+    seq_len: int = SEQ_LEN_OPTION,
+    batch_size: int = BATCH_SIZE_OPTION,
+    samples: int = SAMPLES_OPTION,
+    heldout_fraction: float = HELDOUT_OPTION,
     out: str = typer.Option("runs/train", "--out", help="Run directory: metrics, checkpoints, final model."),
     steps: int = typer.Option(1000, "--steps", help="Optimizer steps."),
+    tokens: int = TOKENS_OPTION,
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW)."),
-    min_lr_ratio: float = typer.Option(
-        0.1, "--min-lr-ratio", help="Final learning rate as a fraction of --lr."
-    ),
-    warmup_steps: int = typer.Option(50, "--warmup-steps", help="Linear warm-up steps."),
-    schedule: str = typer.Option("cosine", "--schedule", help="cosine, or wsd (warm-up, stable, decay)."),
-    decay_fraction: float = typer.Option(0.2, "--decay-fraction", help="wsd: share of steps spent decaying."),
-    weight_decay: float = typer.Option(0.1, "--weight-decay", help="AdamW weight decay (matrices only)."),
-    grad_clip: float = typer.Option(1.0, "--grad-clip", help="Clip the gradient norm to this (0 = off)."),
-    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA), bf16 or fp32."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the data order and of torch."),
-    eval_every: int = typer.Option(
-        100, "--eval-every", help="Held-out evaluation every N steps (0 = at the end)."
-    ),
-    eval_batches: int = typer.Option(8, "--eval-batches", help="Held-out batches per evaluation."),
-    save_every: int = typer.Option(100, "--save-every", help="Checkpoint every N steps (0 = at the end)."),
+    min_lr_ratio: float = MIN_LR_RATIO_OPTION,
+    warmup_steps: int = WARMUP_OPTION,
+    schedule: str = SCHEDULE_OPTION,
+    decay_fraction: float = DECAY_FRACTION_OPTION,
+    weight_decay: float = WEIGHT_DECAY_OPTION,
+    grad_clip: float = GRAD_CLIP_OPTION,
+    grad_accum: int = GRAD_ACCUM_OPTION,
+    precision: str = PRECISION_OPTION,
+    seed: int = SEED_OPTION,
+    eval_every: int = EVAL_EVERY_OPTION,
+    eval_batches: int = EVAL_BATCHES_OPTION,
+    save_every: int = SAVE_EVERY_OPTION,
     device: str = DEVICE_OPTION,
-    resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in --out from its latest checkpoint."
-    ),
-    stop_at_step: int = typer.Option(
-        0, "--stop-at-step", help="Checkpoint and stop after this step (0 = run to --steps)."
-    ),
+    fsdp: bool = FSDP_OPTION,
+    resume: bool = RESUME_OPTION,
+    stop_at_step: int = STOP_AT_OPTION,
 ) -> None:
-    """Train a model on text with next-token cross-entropy (resumable)."""
-    from rich.console import Console
-
-    from minitron.data import DEFAULT_GLOB, DataSpec
+    """Train a model on text with next-token cross-entropy (resumable, torchrun-aware)."""
     from minitron.distill import TrainConfig, result_table
     from minitron.distill import train as run_training
+    from minitron.importance.distributed import rank_and_world
 
-    spec = DataSpec(
-        source=data,
-        text_field=text_field,
-        glob=glob or DEFAULT_GLOB,
-        seq_len=seq_len,
-        batch_size=batch_size,
-        samples=samples or None,
-        heldout_fraction=heldout_fraction,
-        seed=seed,
-    )
+    spec = _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed)
     result = run_training(
         TrainConfig(
             model=model,
             data=spec,
             out=out,
             steps=steps,
+            tokens=tokens or None,
             lr=lr,
             min_lr_ratio=min_lr_ratio,
             warmup_steps=warmup_steps,
@@ -529,11 +555,129 @@ def train(
             eval_batches=eval_batches,
             save_every=save_every,
             device=device,
+            fsdp=fsdp,
             resume=resume,
             stop_at_step=stop_at_step or None,
         )
     )
-    Console().print(result_table(result))
+    if rank_and_world()[0] == 0:
+        from rich.console import Console
+
+        Console().print(result_table(result))
+
+
+KD_LOSS_OPTION = typer.Option(
+    "forward_kl",
+    "--loss",
+    help="forward_kl: KL(teacher || student), the Minitron loss; reverse_kl; jsd (generalised, see --beta).",
+)
+TAU_OPTION = typer.Option(
+    1.0, "--tau", help="Softmax temperature of both models; the loss is scaled by tau^2."
+)
+BETA_OPTION = typer.Option(
+    0.5, "--beta", help="jsd: the teacher's weight in the mixture (0.5 = symmetric JSD)."
+)
+CE_WEIGHT_OPTION = typer.Option(0.0, "--ce-weight", help="Add this x next-token cross-entropy on the data.")
+TOPK_OPTION = typer.Option(
+    0, "--teacher-topk", help="Match the teacher's top-k tokens plus the rest mass (0 = all)."
+)
+CHUNK_OPTION = typer.Option(
+    256, "--chunk-tokens", help="Tokens projected to the vocabulary at once (logits never exist for more)."
+)
+KD_LR_OPTION = typer.Option(1e-4, "--lr", help="Peak learning rate (AdamW); decays to --min-lr-ratio x it.")
+
+
+@app.command()
+@friendly
+def distill(
+    teacher: str = typer.Argument(..., help="Teacher checkpoint directory or built-in name (tiny)."),
+    student: str = typer.Argument(..., help="Student checkpoint directory (e.g. from `minitron prune`)."),
+    data: str = DATA_OPTION,
+    text_field: str = TEXT_FIELD_OPTION,
+    glob: str = GLOB_OPTION,
+    seq_len: int = SEQ_LEN_OPTION,
+    batch_size: int = BATCH_SIZE_OPTION,
+    samples: int = SAMPLES_OPTION,
+    heldout_fraction: float = HELDOUT_OPTION,
+    out: str = typer.Option(
+        "runs/distill", "--out", help="Run directory: metrics, checkpoints, final model."
+    ),
+    steps: int = typer.Option(1000, "--steps", help="Optimizer steps."),
+    tokens: int = TOKENS_OPTION,
+    loss: str = KD_LOSS_OPTION,
+    tau: float = TAU_OPTION,
+    beta: float = BETA_OPTION,
+    ce_weight: float = CE_WEIGHT_OPTION,
+    teacher_topk: int = TOPK_OPTION,
+    chunk_tokens: int = CHUNK_OPTION,
+    teacher_device: str = typer.Option(
+        None, "--teacher-device", help="Run the teacher here [default: --device]."
+    ),
+    teacher_dtype: str = typer.Option(
+        "auto", "--teacher-dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."
+    ),
+    lr: float = KD_LR_OPTION,
+    min_lr_ratio: float = MIN_LR_RATIO_OPTION,
+    warmup_steps: int = WARMUP_OPTION,
+    schedule: str = SCHEDULE_OPTION,
+    decay_fraction: float = DECAY_FRACTION_OPTION,
+    weight_decay: float = WEIGHT_DECAY_OPTION,
+    grad_clip: float = GRAD_CLIP_OPTION,
+    grad_accum: int = GRAD_ACCUM_OPTION,
+    precision: str = PRECISION_OPTION,
+    seed: int = SEED_OPTION,
+    eval_every: int = EVAL_EVERY_OPTION,
+    eval_batches: int = EVAL_BATCHES_OPTION,
+    save_every: int = SAVE_EVERY_OPTION,
+    device: str = DEVICE_OPTION,
+    fsdp: bool = FSDP_OPTION,
+    resume: bool = RESUME_OPTION,
+    stop_at_step: int = STOP_AT_OPTION,
+) -> None:
+    """Distil the teacher's logits into the student (KL on chunked logits; resumable, torchrun-aware)."""
+    from minitron.distill import TrainConfig, result_table
+    from minitron.distill.losses import KDLoss
+    from minitron.distill.run import DistillConfig
+    from minitron.distill.run import distill as run_distill
+    from minitron.importance.distributed import rank_and_world
+
+    spec = _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed)
+    config = DistillConfig(
+        teacher=teacher,
+        train=TrainConfig(
+            model=student,
+            data=spec,
+            out=out,
+            steps=steps,
+            tokens=tokens or None,
+            lr=lr,
+            min_lr_ratio=min_lr_ratio,
+            warmup_steps=warmup_steps,
+            schedule=schedule,
+            decay_fraction=decay_fraction,
+            weight_decay=weight_decay,
+            grad_clip=grad_clip,
+            grad_accum=grad_accum,
+            precision=precision,
+            seed=seed,
+            eval_every=eval_every,
+            eval_batches=eval_batches,
+            save_every=save_every,
+            device=device,
+            fsdp=fsdp,
+            resume=resume,
+            stop_at_step=stop_at_step or None,
+        ),
+        loss=KDLoss(divergence=loss, tau=tau, beta=beta, ce_weight=ce_weight, teacher_topk=teacher_topk),
+        chunk_tokens=chunk_tokens,
+        teacher_device=teacher_device,
+        teacher_dtype=teacher_dtype,
+    )
+    result = run_distill(config)
+    if rank_and_world()[0] == 0:
+        from rich.console import Console
+
+        Console().print(result_table(result, result.objective_name))
 
 
 def main() -> None:

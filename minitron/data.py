@@ -170,36 +170,56 @@ def _open_text(path: Path):
 
 
 def _all_documents(spec: DataSpec) -> Iterator[str]:
+    for text, _ in _positioned_documents(spec, START):
+        yield text
+
+
+# Where the document stream stands: (file index, offset in that file, line number). The offset is a byte
+# offset for JSONL (of the decompressed stream for .gz/.xz), a row index for Parquet and Arrow, and 1
+# for a text file already read. `_positioned_documents` restarts from a position without parsing or
+# tokenising anything before it.
+Position = tuple[int, int, int]
+START: Position = (0, 0, 0)
+
+
+def _positioned_documents(spec: DataSpec, start: Position) -> Iterator[tuple[str, Position]]:
+    """Every document (both splits) from `start` on, each with the position just after it."""
     kind, path = _resolve(spec.source)
     if kind == BUILTIN:
-        yield from _jsonl_documents(path, "text")
+        files, field = [path], "text"
     elif kind == "saved-dataset":
-        for arrow in _kind_files(kind, path):
-            yield from _arrow_documents(arrow, spec.text_field)
+        files, field = _kind_files(kind, path), spec.text_field
     elif kind == "directory":
-        files = _matching_files(path, spec.glob)
+        files, field = _matching_files(path, spec.glob), spec.text_field
         if not files:
             raise MinitronError(f"--data {path}: no files match --glob '{spec.glob}'")
-        for file in files:
-            yield from _file_documents(file, spec.text_field)
     else:
-        yield from _file_documents(path, spec.text_field)
+        files, field = [path], spec.text_field
+    file_index, offset, line_no = start
+    for index in range(file_index, len(files)):
+        file = files[index]
+        file_kind = "arrow" if kind == "saved-dataset" else _file_kind(file)
+        reader = {"jsonl": _jsonl_documents, "parquet": _parquet_documents, "arrow": _arrow_documents}.get(
+            file_kind, _text_document
+        )
+        for text, (new_offset, new_line) in reader(file, field, offset, line_no):
+            yield text, (index, new_offset, new_line)
+        offset, line_no = 0, 0
 
 
-def _file_documents(path: Path, text_field: str) -> Iterator[str]:
-    kind = _file_kind(path)
-    if kind == "jsonl":
-        yield from _jsonl_documents(path, text_field)
-    elif kind == "parquet":
-        yield from _parquet_documents(path, text_field)
-    else:
-        try:
-            with _open_text(path) as f:
-                yield f.read()
-        except UnicodeDecodeError as e:
-            raise MinitronError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-        except (lzma.LZMAError, gzip.BadGzipFile, EOFError) as e:
-            raise MinitronError(f"{path}: corrupt compressed file ({e})") from None
+def _text_document(
+    path: Path, text_field: str, offset: int, line_no: int
+) -> Iterator[tuple[str, tuple[int, int]]]:
+    """A text file is one document."""
+    if offset:
+        return
+    try:
+        with _open_text(path) as f:
+            yield f.read(), (1, 0)
+    except UnicodeDecodeError as e:
+        raise MinitronError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except (lzma.LZMAError, gzip.BadGzipFile, EOFError) as e:
+        raise MinitronError(f"{path}: corrupt compressed file ({e})") from None
 
 
 def _matching_files(root: Path, glob: str) -> list[Path]:
@@ -225,10 +245,17 @@ def _kind_files(kind: str, path: Path) -> list[Path]:
     return files
 
 
-def _jsonl_documents(path: Path, text_field: str) -> Iterator[str]:
+def _jsonl_documents(
+    path: Path, text_field: str, offset: int = 0, line_no: int = 0
+) -> Iterator[tuple[str, tuple[int, int]]]:
+    opener = COMPRESSED.get(path.suffix.lower(), open)
     try:
-        with _open_text(path) as f:
-            for line_no, line in enumerate(f, 1):
+        with opener(path, "rb") as f:
+            if offset:
+                f.seek(offset)  # for .gz/.xz this decompresses up to the offset; it parses nothing
+            for raw in iter(f.readline, b""):
+                line_no += 1
+                line = raw.decode("utf-8")
                 if not line.strip():
                     continue
                 try:
@@ -240,7 +267,7 @@ def _jsonl_documents(path: Path, text_field: str) -> Iterator[str]:
                 text = record[text_field]
                 if not isinstance(text, str):
                     raise MinitronError(f"{path}:{line_no}: field '{text_field}' is not a string")
-                yield text
+                yield text, (f.tell(), line_no)
     except UnicodeDecodeError as e:
         raise MinitronError(f"{path}: not UTF-8 text ({e.reason})") from None
     except (lzma.LZMAError, gzip.BadGzipFile, EOFError) as e:
@@ -257,7 +284,9 @@ def _pyarrow():
     return pyarrow
 
 
-def _parquet_documents(path: Path, text_field: str) -> Iterator[str]:
+def _parquet_documents(
+    path: Path, text_field: str, offset: int = 0, line_no: int = 0
+) -> Iterator[tuple[str, tuple[int, int]]]:
     _pyarrow()
     import pyarrow.parquet as pq
 
@@ -269,11 +298,24 @@ def _parquet_documents(path: Path, text_field: str) -> Iterator[str]:
         raise MinitronError(
             f"{path}: no column '{text_field}' (has {file.schema_arrow.names}; set --text-field)"
         )
-    for batch in file.iter_batches(columns=[text_field], batch_size=1024):
-        yield from _strings(batch.column(0), path, text_field)
+    # Skip whole row groups before the offset from the metadata alone.
+    first_row, groups = 0, []
+    for g in range(file.num_row_groups):
+        rows = file.metadata.row_group(g).num_rows
+        if first_row + rows > offset:
+            groups.append(g)
+        elif not groups:
+            first_row += rows
+    row = first_row
+    if groups:
+        for batch in file.iter_batches(columns=[text_field], batch_size=1024, row_groups=groups):
+            yield from _rows(batch.column(0), path, text_field, row, offset)
+            row += batch.num_rows
 
 
-def _arrow_documents(path: Path, text_field: str) -> Iterator[str]:
+def _arrow_documents(
+    path: Path, text_field: str, offset: int = 0, line_no: int = 0
+) -> Iterator[tuple[str, tuple[int, int]]]:
     pa = _pyarrow()
     try:
         source = pa.memory_map(str(path))
@@ -283,17 +325,32 @@ def _arrow_documents(path: Path, text_field: str) -> Iterator[str]:
     if text_field not in reader.schema.names:
         raise MinitronError(f"{path}: no column '{text_field}' (has {reader.schema.names}; set --text-field)")
     index = reader.schema.names.index(text_field)
-    for batch in reader:
-        yield from _strings(batch.column(index), path, text_field)
+    row = 0
+    for batch in reader:  # memory-mapped: batches before the offset are skipped without copying
+        if row + batch.num_rows > offset:
+            yield from _rows(batch.column(index), path, text_field, row, offset)
+        row += batch.num_rows
 
 
-def _strings(column, path: Path, text_field: str) -> Iterator[str]:
+def _rows(
+    column, path: Path, text_field: str, first_row: int, offset: int
+) -> Iterator[tuple[str, tuple[int, int]]]:
+    """(text, (next row, 0)) of the column's non-null rows at or after `offset`."""
+    skip = max(0, offset - first_row)
+    for i, value in enumerate(
+        _strings(column.slice(skip), path, text_field, keep_none=True), first_row + skip
+    ):
+        if value is not None:
+            yield value, (i + 1, 0)
+
+
+def _strings(column, path: Path, text_field: str, keep_none: bool = False) -> Iterator[str | None]:
     import pyarrow as pa
 
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         raise MinitronError(f"{path}: column '{text_field}' holds {column.type}, not text")
     for value in column.to_pylist():
-        if value is not None:
+        if value is not None or keep_none:
             yield value
 
 
@@ -333,8 +390,9 @@ def _tokenised(docs: Iterable[str], tokenizer) -> Iterator[list[int]]:
         yield from tokenizer(chunk, add_special_tokens=False)["input_ids"]
 
 
-def _shuffled(items: Iterable[list[int]], seed: int, size: int = SHUFFLE_SEQUENCES) -> Iterator[list[int]]:
-    """A bounded-memory shuffle: hold `size` items, emit a random one as each new one arrives."""
+def _shuffled(items: Iterable[list[int]], seed: int, size: int | None = None) -> Iterator[list[int]]:
+    """A bounded-memory shuffle: hold `size` items (SHUFFLE_SEQUENCES), emit a random one as each new one arrives."""
+    size = SHUFFLE_SEQUENCES if size is None else size
     rng = random.Random(seed)
     pool: list[list[int]] = []
     for item in items:
@@ -373,3 +431,150 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int):
     )
     bpe.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=bpe, **SPECIAL_TOKENS)
+
+
+# ---- resumable batch stream ----------------------------------------------------------------------
+
+
+class BatchStream:
+    """Packed batches epoch after epoch, resumable from a small state dict in O(1).
+
+    Epoch e yields exactly `token_batches(spec with seed = spec.seed + e)`, batch for batch, then
+    the next epoch starts. `state_dict()` between batches captures where the stream stands: the
+    position in the document files, the tokens read but not yet packed, the shuffle buffer and its
+    RNG. `BatchStream(spec, tokenizer, state)` continues from there by seeking the files (byte
+    offsets, row indices); nothing already consumed is tokenised again. The state's size is bounded
+    by the shuffle buffer (`SHUFFLE_SEQUENCES` x seq_len tokens), whatever the position.
+    """
+
+    def __init__(self, spec: DataSpec, tokenizer, state: dict[str, Any] | None = None):
+        self.spec, self.tokenizer = spec, tokenizer
+        if tokenizer.eos_token_id is None:
+            raise MinitronError("the tokenizer has no EOS token; packing needs one between documents")
+        if state is None:
+            self._start_epoch(0)
+        else:
+            self._load(state)
+
+    def _start_epoch(self, epoch: int) -> None:
+        self.epoch, self.produced, self.position = epoch, 0, START
+        self.buffer: list[int] = []
+        self.pool: list[list[int]] = []
+        self.rng = random.Random(self.spec.seed + epoch)
+        self.draining = False
+        self._docs: Iterator[tuple[str, Position]] | None = None
+
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self):
+        import torch
+
+        while True:
+            batch: list[list[int]] = []
+            while len(batch) < self.spec.batch_size:
+                seq = self._next_sequence()
+                if seq is None:
+                    break
+                batch.append(seq)
+            if batch:
+                return torch.tensor(batch, dtype=torch.int64)
+            if self.produced == 0:
+                raise MinitronError(
+                    f"data '{self.spec.source}': the {self.spec.split} split has fewer than --seq-len "
+                    f"{self.spec.seq_len} tokens; use more text, a shorter --seq-len or another --heldout-fraction"
+                )
+            self._start_epoch(self.epoch + 1)
+
+    def _next_sequence(self) -> list[int] | None:
+        """The next shuffled sequence of this epoch, or None at its end (mirrors `_shuffled`)."""
+        if self.spec.samples is not None and self.produced >= self.spec.samples:
+            return None
+        while not self.draining:
+            seq = self._next_packed()
+            if seq is None:
+                self.rng.shuffle(self.pool)
+                self.pool.reverse()  # emitted from the end, so the order is the shuffled order
+                self.draining = True
+                break
+            if len(self.pool) < SHUFFLE_SEQUENCES:
+                self.pool.append(seq)
+                continue
+            i = self.rng.randrange(SHUFFLE_SEQUENCES)
+            out, self.pool[i] = self.pool[i], seq
+            self.produced += 1
+            return out
+        if not self.pool:
+            return None
+        self.produced += 1
+        return self.pool.pop()
+
+    def _next_packed(self) -> list[int] | None:
+        """The next seq_len tokens of the document stream (mirrors `_packed` and `_tokenised`)."""
+        n = self.spec.seq_len
+        while len(self.buffer) < n:
+            if not self._read_documents():
+                return None
+        seq = self.buffer[:n]
+        del self.buffer[:n]
+        return seq
+
+    def _read_documents(self) -> bool:
+        """Tokenise the next TOKENIZE_DOCS documents of the split into the buffer; False at the end."""
+        if self._docs is None:
+            self._docs = _positioned_documents(self.spec, self.position)
+        want_heldout = self.spec.split == "heldout"
+        chunk: list[str] = []
+        for text, position in self._docs:
+            self.position = position
+            if text.strip() and is_heldout(text, self.spec.heldout_fraction) == want_heldout:
+                chunk.append(text)
+                if len(chunk) == TOKENIZE_DOCS:
+                    break
+        if not chunk:
+            return False
+        eos = self.tokenizer.eos_token_id
+        for ids in self.tokenizer(chunk, add_special_tokens=False)["input_ids"]:
+            self.buffer.extend(ids)
+            self.buffer.append(eos)
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream stands between two batches (tensors and plain values, for torch.save)."""
+        import torch
+
+        n = self.spec.seq_len
+        return {
+            "epoch": self.epoch,
+            "produced": self.produced,
+            "position": list(self.position),
+            "buffer": torch.tensor(self.buffer, dtype=torch.int64),
+            "pool": torch.tensor(self.pool, dtype=torch.int64).reshape(len(self.pool), n),
+            "rng": _rng_to_tensor(self.rng),
+            "draining": self.draining,
+            "spec": asdict(self.spec),
+        }
+
+    def _load(self, state: dict[str, Any]) -> None:
+        if state.get("spec") != asdict(self.spec):
+            raise MinitronError("the saved data position belongs to other data settings")
+        self._start_epoch(int(state["epoch"]))
+        self.produced = int(state["produced"])
+        self.position = tuple(int(v) for v in state["position"])
+        self.buffer = state["buffer"].tolist()
+        self.pool = state["pool"].tolist()
+        self.rng.setstate(_rng_from_tensor(state["rng"]))
+        self.draining = bool(state["draining"])
+
+
+def _rng_to_tensor(rng: random.Random):
+    import torch
+
+    version, internal, gauss = rng.getstate()
+    return torch.tensor([version, *internal, -1 if gauss is None else 0], dtype=torch.int64), gauss
+
+
+def _rng_from_tensor(saved) -> tuple:
+    values, gauss = saved
+    values = values.tolist()
+    return values[0], tuple(values[1:-1]), gauss

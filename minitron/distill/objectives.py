@@ -36,3 +36,23 @@ class NextTokenCE:
 
     def __call__(self, model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
         return next_token_ce(model(input_ids=input_ids).logits, input_ids)
+
+
+def predicted_tokens(input_ids: torch.Tensor) -> int:
+    """Positions with a next token to predict in a packed (batch, seq) batch."""
+    return input_ids.shape[0] * (input_ids.shape[1] - 1)
+
+
+def loss_sums(
+    objective: Objective, model: torch.nn.Module, input_ids: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """{"loss": summed loss (with gradient), "count": real predicted tokens, other sums for reporting}.
+
+    Objectives with a `sums` method return this themselves; for the others the mean is scaled back to
+    a sum, so the trainer can normalise every objective by the real tokens of the global batch.
+    """
+    sums = getattr(objective, "sums", None)
+    if sums is not None:
+        return sums(model, input_ids)
+    count = predicted_tokens(input_ids)
+    return {"loss": objective(model, input_ids) * count, "count": torch.tensor(float(count))}

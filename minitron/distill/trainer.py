@@ -8,37 +8,51 @@ writes into `config.out`:
     checkpoints/        the latest resumable checkpoint (see checkpoint.py)
     final/              the trained model as a Hugging Face checkpoint (float32), with its tokenizer
 
-One optimizer step consumes `grad_accum` batches. Epochs over the data repeat with the shuffle seed
-advanced by one each time, so a run may be longer than one pass over its corpus. `resume=True`
-continues from the latest checkpoint with the same weights, optimizer, schedule, RNG and data
-position, so an interrupted-and-resumed run ends with the weights an uninterrupted run would have.
+One optimizer step consumes the global batch: batch_size x grad_accum x world size sequences (world
+size 1 without torchrun). Under torchrun every rank reads the same shuffled stream and keeps its own
+share of each step's micro-batches, data parallel (DDP) or sharded (FSDP2 `fully_shard`, `fsdp=True`);
+gradients are synchronised once per optimizer step and the loss of every micro-batch is divided by
+the real tokens of the whole global batch, so any split of the global batch gives the gradient of one
+big batch. Rank 0 alone writes metrics, checkpoints' metadata and the final model.
+
+Epochs over the data repeat with the shuffle seed advanced by one each time, so a run may be longer
+than one pass over its corpus. `resume=True` continues from the latest checkpoint with the same
+weights, optimizer, schedule, RNG and data position (restored in O(1) from the data stream's state),
+so an interrupted-and-resumed run ends with the weights an uninterrupted run would have.
+
+Faults: a non-finite loss or gradient stops the run before the step is applied, keeping the last
+good checkpoint; Ctrl-C writes a checkpoint of the last finished step and re-raises; a fresh run that
+fails before its first checkpoint removes the run directory it created.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from minitron.atomic import write_json, write_text
-from minitron.data import DataSpec, describe, token_batches
+from minitron.atomic import atomic_path, write_json, write_text
+from minitron.data import BatchStream, DataSpec, describe, token_batches
 from minitron.distill.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    load_sharded,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from minitron.distill.objectives import NextTokenCE, Objective
+from minitron.distill.kd import unwrap
+from minitron.distill.objectives import NextTokenCE, Objective, loss_sums
 from minitron.distill.schedule import SCHEDULES, lr_multiplier
 from minitron.errors import MinitronError
 
@@ -55,12 +69,15 @@ _RESUME_FREE = {
     "log_every",
     "model",
     "steps",
+    "tokens",
 }
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. `steps` counts optimizer steps; each sees grad_accum x batch x seq_len tokens."""
+    """One training run. `steps` counts optimizer steps; each sees the global batch of
+    batch_size x grad_accum x world size sequences. `tokens`, when set, replaces `steps`: the run
+    takes as many steps as it needs to see that many tokens."""
 
     model: str = "tiny"
     data: DataSpec = field(default_factory=DataSpec)
@@ -85,11 +102,20 @@ class TrainConfig:
     resume: bool = False
     stop_at_step: int | None = None
     progress: bool = True
+    tokens: int | None = None
+    fsdp: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "grad_accum", "eval_batches", "log_every"):
             if getattr(self, name) < 1:
                 raise MinitronError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.tokens is not None and self.tokens < 1:
+            raise MinitronError(f"--tokens must be positive, got {self.tokens}")
+        for name in ("lr", "min_lr_ratio", "decay_fraction", "weight_decay", "grad_clip"):
+            if not math.isfinite(getattr(self, name)):
+                raise MinitronError(
+                    f"--{name.replace('_', '-')} must be a finite number, got {getattr(self, name)}"
+                )
         for name in ("eval_every", "save_every", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise MinitronError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
@@ -110,7 +136,13 @@ class TrainConfig:
 
     @property
     def tokens_per_step(self) -> int:
+        """Tokens per optimizer step in one process (multiply by the world size under torchrun)."""
         return self.grad_accum * self.data.batch_size * self.data.seq_len
+
+    def total_steps(self, world: int = 1) -> int:
+        if self.tokens is None:
+            return self.steps
+        return max(1, math.ceil(self.tokens / (self.tokens_per_step * world)))
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,9 @@ class TrainResult:
     eval_loss: float | None
     elapsed_s: float
     final: Path | None  # the saved model; None when stopped early by stop_at_step
+    # Every held-out figure of the last evaluation, and what the loss was.
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    objective_name: str = NextTokenCE.name
 
 
 def train(
@@ -133,119 +168,178 @@ def train(
 ) -> TrainResult:
     """Train `model` (or the model `config.model` names) on `config.data`, minimising `objective`.
 
-    `objective` defaults to next-token cross-entropy; distillation passes one that holds a teacher.
+    `objective` defaults to next-token cross-entropy; distillation passes one that holds a teacher
+    (objectives with a `setup(device, fsdp)` method get it called once the device is known).
     `provenance` is extra JSON stored in train_config.json (e.g. the teacher, the pruning source).
     """
+    from minitron.importance.distributed import init_from_env, launched_distributed, rank_and_world
+
     objective = objective or NextTokenCE()
     out = Path(config.out).expanduser()
+    device = _device(config.device)
+    if launched_distributed():
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        init_from_env(str(device))
+    rank, world = rank_and_world()
+    if config.fsdp and world == 1:
+        raise MinitronError("--fsdp shards over several processes: launch with torchrun --nproc-per-node N")
+    total_steps = config.total_steps(world)
+    if config.stop_at_step is not None and config.stop_at_step > total_steps:
+        raise MinitronError(f"--stop-at-step must be in 1..{total_steps}, got {config.stop_at_step}")
     torch.manual_seed(config.seed)
     if model is None or tokenizer is None:
         model, tokenizer, model_info = _load(config)
     else:
         model_info = {"model": "in-memory", "params": sum(p.numel() for p in model.parameters())}
-    device = _device(config.device)
     model.to(device=device, dtype=torch.float32)
     autocast = _autocast(config.precision, device)
+    setup = getattr(objective, "setup", None)
+    if setup is not None:
+        setup(device, fsdp=config.fsdp)
+    heldout = _heldout_batches(config, tokenizer)  # before anything is written: bad data fails cleanly
+    wrapped = _wrap(model, config.fsdp, world, device)
 
     optimizer = torch.optim.AdamW(
-        _param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas, fused=False
+        _param_groups(wrapped, config.weight_decay), lr=config.lr, betas=config.betas, fused=False
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda step: lr_multiplier(
             step,
-            total_steps=config.steps,
+            total_steps=total_steps,
             warmup_steps=config.warmup_steps,
             schedule=config.schedule,
             min_ratio=config.min_lr_ratio,
             decay_fraction=config.decay_fraction,
         ),
     )
-    start = _start_state(config, out, model, optimizer, scheduler)
-    _write_run_header(out, config, objective, model_info, provenance, fresh=start["step"] == 0)
-    heldout = _heldout_batches(config, tokenizer)
+    created = not out.exists()
+    identity = _identity(objective, provenance)
+    start = _start_state(config, out, wrapped, optimizer, scheduler, identity)
+    try:
+        return _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, start, heldout,
+                    autocast, device, out, total_steps, model_info, provenance, identity)  # fmt: skip
+    except MinitronError:
+        if created and rank == 0 and latest_checkpoint(out) is None:
+            shutil.rmtree(out, ignore_errors=True)  # a fresh run that never checkpointed leaves nothing
+        raise
 
-    metrics = _Metrics(out / "metrics.jsonl", keep_through_step=start["step"] if config.resume else -1)
+
+def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, start, heldout, autocast, device,
+         out, total_steps, model_info, provenance, identity) -> TrainResult:  # fmt: skip
+    from minitron.importance.distributed import rank_and_world
+
+    rank, world = rank_and_world()
+    main = rank == 0
+    if main:
+        _write_run_header(
+            out, config, objective, model_info, provenance, fresh=start["step"] == 0, world=world
+        )
+    _barrier()
+    metrics = _Metrics(
+        out / "metrics.jsonl", keep_through_step=start["step"] if config.resume else -1, enabled=main
+    )
     step, tokens, elapsed = start["step"], start["tokens"], start["elapsed_s"]
-    epoch, batch_in_epoch = start["epoch"], start["batch_in_epoch"]
-    batches = _batches_from(config, tokenizer, epoch, batch_in_epoch)
-    stop = config.stop_at_step or config.steps
-    eval_loss = None
+    stream = BatchStream(config.data, tokenizer, start["data"])
+    stop = config.stop_at_step or total_steps
+    eval_metrics: dict[str, float] = {}
     loss_value = float("nan")
     t0 = time.perf_counter()
     run_tokens = 0
 
-    with _progress(config.progress) as progress:
-        task = progress.add_task("train", total=config.steps, completed=step, loss=float("nan"), tok_s=0.0)
+    def checkpoint_state(at_step: int, data_state, rng) -> None:
+        _save(out, at_step, wrapped, optimizer, config.fsdp, {
+            "step": at_step, "tokens": tokens, "elapsed_s": elapsed + (time.perf_counter() - t0),
+            "data": data_state, "scheduler": scheduler.state_dict(), "rng": rng, "config": _config_json(config), "identity": identity,
+        })  # fmt: skip
+
+    with _progress(config.progress and main, objective.name) as progress:
+        task = progress.add_task("train", total=total_steps, completed=step, loss=float("nan"), tok_s=0.0)
         if step == 0 and config.eval_every:
-            eval_loss = _evaluate(model, objective, heldout, autocast, device)
-            metrics.write({"step": 0, "tokens": 0, "eval_loss": eval_loss})
+            eval_metrics = _evaluate(wrapped, objective, heldout, autocast, device)
+            metrics.write({"step": 0, "tokens": 0, **eval_metrics})
         while step < stop:
-            model.train()
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum = 0.0
-            for _ in range(config.grad_accum):
-                batch, epoch, batch_in_epoch = next(batches)
-                batch = batch.to(device)
-                with autocast:
-                    loss = objective(model, batch)
-                (loss / config.grad_accum).backward()
-                loss_sum += loss.item()
-                tokens += batch.numel()
-                run_tokens += batch.numel()
-            grad_norm = (
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip).item()
-                if config.grad_clip
-                else float("nan")
-            )
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
+            data_state, rng = stream.state_dict(), rng_state()  # the state this step starts from
+            try:
+                wrapped.train()
+                optimizer.zero_grad(set_to_none=True)
+                # The whole global batch: every rank reads it and keeps micro-batches rank, rank + world, ...
+                micro = [next(stream) for _ in range(config.grad_accum * world)]
+                global_count = sum(b.shape[0] * (b.shape[1] - 1) for b in micro)
+                mine = micro[rank::world]
+                totals: dict[str, torch.Tensor] = {}
+                for i, batch in enumerate(mine):
+                    batch = batch.to(device)
+                    with _grad_sync(wrapped, config.fsdp, world, last=i == len(mine) - 1), autocast:
+                        sums = loss_sums(objective, wrapped, batch)
+                        # DDP and FSDP2 average gradients over ranks; x world makes it the global sum.
+                        (sums["loss"] * (world / global_count)).backward()
+                    for key, value in sums.items():
+                        totals[key] = totals.get(key, 0) + value.detach().float().reshape(())
+                reduced = _all_reduce(totals)
+                loss_value = reduced["loss"] / reduced["count"]
+                grad_norm = (
+                    torch.nn.utils.clip_grad_norm_(wrapped.parameters(), config.grad_clip).item()
+                    if config.grad_clip
+                    else float("nan")
+                )
+                if not math.isfinite(loss_value) or (config.grad_clip and not math.isfinite(grad_norm)):
+                    what = (
+                        f"loss {loss_value}"
+                        if not math.isfinite(loss_value)
+                        else f"gradient norm {grad_norm}"
+                    )
+                    kept = latest_checkpoint(out)
+                    raise MinitronError(
+                        f"{what} at step {step + 1}; stopped before applying it. "
+                        + (f"The last good checkpoint ({kept.name}) is kept; --resume continues from it "
+                           "(a lower --lr may help)" if kept else "No checkpoint had been written yet")
+                    )  # fmt: skip
+                lr = scheduler.get_last_lr()[0]
+                optimizer.step()
+                scheduler.step()
+            except KeyboardInterrupt:
+                # Nothing of the unfinished step was applied: checkpoint the last finished one.
+                checkpoint_state(step, data_state, rng)
+                progress.console.print(f"interrupted: checkpoint of step {step} saved; --resume continues")
+                raise
             step += 1
-            loss_value = loss_sum / config.grad_accum
+            step_tokens = sum(b.numel() for b in micro)
+            tokens += step_tokens
+            run_tokens += step_tokens
             run_elapsed = time.perf_counter() - t0
             tok_s = run_tokens / max(run_elapsed, 1e-9)
             progress.update(task, completed=step, loss=loss_value, tok_s=tok_s)
             if step % config.log_every == 0 or step == stop:
-                metrics.write(
-                    {
-                        "step": step,
-                        "tokens": tokens,
-                        "loss": loss_value,
-                        "lr": lr,
-                        "grad_norm": grad_norm,
-                        "tokens_per_s": tok_s,
-                        "elapsed_s": elapsed + run_elapsed,
-                    }
-                )
-            if (config.eval_every and step % config.eval_every == 0) or step == config.steps:
-                eval_loss = _evaluate(model, objective, heldout, autocast, device)
-                metrics.write({"step": step, "tokens": tokens, "eval_loss": eval_loss})
-                progress.console.print(f"step {step}: held-out {objective.name} {eval_loss:.4f}")
+                extra = {k: reduced[k] / reduced["count"] for k in reduced if k not in ("loss", "count")}
+                metrics.write({"step": step, "tokens": tokens, "loss": loss_value, **extra, "lr": lr,
+                               "grad_norm": grad_norm, "tokens_per_s": tok_s, "elapsed_s": elapsed + run_elapsed})  # fmt: skip
+            if (config.eval_every and step % config.eval_every == 0) or step == total_steps:
+                eval_metrics = _evaluate(wrapped, objective, heldout, autocast, device)
+                metrics.write({"step": step, "tokens": tokens, **eval_metrics})
+                shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in eval_metrics.items())
+                progress.console.print(f"step {step}: held-out {objective.name}: {shown}")
             if (config.save_every and step % config.save_every == 0) or step == stop:
-                save_checkpoint(
-                    out,
-                    step,
-                    {
-                        "step": step,
-                        "tokens": tokens,
-                        "elapsed_s": elapsed + (time.perf_counter() - t0),
-                        "epoch": epoch,
-                        "batch_in_epoch": batch_in_epoch,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "rng": rng_state(),
-                        "config": _config_json(config),
-                    },
-                )
+                checkpoint_state(step, stream.state_dict(), rng_state())
 
     elapsed += time.perf_counter() - t0
-    final = _save_final(out, model, tokenizer) if step == config.steps else None
-    result = TrainResult(out, step, tokens, loss_value, eval_loss, elapsed, final)
-    write_json(
-        out / "result.json", {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
+    final = _save_final(out, wrapped, model, tokenizer, config.fsdp) if step == total_steps else None
+    result = TrainResult(
+        out,
+        step,
+        tokens,
+        loss_value,
+        eval_metrics.get("eval_loss"),
+        elapsed,
+        final,
+        eval_metrics,
+        objective.name,
     )
+    if main:
+        write_json(
+            out / "result.json", {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
+        )
     return result
 
 
@@ -260,6 +354,9 @@ def result_table(result: TrainResult, objective_name: str = NextTokenCE.name):
     table.add_row(
         f"held-out {objective_name}", "-" if result.eval_loss is None else f"{result.eval_loss:.4f}"
     )
+    for key, value in result.eval_metrics.items():
+        if key != "eval_loss":
+            table.add_row(key.replace("eval_", "held-out "), f"{value:.4f}")
     table.add_row("time", f"{result.elapsed_s / 60:.1f} min")
     table.add_row(
         "model", str(result.final) if result.final else "not saved (stopped early; --resume continues)"
@@ -306,8 +403,21 @@ def _autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
 
-def _start_state(config: TrainConfig, out: Path, model, optimizer, scheduler) -> dict[str, Any]:
-    fresh = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "epoch": 0, "batch_in_epoch": 0}
+def _identity(objective, provenance: dict[str, Any] | None) -> dict[str, Any]:
+    """What else a resumed run must share with its checkpoint: the objective, its settings, the teacher."""
+    describe_objective = getattr(objective, "describe", None)
+    teacher = (provenance or {}).get("teacher") or {}
+    return json.loads(json.dumps({
+        "objective": objective.name,
+        "objective_settings": describe_objective() if describe_objective else None,
+        "teacher": teacher.get("fingerprint"),
+    }))  # fmt: skip
+
+
+def _start_state(
+    config: TrainConfig, out: Path, wrapped, optimizer, scheduler, identity: dict[str, Any]
+) -> dict[str, Any]:
+    fresh = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "data": None}
     checkpoint = latest_checkpoint(out) if out.exists() else None
     if not config.resume:
         if checkpoint is not None or (out / "final").exists():
@@ -317,11 +427,82 @@ def _start_state(config: TrainConfig, out: Path, model, optimizer, scheduler) ->
         raise MinitronError(f"--resume: no checkpoint in {out}")
     state = load_checkpoint(checkpoint)
     _check_same_run(config, state["config"])
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    changed = [k for k in identity if identity[k] != state.get("identity", {}).get(k)]
+    if changed:
+        detail = ", ".join(f"{k}: {state.get('identity', {}).get(k)!r} -> {identity[k]!r}" for k in changed)
+        raise MinitronError(
+            f"--resume with a different {' and '.join(changed)} than the checkpoint ({detail})"
+        )
+    if "data" not in state:
+        raise MinitronError(
+            f"{checkpoint}: written by an older minitron without a data position; start afresh"
+        )
+    if config.fsdp:
+        load_sharded(checkpoint, wrapped, optimizer)
+    else:
+        unwrap(wrapped).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return {k: state[k] for k in fresh}
+
+
+def _save(out: Path, step: int, wrapped, optimizer, fsdp: bool, meta: dict[str, Any]) -> None:
+    """Checkpoint `step`: rank 0 writes the state; under FSDP2 every rank writes its shards (DCP)."""
+    from minitron.importance.distributed import rank_and_world
+
+    if fsdp:
+        save_checkpoint(out, step, meta, sharded=(wrapped, optimizer))
+    elif rank_and_world()[0] == 0:
+        save_checkpoint(
+            out, step, {**meta, "model": unwrap(wrapped).state_dict(), "optimizer": optimizer.state_dict()}
+        )
+    _barrier()
+
+
+def _wrap(model: torch.nn.Module, fsdp: bool, world: int, device: torch.device) -> torch.nn.Module:
+    """The model as trained: itself, in DDP, or sharded in place with FSDP2 (each block, then the root)."""
+    if world == 1:
+        return model
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        from minitron.model.adapters import adapter_for
+
+        for block in adapter_for(model).blocks(model):
+            fully_shard(block)
+        fully_shard(model)
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _grad_sync(wrapped, fsdp: bool, world: int, last: bool):
+    """Synchronise gradients on the last micro-batch of the step only."""
+    if world == 1:
+        return nullcontext()
+    if fsdp:
+        wrapped.set_requires_gradient_sync(last)
+        return nullcontext()
+    return nullcontext() if last else wrapped.no_sync()
+
+
+def _all_reduce(totals: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Sum each value over ranks (one collective)."""
+    from minitron.importance.distributed import all_reduce_sum_
+
+    keys = sorted(totals)
+    values = torch.stack([torch.as_tensor(totals[k]).float().cpu() for k in keys])
+    all_reduce_sum_([values])
+    return dict(zip(keys, values.tolist(), strict=True))
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def _check_same_run(config: TrainConfig, saved: dict[str, Any]) -> None:
@@ -336,13 +517,19 @@ def _config_json(config: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(config)))
 
 
-def _write_run_header(out: Path, config, objective, model_info, provenance, fresh: bool) -> None:
+def _write_run_header(
+    out: Path, config, objective, model_info, provenance, fresh: bool, world: int = 1
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if not fresh:
         return
+    describe_objective = getattr(objective, "describe", None)
     header = {
         "config": _config_json(config),
+        "world_size": world,
+        "global_batch_sequences": config.data.batch_size * config.grad_accum * world,
         "objective": objective.name,
+        **({"objective_settings": describe_objective()} if describe_objective else {}),
         "data": describe(config.data),
         "model": model_info,
         **({"provenance": provenance} if provenance else {}),
@@ -353,21 +540,6 @@ def _write_run_header(out: Path, config, objective, model_info, provenance, fres
 # ---- data ----------------------------------------------------------------------------------------
 
 
-def _batches_from(
-    config: TrainConfig, tokenizer, epoch: int, skip: int
-) -> Iterator[tuple[torch.Tensor, int, int]]:
-    """(batch, epoch, batches consumed in that epoch) forever, starting at a saved position."""
-    while True:
-        spec = dataclasses.replace(config.data, seed=config.data.seed + epoch)
-        index = 0
-        for batch in token_batches(spec, tokenizer):
-            index += 1
-            if index <= skip:
-                continue
-            yield batch, epoch, index
-        epoch, skip = epoch + 1, 0
-
-
 def _heldout_batches(config: TrainConfig, tokenizer) -> list[torch.Tensor]:
     spec = dataclasses.replace(
         config.data, split="heldout", samples=config.eval_batches * config.data.batch_size
@@ -376,17 +548,29 @@ def _heldout_batches(config: TrainConfig, tokenizer) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def _evaluate(model, objective, batches: list[torch.Tensor], autocast, device) -> float:
-    """Mean objective per predicted token over the held-out batches."""
+def _evaluate(model, objective, batches: list[torch.Tensor], autocast, device) -> dict[str, float]:
+    """Every sum the objective reports, per predicted token over the held-out batches (averaged over ranks).
+
+    Each rank evaluates its share; all run the same number of forwards (FSDP2 gathers weights in each),
+    a rank with a shorter share repeating a batch it then leaves out.
+    """
+    from minitron.importance.distributed import rank_and_world
+
+    rank, world = rank_and_world()
     model.eval()
-    total, weight = 0.0, 0
-    for batch in batches:
+    mine = batches[rank::world]
+    rounds = -(-len(batches) // world)
+    totals: dict[str, torch.Tensor] = {}
+    for i in range(rounds):
+        batch = mine[i] if i < len(mine) else batches[0]
         with autocast:
-            loss = objective(model, batch.to(device))
-        n = batch.shape[0] * (batch.shape[1] - 1)
-        total += loss.item() * n
-        weight += n
-    return total / weight
+            sums = loss_sums(objective, model, batch.to(device))
+        weight = 1.0 if i < len(mine) else 0.0
+        for key, value in sums.items():
+            totals[key] = totals.get(key, 0) + weight * value.detach().float().reshape(())
+    reduced = _all_reduce(totals)
+    count = reduced.pop("count")
+    return {"eval_loss": reduced.pop("loss") / count, **{f"eval_{k}": v / count for k, v in reduced.items()}}
 
 
 # ---- outputs -------------------------------------------------------------------------------------
@@ -395,9 +579,9 @@ def _evaluate(model, objective, batches: list[torch.Tensor], autocast, device) -
 class _Metrics:
     """Append-only JSONL; on resume, records after the checkpoint (from the lost tail) are dropped."""
 
-    def __init__(self, path: Path, keep_through_step: int):
-        self.path = path
-        if path.exists():
+    def __init__(self, path: Path, keep_through_step: int, enabled: bool = True):
+        self.path, self.enabled = path, enabled
+        if enabled and path.exists():
             kept = [
                 line
                 for line in path.read_text().splitlines()
@@ -406,35 +590,105 @@ class _Metrics:
             write_text(path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
 
 
-def _save_final(out: Path, model, tokenizer) -> Path:
+def _save_final(out: Path, wrapped, model, tokenizer, fsdp: bool) -> Path:
+    """The model as a Hugging Face checkpoint with its tokenizer, run header, provenance and loss curves.
+
+    Under FSDP2 every rank takes part in gathering the full state dict; rank 0 writes.
+    """
+    from minitron.importance.distributed import rank_and_world
+
+    state = None
+    if fsdp:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(
+            wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
     final = out / "final"
-    tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the model is an ordinary output directory
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        shutil.copyfile(out / "train_config.json", tmp / "train_config.json")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    if rank_and_world()[0] == 0:
+        tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the model is an ordinary output directory
+        try:
+            unwrap(wrapped).save_pretrained(tmp, state_dict=state)
+            tokenizer.save_pretrained(tmp)
+            shutil.copyfile(out / "train_config.json", tmp / "train_config.json")
+            _write_provenance(out, tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    _barrier()
     return final
 
 
-def _progress(enabled: bool):
+def _write_provenance(out: Path, final: Path) -> None:
+    """minitron.json (where the model came from, how it was trained, its losses) and loss_curves.png."""
+    from minitron import __version__
+
+    header = json.loads((out / "train_config.json").read_text())
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if "loss" in r]
+    evals = [r for r in records if "eval_loss" in r]
+    last = train_records[-1] if train_records else {}
+    write_json(final / "minitron.json", {
+        "minitron_version": __version__,
+        "stage": header["objective"],
+        "model": header["model"],
+        **({"provenance": header["provenance"]} if "provenance" in header else {}),
+        "data": header["data"],
+        "steps": last.get("step"),
+        "tokens": last.get("tokens"),
+        "train": {k: v for k, v in last.items() if k not in ("step", "tokens")},
+        "heldout_before": evals[0] if evals and evals[0]["step"] == 0 else None,
+        "heldout_after": evals[-1] if evals else None,
+    })  # fmt: skip
+    plot_loss_curves(records, final / "loss_curves.png", header["objective"])
+
+
+def plot_loss_curves(records: list[dict[str, Any]], path: Path, objective_name: str) -> Path:
+    """Training loss and every held-out curve against tokens, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    train_records = [r for r in records if "loss" in r]
+    ax.plot(
+        [r["tokens"] for r in train_records],
+        [r["loss"] for r in train_records],
+        label=f"train {objective_name}",
+    )
+    evals = [r for r in records if "eval_loss" in r]
+    for key in sorted({k for r in evals for k in r if k.startswith("eval_")}):
+        points = [(r["tokens"], r[key]) for r in evals if key in r]
+        ax.plot(*zip(*points, strict=True), marker="o", label=key.replace("eval_", "held-out "))
+    ax.set_xlabel("tokens")
+    ax.set_ylabel("nats / token")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _progress(enabled: bool, objective_name: str = "loss"):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
         TextColumn("[bold]train"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}"),
+        TextColumn(objective_name + " {task.fields[loss]:.3f}"),
         TextColumn("{task.fields[tok_s]:,.0f} tok/s"),
         TimeRemainingColumn(),
         disable=not enabled,

@@ -1,0 +1,179 @@
+"""`minitron distill`: outputs, one-line errors, and faults (NaN, Ctrl-C, kill -9 then --resume) on the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from minitron.cli import app
+
+REPO = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def pair(tmp_path, tokenizer, make_model):
+    """A teacher and a different student sharing one tokenizer, as checkpoints."""
+    paths = []
+    for name, seed in (("teacher", 0), ("student", 1)):
+        make_model(seed).save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+        paths.append(tmp_path / name)
+    return paths
+
+
+def args(pair, corpus, out, *extra):
+    teacher, student = pair
+    return ["distill", str(teacher), str(student), "--data", str(corpus), "--seq-len", "16", "--batch-size", "2",
+            "--eval-batches", "1", "--warmup-steps", "1", "--lr", "1e-2", "--device", "cpu", "--out", str(out),
+            *extra]  # fmt: skip
+
+
+def test_distill_writes_a_model_with_provenance_and_learns(tmp_path, pair, corpus):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, args(pair, corpus, out, "--steps", "12", "--eval-every", "12"))
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval_kd" in r]
+    assert evals[0]["step"] == 0 and evals[-1]["step"] == 12
+    assert evals[-1]["eval_kd"] < 0.7 * evals[0]["eval_kd"]  # the student moved towards the teacher
+    assert evals[-1]["eval_teacher_lm_loss"] == pytest.approx(evals[0]["eval_teacher_lm_loss"])  # frozen
+    record = json.loads((out / "final" / "minitron.json").read_text())
+    assert record["provenance"]["teacher"]["path"] == str(pair[0].resolve())
+    assert record["provenance"]["student_source"]["path"] == str(pair[1].resolve())
+    assert record["steps"] == 12 and record["tokens"] == 12 * 2 * 16 and record["data"]["kind"] == "jsonl"
+    assert record["heldout_after"]["eval_kd"] == evals[-1]["eval_kd"]
+    assert (out / "final" / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out / "final")  # a normal HF checkpoint
+    assert not torch.equal(load_file(pair[1] / "model.safetensors")["lm_head.weight"],
+                           load_file(out / "final" / "model.safetensors")["lm_head.weight"])  # fmt: skip
+
+
+def test_resume_refuses_another_teacher_or_objective(tmp_path, pair, corpus):
+    out = tmp_path / "run"
+    first = CliRunner().invoke(app, args(pair, corpus, out, "--steps", "4", "--stop-at-step", "2"))
+    assert first.exit_code == 0, first.output
+    swapped = CliRunner().invoke(app, args(pair[::-1], corpus, out, "--steps", "4", "--resume"))
+    assert swapped.exit_code == 1 and "teacher" in swapped.output
+    other_loss = CliRunner().invoke(app, args(pair, corpus, out, "--steps", "4", "--resume", "--loss", "jsd"))
+    assert other_loss.exit_code == 1 and "objective" in other_loss.output
+    other_data = CliRunner().invoke(app, args(pair, corpus, out, "--steps", "4", "--resume", "--seq-len", "8"))
+    assert other_data.exit_code == 1 and "seq_len" in other_data.output
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--steps", "0"], "--steps"), (["--steps", "-3"], "--steps"), (["--lr", "1e400"], "--lr"),
+     (["--lr", "0"], "--lr"), (["--tokens", "-5"], "--tokens"), (["--device", "cuda"], "CUDA"),
+     (["--loss", "kl"], "--loss"), (["--tau", "0"], "--tau"), (["--chunk-tokens", "0"], "--chunk-tokens"),
+     (["--fsdp"], "torchrun")],
+)  # fmt: skip
+def test_bad_options_are_one_line_and_write_nothing(tmp_path, pair, corpus, extra, message):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, args(pair, corpus, out, "--steps", "2", *extra))
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("error:") and message in lines[-1] and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_missing_paths_and_vocabulary_mismatch(tmp_path, pair, corpus, make_model):
+    out = tmp_path / "run"
+    missing = CliRunner().invoke(app, args((tmp_path / "nope", pair[1]), corpus, out, "--steps", "2"))
+    assert missing.exit_code == 1 and "error:" in missing.output and not out.exists()
+    no_data = CliRunner().invoke(app, args(pair, tmp_path / "none.jsonl", out, "--steps", "2"))
+    assert no_data.exit_code == 1 and "--data" in no_data.output and not out.exists()
+    # The shipped tiny teacher has another tokenizer and a 4096 vocabulary.
+    mismatch = CliRunner().invoke(app, ["distill", "tiny", str(pair[1]), "--data", str(corpus), "--out", str(out)])
+    assert mismatch.exit_code == 1 and "tokenizers differ" in mismatch.output and not out.exists()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, pair, corpus):
+    out = tmp_path / "run"
+    # An absurd learning rate blows the weights up after the first update.
+    result = CliRunner().invoke(app, args(pair, corpus, out, "--steps", "6", "--lr", "1e30", "--warmup-steps", "0",
+                                          "--grad-clip", "0", "--save-every", "1", "--eval-every", "0"))  # fmt: skip
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error:") and "at step" in line and "checkpoint" in line, result.output
+    kept = (out / "checkpoints" / "latest").read_text().strip()
+    state = torch.load(out / "checkpoints" / kept / "state.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert not (out / "final").exists()
+
+
+def cli(*arguments):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return [sys.executable, "-m", "minitron", *arguments], env
+
+
+def wait_for_checkpoint(out: Path, step: int, proc, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        latest = out / "checkpoints" / "latest"
+        if latest.exists() and int(latest.read_text().strip().split("-")[1]) >= step:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint in time")
+
+
+def final_weights(out: Path):
+    return load_file(out / "final" / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_equals_uninterrupted(tmp_path, pair, corpus):
+    common = args(pair, corpus, tmp_path / "x", "--steps", "14", "--save-every", "3", "--eval-every", "7")[:-2]
+    whole, env = cli(*common, "--out", str(tmp_path / "whole"))
+    assert subprocess.run(whole, env=env, capture_output=True, timeout=300).returncode == 0
+    killed_out = tmp_path / "killed"
+    command, env = cli(*common, "--out", str(killed_out))
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_checkpoint(killed_out, 6, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (killed_out / "final").exists()
+    resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = final_weights(tmp_path / "whole"), final_weights(killed_out)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
+    loss_steps = [json.loads(line)["step"] for line in (killed_out / "metrics.jsonl").read_text().splitlines()
+                  if "loss" in json.loads(line)]
+    assert loss_steps == [10, 14]  # logged every 10 steps and at the end; nothing logged twice
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_and_exits_130_then_resume_finishes(tmp_path, pair, corpus):
+    out = tmp_path / "run"
+    command, env = cli(*args(pair, corpus, out, "--steps", "400", "--save-every", "1000", "--eval-every", "0"))
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    time.sleep(2.0)  # some steps in
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stdout + stderr and "Traceback" not in stderr
+    step = int((out / "checkpoints" / "latest").read_text().strip().split("-")[1])
+    assert 0 < step < 400
+    state = torch.load(out / "checkpoints" / f"step-{step:08d}" / "state.pt", weights_only=True)
+    assert state["step"] == step and state["data"]["spec"]["seq_len"] == 16
+    # --resume continues from the interrupted step to the end.
+    resumed = subprocess.run([*command[:2], *[a if a != "400" else "400" for a in command[2:]], "--resume"],
+                             env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((out / "result.json").read_text())["step"] == 400
