@@ -745,6 +745,94 @@ def demo(
 
     _run_pipeline(str(ASSETS_DIR / "demo.toml"), out)
 
+@app.command()
+@friendly
+def compare(
+    teacher: str = typer.Argument(
+        ..., help="The checkpoint the candidates were searched from (the teacher)."
+    ),
+    candidates: str = typer.Argument(
+        ..., help="candidates.json from `minitron search` (format: prune/target.py)."
+    ),
+    scores: str = typer.Option(
+        None, "--scores", help="Scores file from `minitron score`; needed for width pruning."
+    ),
+    top: int = typer.Option(3, "--top", help="Distil the candidates ranked 1..N."),
+    context: str = typer.Option(
+        "128k", "--context", help="Context of the memory column when the candidates file gives none."
+    ),
+    data: str = DATA_OPTION,
+    text_field: str = TEXT_FIELD_OPTION,
+    glob: str = GLOB_OPTION,
+    seq_len: int = SEQ_LEN_OPTION,
+    batch_size: int = BATCH_SIZE_OPTION,
+    samples: int = SAMPLES_OPTION,
+    heldout_fraction: float = HELDOUT_OPTION,
+    out: str = typer.Option(
+        "runs/compare",
+        "--out",
+        help="Directory: one distill run per candidate and the comparison table; "
+        "running again with the same settings continues a stopped compare.",
+    ),
+    steps: int = typer.Option(200, "--steps", help="Optimizer steps per candidate."),
+    tokens: int = TOKENS_OPTION,
+    loss: str = KD_LOSS_OPTION,
+    tau: float = TAU_OPTION,
+    beta: float = BETA_OPTION,
+    ce_weight: float = CE_WEIGHT_OPTION,
+    teacher_topk: int = TOPK_OPTION,
+    chunk_tokens: int = CHUNK_OPTION,
+    lr: float = KD_LR_OPTION,
+    min_lr_ratio: float = MIN_LR_RATIO_OPTION,
+    warmup_steps: int = typer.Option(10, "--warmup-steps", help="Linear warm-up steps."),
+    schedule: str = SCHEDULE_OPTION,
+    grad_clip: float = GRAD_CLIP_OPTION,
+    grad_accum: int = GRAD_ACCUM_OPTION,
+    precision: str = PRECISION_OPTION,
+    seed: int = SEED_OPTION,
+    eval_batches: int = EVAL_BATCHES_OPTION,
+    save_every: int = typer.Option(50, "--save-every", help="Checkpoint each candidate's run every N steps."),
+    device: str = DEVICE_OPTION,
+) -> None:
+    """Prune the top candidates of a search, distil each the same way, and rank them again."""
+    from minitron.distill import TrainConfig
+    from minitron.distill.compare import CompareConfig
+    from minitron.distill.compare import compare as run_compare
+    from minitron.distill.losses import KDLoss
+    from minitron.distill.run import _check_device
+
+    _check_device(device)
+    spec = _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed)
+    run_compare(
+        CompareConfig(
+            teacher=teacher,
+            candidates=candidates,
+            out=out,
+            scores=scores,
+            top=top,
+            context=context,
+            loss=KDLoss(divergence=loss, tau=tau, beta=beta, ce_weight=ce_weight, teacher_topk=teacher_topk),
+            chunk_tokens=chunk_tokens,
+            train=TrainConfig(
+                data=spec,
+                steps=steps,
+                tokens=tokens or None,
+                lr=lr,
+                min_lr_ratio=min_lr_ratio,
+                warmup_steps=warmup_steps,
+                schedule=schedule,
+                grad_clip=grad_clip,
+                grad_accum=grad_accum,
+                precision=precision,
+                seed=seed,
+                eval_every=0,
+                eval_batches=eval_batches,
+                save_every=save_every,
+                device=device,
+            ),
+        )
+    )
+
 
 def main() -> None:
     app(prog_name="minitron")

@@ -18,6 +18,9 @@ every run and machine and a document never lands on both sides. Each document is
 model's tokenizer, followed by EOS, and the token stream is cut into `seq_len` sequences (a sequence
 may span documents; the incomplete tail is dropped). Sequences pass through a bounded shuffle buffer
 seeded by `seed`, so memory stays flat however large the corpus is.
+
+`BatchStream` yields the same batches epoch after epoch and carries a small state dict (file
+offsets, tokens read but not packed yet, the shuffle buffer) so training resumes in O(1).
 """
 
 from __future__ import annotations
@@ -539,21 +542,40 @@ class BatchStream:
             self.buffer.append(eos)
         return True
 
-    def state_dict(self) -> dict[str, Any]:
-        """Where the stream stands between two batches (tensors and plain values, for torch.save)."""
-        import torch
+    def snapshot(self) -> dict[str, Any]:
+        """Where the stream stands between two batches, cheaply (shallow copies); `pack` makes it a state dict.
 
-        n = self.spec.seq_len
+        Sequences in the pool are never modified once made, so copying the list of them is enough.
+        """
         return {
             "epoch": self.epoch,
             "produced": self.produced,
             "position": list(self.position),
-            "buffer": torch.tensor(self.buffer, dtype=torch.int64),
-            "pool": torch.tensor(self.pool, dtype=torch.int64).reshape(len(self.pool), n),
-            "rng": _rng_to_tensor(self.rng),
+            "buffer": list(self.buffer),
+            "pool": list(self.pool),
+            "rng": self.rng.getstate(),
             "draining": self.draining,
             "spec": asdict(self.spec),
         }
+
+    @staticmethod
+    def pack(snapshot: dict[str, Any]) -> dict[str, Any]:
+        """A snapshot as tensors and plain values, for torch.save (and weights-only loading)."""
+        import torch
+
+        n = snapshot["spec"]["seq_len"]
+        rng = random.Random()
+        rng.setstate(snapshot["rng"])
+        return {
+            **snapshot,
+            "buffer": torch.tensor(snapshot["buffer"], dtype=torch.int64),
+            "pool": torch.tensor(snapshot["pool"], dtype=torch.int64).reshape(len(snapshot["pool"]), n),
+            "rng": _rng_to_tensor(rng),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream stands between two batches (tensors and plain values, for torch.save)."""
+        return self.pack(self.snapshot())
 
     def _load(self, state: dict[str, Any]) -> None:
         if state.get("spec") != asdict(self.spec):

@@ -34,7 +34,7 @@ import os
 import shutil
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,10 +248,10 @@ def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, sta
     t0 = time.perf_counter()
     run_tokens = 0
 
-    def checkpoint_state(at_step: int, data_state, rng) -> None:
+    def checkpoint_state(at_step: int, data_snapshot, rng) -> None:
         _save(out, at_step, wrapped, optimizer, config.fsdp, {
             "step": at_step, "tokens": tokens, "elapsed_s": elapsed + (time.perf_counter() - t0),
-            "data": data_state, "scheduler": scheduler.state_dict(), "rng": rng, "config": _config_json(config), "identity": identity,
+            "data": BatchStream.pack(data_snapshot), "scheduler": scheduler.state_dict(), "rng": rng, "config": _config_json(config), "identity": identity,
         })  # fmt: skip
 
     with _progress(config.progress and main, objective.name) as progress:
@@ -260,7 +260,8 @@ def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, sta
             eval_metrics = _evaluate(wrapped, objective, heldout, autocast, device)
             metrics.write({"step": 0, "tokens": 0, **eval_metrics})
         while step < stop:
-            data_state, rng = stream.state_dict(), rng_state()  # the state this step starts from
+            # Where a checkpoint written now would restart: the start of the unfinished step.
+            resume_point = (stream.snapshot(), rng_state())
             try:
                 wrapped.train()
                 optimizer.zero_grad(set_to_none=True)
@@ -297,31 +298,38 @@ def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, sta
                            "(a lower --lr may help)" if kept else "No checkpoint had been written yet")
                     )  # fmt: skip
                 lr = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
+                with _interrupt_deferred():  # weights, optimizer, schedule and step count move together
+                    optimizer.step()
+                    scheduler.step()
+                    step += 1
+                    resume_point = (stream.snapshot(), rng_state())
+                step_tokens = sum(b.numel() for b in micro)
+                tokens += step_tokens
+                run_tokens += step_tokens
+                run_elapsed = time.perf_counter() - t0
+                tok_s = run_tokens / max(run_elapsed, 1e-9)
+                progress.update(task, completed=step, loss=loss_value, tok_s=tok_s)
+                if step % config.log_every == 0 or step == stop:
+                    extra = {k: reduced[k] / reduced["count"] for k in reduced if k not in ("loss", "count")}
+                    metrics.write({"step": step, "tokens": tokens, "loss": loss_value, **extra, "lr": lr,
+                                   "grad_norm": grad_norm, "tokens_per_s": tok_s,
+                                   "elapsed_s": elapsed + run_elapsed})  # fmt: skip
+                if (config.eval_every and step % config.eval_every == 0) or step == total_steps:
+                    eval_metrics = _evaluate(wrapped, objective, heldout, autocast, device)
+                    metrics.write({"step": step, "tokens": tokens, **eval_metrics})
+                    shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in eval_metrics.items())
+                    if main:
+                        progress.console.print(f"step {step}: held-out {objective.name}: {shown}")
+                if (config.save_every and step % config.save_every == 0) or step == stop:
+                    checkpoint_state(step, *resume_point)
             except KeyboardInterrupt:
-                # Nothing of the unfinished step was applied: checkpoint the last finished one.
-                checkpoint_state(step, data_state, rng)
-                progress.console.print(f"interrupted: checkpoint of step {step} saved; --resume continues")
+                # Nothing of an unfinished step was applied: checkpoint the last finished one.
+                checkpoint_state(step, *resume_point)
+                if main:
+                    progress.console.print(
+                        f"interrupted: checkpoint of step {step} saved; --resume continues"
+                    )
                 raise
-            step += 1
-            step_tokens = sum(b.numel() for b in micro)
-            tokens += step_tokens
-            run_tokens += step_tokens
-            run_elapsed = time.perf_counter() - t0
-            tok_s = run_tokens / max(run_elapsed, 1e-9)
-            progress.update(task, completed=step, loss=loss_value, tok_s=tok_s)
-            if step % config.log_every == 0 or step == stop:
-                extra = {k: reduced[k] / reduced["count"] for k in reduced if k not in ("loss", "count")}
-                metrics.write({"step": step, "tokens": tokens, "loss": loss_value, **extra, "lr": lr,
-                               "grad_norm": grad_norm, "tokens_per_s": tok_s, "elapsed_s": elapsed + run_elapsed})  # fmt: skip
-            if (config.eval_every and step % config.eval_every == 0) or step == total_steps:
-                eval_metrics = _evaluate(wrapped, objective, heldout, autocast, device)
-                metrics.write({"step": step, "tokens": tokens, **eval_metrics})
-                shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in eval_metrics.items())
-                progress.console.print(f"step {step}: held-out {objective.name}: {shown}")
-            if (config.save_every and step % config.save_every == 0) or step == stop:
-                checkpoint_state(step, stream.state_dict(), rng_state())
 
     elapsed += time.perf_counter() - t0
     final = _save_final(out, wrapped, model, tokenizer, config.fsdp) if step == total_steps else None
@@ -390,9 +398,12 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise MinitronError(f"--device: unknown device {name!r} (cpu, cuda, cuda:1, auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MinitronError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
+    return device
 
 
 def _autocast(precision: str, device: torch.device):
@@ -496,6 +507,25 @@ def _all_reduce(totals: dict[str, torch.Tensor]) -> dict[str, float]:
     values = torch.stack([torch.as_tensor(totals[k]).float().cpu() for k in keys])
     all_reduce_sum_([values])
     return dict(zip(keys, values.tolist(), strict=True))
+
+
+@contextmanager
+def _interrupt_deferred():
+    """Hold Ctrl-C (SIGINT) until the block is done, then raise it: the block is never half-applied."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _barrier() -> None:

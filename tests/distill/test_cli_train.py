@@ -33,6 +33,11 @@ def test_train_command_errors_are_one_line(tmp_path):
     assert result.output.strip().startswith("error:") and len(result.output.strip().splitlines()) == 1
     result = CliRunner().invoke(app, ["train", "tiny", "--steps", "0"])
     assert result.exit_code == 1 and "--steps" in result.output
+    import torch
+
+    if not torch.cuda.is_available():
+        result = CliRunner().invoke(app, ["train", "tiny", "--device", "cuda", "--out", str(tmp_path / "run")])
+        assert result.exit_code == 1 and "CUDA" in result.output and not (tmp_path / "run").exists()
 
 
 def test_train_help():

@@ -68,7 +68,9 @@ def test_resume_refuses_another_teacher_or_objective(tmp_path, pair, corpus):
     assert swapped.exit_code == 1 and "teacher" in swapped.output
     other_loss = CliRunner().invoke(app, args(pair, corpus, out, "--steps", "4", "--resume", "--loss", "jsd"))
     assert other_loss.exit_code == 1 and "objective" in other_loss.output
-    other_data = CliRunner().invoke(app, args(pair, corpus, out, "--steps", "4", "--resume", "--seq-len", "8"))
+    other_data = CliRunner().invoke(
+        app, args(pair, corpus, out, "--steps", "4", "--resume", "--seq-len", "8")
+    )
     assert other_data.exit_code == 1 and "seq_len" in other_data.output
 
 
@@ -95,7 +97,9 @@ def test_missing_paths_and_vocabulary_mismatch(tmp_path, pair, corpus, make_mode
     no_data = CliRunner().invoke(app, args(pair, tmp_path / "none.jsonl", out, "--steps", "2"))
     assert no_data.exit_code == 1 and "--data" in no_data.output and not out.exists()
     # The shipped tiny teacher has another tokenizer and a 4096 vocabulary.
-    mismatch = CliRunner().invoke(app, ["distill", "tiny", str(pair[1]), "--data", str(corpus), "--out", str(out)])
+    mismatch = CliRunner().invoke(
+        app, ["distill", "tiny", str(pair[1]), "--data", str(corpus), "--out", str(out)]
+    )
     assert mismatch.exit_code == 1 and "tokenizers differ" in mismatch.output and not out.exists()
 
 
@@ -135,7 +139,9 @@ def final_weights(out: Path):
 
 @pytest.mark.slow
 def test_kill_9_then_resume_equals_uninterrupted(tmp_path, pair, corpus):
-    common = args(pair, corpus, tmp_path / "x", "--steps", "14", "--save-every", "3", "--eval-every", "7")[:-2]
+    common = args(pair, corpus, tmp_path / "x", "--steps", "14", "--save-every", "3", "--eval-every", "7")[
+        :-2
+    ]
     whole, env = cli(*common, "--out", str(tmp_path / "whole"))
     assert subprocess.run(whole, env=env, capture_output=True, timeout=300).returncode == 0
     killed_out = tmp_path / "killed"
@@ -150,30 +156,45 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, pair, corpus):
     a, b = final_weights(tmp_path / "whole"), final_weights(killed_out)
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
-    loss_steps = [json.loads(line)["step"] for line in (killed_out / "metrics.jsonl").read_text().splitlines()
-                  if "loss" in json.loads(line)]
+    loss_steps = [
+        json.loads(line)["step"]
+        for line in (killed_out / "metrics.jsonl").read_text().splitlines()
+        if "loss" in json.loads(line)
+    ]
     assert loss_steps == [10, 14]  # logged every 10 steps and at the end; nothing logged twice
 
 
 @pytest.mark.slow
-def test_ctrl_c_checkpoints_and_exits_130_then_resume_finishes(tmp_path, pair, corpus):
+def test_ctrl_c_checkpoints_exits_130_and_resume_equals_uninterrupted(tmp_path, pair, corpus):
     out = tmp_path / "run"
-    command, env = cli(*args(pair, corpus, out, "--steps", "400", "--save-every", "1000", "--eval-every", "0"))
+    steps = ["--steps", "150", "--save-every", "1000", "--eval-every", "0"]
+    command, env = cli(*args(pair, corpus, out, *steps))
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "metrics.jsonl").exists():
         time.sleep(0.05)
-    time.sleep(2.0)  # some steps in
+    time.sleep(1.0)  # some steps in, at an arbitrary point of a step
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]
     assert "interrupted" in stdout + stderr and "Traceback" not in stderr
     step = int((out / "checkpoints" / "latest").read_text().strip().split("-")[1])
-    assert 0 < step < 400
-    state = torch.load(out / "checkpoints" / f"step-{step:08d}" / "state.pt", weights_only=True)
-    assert state["step"] == step and state["data"]["spec"]["seq_len"] == 16
-    # --resume continues from the interrupted step to the end.
-    resumed = subprocess.run([*command[:2], *[a if a != "400" else "400" for a in command[2:]], "--resume"],
-                             env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert 0 < step < 150, step
+    resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads((out / "result.json").read_text())["step"] == 400
+    whole = CliRunner().invoke(app, args(pair, corpus, tmp_path / "whole", *steps))
+    assert whole.exit_code == 0, whole.output
+    a, b = final_weights(tmp_path / "whole"), final_weights(out)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_accumulation_gives_the_gradient_of_one_big_batch(tmp_path, pair, corpus):
+    """4 sequences as 1 x 4 or as 2 accumulated micro-batches of 2: the same updates (token-normalised loss)."""
+    big = CliRunner().invoke(app, args(pair, corpus, tmp_path / "big", "--steps", "3", "--batch-size", "4"))
+    accum = CliRunner().invoke(app, args(pair, corpus, tmp_path / "acc", "--steps", "3", "--grad-accum", "2"))
+    assert big.exit_code == 0 and accum.exit_code == 0, big.output + accum.output
+    a = load_file(tmp_path / "big" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "acc" / "final" / "model.safetensors")
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=2e-5, msg=name)

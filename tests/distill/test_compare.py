@@ -1,0 +1,118 @@
+"""`minitron compare`: each top candidate pruned and distilled the same way; table, files, and resuming."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from minitron.cli import app
+
+REPO = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def setup(tmp_path, tokenizer, make_model):
+    teacher = tmp_path / "teacher"
+    make_model(0).save_pretrained(teacher)
+    tokenizer.save_pretrained(teacher)
+    # TINY's pattern M-*M-*-M: drop one MLP block, another MLP block, the first Mamba block.
+    candidates = tmp_path / "candidates.json"
+    candidates.write_text(json.dumps({"candidates": [
+        {"rank": 2, "drop_blocks": [6], "objective": 0.6},
+        {"rank": 1, "drop_blocks": [1], "objective": 0.5, "memory_bytes": 123456},
+        {"rank": 3, "drop_blocks": [0], "objective": 0.9},
+    ]}))  # fmt: skip
+    return teacher, candidates
+
+
+def args(setup, corpus, out, *extra):
+    teacher, candidates = setup
+    return ["compare", str(teacher), str(candidates), "--top", "2", "--data", str(corpus), "--seq-len", "16",
+            "--batch-size", "2", "--eval-batches", "1", "--warmup-steps", "1", "--lr", "1e-2", "--device", "cpu",
+            "--out", str(out), *extra]  # fmt: skip
+
+
+def test_compare_distils_the_top_candidates_and_writes_the_table(tmp_path, setup, corpus):
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, args(setup, corpus, out, "--steps", "6"))
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "compare.json").read_text())
+    rows = {r["rank_before"]: r for r in data["candidates"]}
+    assert set(rows) == {1, 2}  # the top 2 by rank, whatever the file order
+    assert rows[1]["memory_bytes"] == 123456 and rows[2]["memory_bytes"] > 0  # from the file, else estimated
+    assert rows[1]["objective_before"] == 0.5 and "drop 1" in rows[1]["candidate"]
+    assert sorted(r["rank_after"] for r in rows.values()) == [1, 2]
+    best = min(rows.values(), key=lambda r: r["lm_loss_after"])
+    assert best["rank_after"] == 1
+    for r in rows.values():
+        assert r["kd_after"] != r["kd_before"]  # measured before and after distillation
+        run = json.loads((out / f"rank-{r['rank_before']}" / "final" / "minitron.json").read_text())
+        assert run["provenance"]["candidate"]["rank"] == r["rank_before"] and run["steps"] == 6
+    with open(out / "compare.csv") as f:
+        assert [int(r["rank_after"]) for r in csv.DictReader(f)] == [1, 2]
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    assert "teacher held-out LM loss" in " ".join(result.output.split())  # the rich table
+    # Same --out with other settings: refused; nothing overwritten.
+    again = CliRunner().invoke(app, args(setup, corpus, out, "--steps", "7"))
+    assert again.exit_code == 1 and "other settings" in again.output
+
+
+def test_compare_errors_are_one_line(tmp_path, setup, corpus):
+    out = tmp_path / "cmp"
+    for extra, message in [
+        (["--top", "0"], "--top"),
+        (["--steps", "0"], "--steps"),
+        (["--device", "cuda"], "CUDA"),
+    ]:
+        result = CliRunner().invoke(app, args(setup, corpus, out, *extra))
+        assert result.exit_code == 1 and message in result.output and not out.exists(), result.output
+    teacher, _ = setup
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"candidates": [{"rank": 1, "ffn": 32}]}))
+    result = CliRunner().invoke(app, args((teacher, bad), corpus, out))
+    assert result.exit_code == 1 and "--scores" in result.output and not out.exists()
+    result = CliRunner().invoke(app, args((teacher, tmp_path / "none.json"), corpus, out))
+    assert result.exit_code == 1 and "no such candidates file" in result.output
+
+
+def test_compare_refuses_torchrun(tmp_path, setup, corpus, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(app, args(setup, corpus, tmp_path / "cmp"))
+    assert result.exit_code == 1 and "without torchrun" in result.output and not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.slow
+def test_killed_compare_picks_up_where_it_stopped(tmp_path, setup, corpus):
+    out = tmp_path / "cmp"
+    command = [
+        sys.executable,
+        "-m",
+        "minitron",
+        *args(setup, corpus, out, "--steps", "12", "--save-every", "2"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    latest = out / "rank-2" / "checkpoints" / "latest"
+    while not (latest.exists() and latest.read_text().strip() >= "step-00000004"):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first_final = (out / "rank-1" / "final" / "model.safetensors").stat().st_mtime_ns
+    assert not (out / "rank-2" / "final").exists() and not (out / "compare.json").exists()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "rank-1" / "final" / "model.safetensors").stat().st_mtime_ns == first_final  # not redone
+    metrics = [json.loads(line) for line in (out / "rank-2" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in metrics if "eval_kd" in r] == [0, 12]  # resumed, not restarted
+    assert len(json.loads((out / "compare.json").read_text())["candidates"]) == 2
