@@ -130,14 +130,14 @@ def _markdown(config, paths, evaluation, candidates, compare, steps) -> str:
                         [[n, r["params"], r["loss"], r["loss"] - teacher_loss, f"`{r['path']}`"]
                          for n, r in evaluation["models"].items()]), ""]  # fmt: skip
     if candidates:
-        rows = candidates.get("candidates", candidates.get("rows", []))[:10]
+        rows = candidates["candidates"][:10]
         keys = [k for k in ("rank", "layers", "hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads",
                             "params", "objective", "decode_tokens_per_s") if rows and k in rows[0]]  # fmt: skip
         parts += ["## Search: candidates under the budget", "", _md_table(keys, [[r.get(k) for k in keys] for r in rows]), ""]
     if compare:
-        rows = compare.get("rows", [])
-        keys = list(rows[0]) if rows else []
-        keys = [k for k in keys if not isinstance(rows[0][k], (dict, list))]
+        rows = sorted(compare["candidates"], key=lambda r: r["rank_after"])
+        keys = ["rank_after", "rank_before", "candidate", "params", "objective_before", "lm_loss_before",
+                "lm_loss_after", "kd_after", "teacher_lm_loss"]
         parts += ["## Compare: short distillation of the top candidates", "",
                   _md_table(keys, [[r.get(k) for k in keys] for r in rows]), ""]  # fmt: skip
     parts += ["## Generations (greedy)", ""]

@@ -137,9 +137,9 @@ def chosen_rank(config: RunConfig, paths: Paths) -> int:
     table = paths.compare / "compare.json"
     if not config.enabled("compare") or not table.exists():
         return 1
-    rows = json.loads(table.read_text())["rows"]
-    best = min(rows, key=lambda r: r["rank_after"])
-    return int(best["candidate_rank"])
+    rows = json.loads(table.read_text())["candidates"]
+    best = min(rows, key=lambda r: r["rank_after"])  # rank after the short distillation
+    return int(best["rank_before"])  # its rank in the search's candidates file
 
 
 def _key(data: dict[str, Any]) -> str:
