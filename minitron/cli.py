@@ -690,6 +690,71 @@ def distill(
         Console().print(result_table(result, result.objective_name))
 
 
+def _stage_options() -> dict[str, dict]:
+    """Every option of every pipeline stage, read from the commands themselves: a run file's keys are
+    the CLI's options, one definition for both."""
+    from minitron.pipeline.config import STAGES, Option
+
+    group = typer.main.get_command(app)
+    options: dict[str, dict] = {}
+    for stage in STAGES:
+        command = group.commands.get(stage)
+        options[stage] = {}
+        for param in command.params if command else []:
+            if param.param_type_name != "option" or param.name in ("help",):
+                continue
+            flag = max((o for o in param.opts if o.startswith("--")), key=len, default=param.opts[0])
+            off = next((o for o in param.secondary_opts if o.startswith("--")), None)
+            options[stage][param.name] = Option(param.name, flag, bool(getattr(param, "is_flag", False)), off)
+    return options
+
+
+def _invoke(argv: list[str]) -> int:
+    """Run one `minitron ...` command line in this process; its exit code."""
+    import click
+
+    try:
+        result = typer.main.get_command(app).main(args=argv, prog_name="minitron", standalone_mode=False)
+    except click.ClickException as e:
+        typer.echo(f"error: minitron {argv[0]}: {e.format_message()}", err=True)
+        return e.exit_code or 2
+    return result if isinstance(result, int) else 0
+
+
+def _run_pipeline(config_file: str, out: str | None) -> None:
+    from minitron.pipeline import load_run_config, run_pipeline
+
+    options = _stage_options()
+    config = load_run_config(config_file, options, out=out)
+    code = run_pipeline(config, options, _invoke)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("run")
+@friendly
+def run_command(
+    config: str = typer.Argument(..., help="Run file (TOML): teacher, data, and any option of any stage."),
+    out: str = typer.Option(None, "--out", help="Run directory (default: the file's `out`, else runs/run)."),
+) -> None:
+    """The whole job from one file: score -> search -> compare -> prune -> distill, and a report.
+
+    Each stage's outputs go to a subfolder of the run directory; running the same file again skips
+    the stages already done with the same inputs and resumes an interrupted one.
+    """
+    _run_pipeline(config, out)
+
+
+@app.command()
+@friendly
+def demo(
+    out: str = typer.Option("runs/demo", "--out", help="Run directory."),
+) -> None:
+    """The whole job on the built-in tiny teacher and corpus (minitron/assets/demo.toml), a few minutes on a CPU."""
+    from minitron.model.load import ASSETS_DIR
+
+    _run_pipeline(str(ASSETS_DIR / "demo.toml"), out)
+
 @app.command()
 @friendly
 def compare(

@@ -157,6 +157,9 @@ def load_model(
 
     path = source.require_weights(command)
     source.safetensors_files()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a small bar per load; minitron shows its own progress
     try:
         # No device_map: in transformers 5.x any device_map needs `accelerate`, which we do not require.
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))

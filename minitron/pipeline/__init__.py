@@ -1,0 +1,12 @@
+"""`minitron run CONFIG.toml` and `minitron demo`: the whole job, score -> search -> compare -> prune ->
+distill, from one file, into one run directory, resumable stage by stage, ending in a report.
+
+config.py   the TOML file -> one command line per stage (keys are the commands' own option names)
+stages.py   which stages, their inputs and outputs, and when a stage can be skipped
+report.py   report.md and the terminal summary (losses, generations, tables, plots)
+"""
+
+from minitron.pipeline.config import RunConfig, load_run_config
+from minitron.pipeline.stages import run_pipeline
+
+__all__ = ["RunConfig", "load_run_config", "run_pipeline"]

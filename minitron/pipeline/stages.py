@@ -1,0 +1,167 @@
+"""The stages of a run, what each reads and writes, and when one can be skipped.
+
+    RUN/run_config.json          the resolved run file
+    RUN/score/scores.safetensors importance (minitron score)
+    RUN/search/candidates.json   architectures under the budget (minitron search)
+    RUN/compare/                 short distillation of the top candidates (minitron compare)
+    RUN/prune/                   the chosen candidate, pruned (minitron prune)
+    RUN/distill/final/           the distilled student (minitron distill)
+    RUN/report.md                what came out, side by side
+    RUN/.stages/NAME.json        the key of a stage's inputs, written when it starts and when it is done
+
+A stage is skipped when it finished before with the same key: its command line (less --resume) and
+the content of what it reads (teacher fingerprint, scores, candidates, pruned model). A stage that
+was interrupted runs again in place and picks up where it stopped (search and compare from their
+storage, distill from its last checkpoint); a stage whose inputs changed starts afresh, its old
+directory kept as NAME.previous.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minitron.atomic import write_json
+from minitron.errors import MinitronError
+from minitron.pipeline.config import Option, RunConfig, command_args
+
+Invoke = Callable[[list[str]], int]  # runs one `minitron ...` command line, returns its exit code
+
+
+@dataclass(frozen=True)
+class Paths:
+    run: Path
+
+    @property
+    def scores(self) -> Path:
+        return self.run / "score" / "scores.safetensors"
+
+    @property
+    def candidates(self) -> Path:
+        return self.run / "search" / "candidates.json"
+
+    @property
+    def compare(self) -> Path:
+        return self.run / "compare"
+
+    @property
+    def pruned(self) -> Path:
+        return self.run / "prune"
+
+    @property
+    def distill(self) -> Path:
+        return self.run / "distill"
+
+    @property
+    def student(self) -> Path:
+        return self.run / "distill" / "final"
+
+    def marker(self, stage: str) -> Path:
+        return self.run / ".stages" / f"{stage}.json"
+
+
+def run_pipeline(
+    config: RunConfig, options: dict[str, dict[str, Option]], invoke: Invoke, console=None
+) -> int:
+    """Run every stage not already done; 0 on success, else the failing stage's exit code."""
+    from rich.console import Console
+
+    from minitron.model.load import resolve_model
+
+    console = console or Console()
+    paths = Paths(config.out)
+    teacher = resolve_model(config.teacher)
+    teacher.require_weights("minitron run")
+    config.out.mkdir(parents=True, exist_ok=True)
+    write_json(config.out / "run_config.json", config.to_json())
+    base = {"teacher": teacher.fingerprint()}
+
+    def opts(stage: str) -> list[str]:
+        return [w for name, v in config.stages[stage].items() for w in command_args(options[stage][name], v)]
+
+    plan: list[tuple[str, Callable[[], list[str]], Callable[[], list[Path]], Path, Path]] = [
+        # (stage, command line, inputs, the file that says it is complete, its directory)
+        ("score", lambda: ["score", config.teacher, "--out", str(paths.scores), *opts("score")],
+         lambda: [], paths.scores, paths.scores.parent),
+        ("search", lambda: ["search", config.teacher, "--scores", str(paths.scores), "--out",
+                            str(paths.candidates.parent), *opts("search")],
+         lambda: [paths.scores], paths.candidates, paths.candidates.parent),
+        ("compare", lambda: ["compare", config.teacher, str(paths.candidates), "--scores", str(paths.scores),
+                             "--out", str(paths.compare), *opts("compare")],
+         lambda: [paths.scores, paths.candidates], paths.compare / "compare.json", paths.compare),
+        ("prune", lambda: ["prune", config.teacher, "--scores", str(paths.scores), "--candidate",
+                           str(paths.candidates), "--rank", str(chosen_rank(config, paths)), "--out",
+                           str(paths.pruned), "--overwrite"],
+         lambda: [paths.scores, paths.candidates], paths.pruned / "minitron.json", paths.pruned),
+        ("distill", lambda: ["distill", config.teacher, str(paths.pruned), "--out", str(paths.distill),
+                             *opts("distill")],
+         lambda: [paths.pruned / "minitron.json"], paths.student / "config.json", paths.distill),
+    ]  # fmt: skip
+    for stage, argv_of, inputs_of, done_file, directory in plan:
+        if not config.enabled(stage):
+            console.print(f"[dim]{stage}: off (top = 0)[/dim]")
+            continue
+        argv = argv_of()
+        key = _key({**base, "argv": argv, "inputs": {str(p): _digest(p) for p in inputs_of()}})
+        marker = paths.marker(stage)
+        state = json.loads(marker.read_text()) if marker.exists() else {}
+        if state.get("key") == key and state.get("done") and done_file.exists():
+            console.print(f"[green]{stage}[/green]: done before with the same inputs, skipped")
+            continue
+        if state.get("key") not in (None, key) and directory.exists():
+            _set_aside(directory)  # other inputs than the interrupted or finished run: start afresh
+        resume = stage == "distill" and state.get("key") == key and _has_checkpoint(paths.distill)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        write_json(marker, {"stage": stage, "key": key, "done": False, "argv": argv})
+        console.rule(f"[bold]{stage}")
+        console.print("minitron " + " ".join(argv + (["--resume"] if resume else [])), markup=False)
+        code = invoke(argv + (["--resume"] if resume else []))
+        if code != 0:
+            return code
+        if not done_file.exists():
+            raise MinitronError(f"{stage} finished but wrote no {done_file}")
+        write_json(marker, {"stage": stage, "key": key, "done": True, "argv": argv})
+    from minitron.pipeline.report import write_report
+
+    write_report(config, paths, console)
+    return 0
+
+
+def chosen_rank(config: RunConfig, paths: Paths) -> int:
+    """The candidate to prune: the best after the short distillation if compare ran, else rank 1."""
+    table = paths.compare / "compare.json"
+    if not config.enabled("compare") or not table.exists():
+        return 1
+    rows = json.loads(table.read_text())["candidates"]
+    best = min(rows, key=lambda r: r["rank_after"])  # rank after the short distillation
+    return int(best["rank_before"])  # its rank in the search's candidates file
+
+
+def _key(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _digest(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _has_checkpoint(run: Path) -> bool:
+    return (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir())
+
+
+def _set_aside(directory: Path) -> None:
+    previous = directory.with_name(directory.name + ".previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    directory.rename(previous)
