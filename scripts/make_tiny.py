@@ -199,7 +199,7 @@ steps, held-out loss every 100).
 | | |
 |---|---|
 | training | {s["steps"]} steps x {c["data"]["batch_size"]} x {c["data"]["seq_len"]} tokens = {s["tokens"]:,} tokens, next-token cross-entropy |
-| optimizer | AdamW lr {c["lr"]}, {c["warmup_steps"]} warm-up steps, WSD schedule (last {c["decay_fraction"]:.0%} decays to {c["min_lr_ratio"]} x lr), clip {c["grad_clip"]}, float32 |
+| optimizer | AdamW lr {c["lr"]}, {c["warmup_steps"]} warm-up steps, WSD schedule (last {c["decay_fraction"]:.0%} decays to {c["min_lr_ratio"]} x lr), clip {c["grad_clip"]}, {"bfloat16 autocast (float32 master weights)" if c["precision"] == "bf16" else "float32"} |
 | time | {minutes:.0f} min ({s["tokens"] / s["train_seconds"]:.0f} tokens/s) on {s["machine"]}, shared with other jobs |
 | held-out text | {s["heldout_tokens"]:,} predicted tokens: the held-out split of the built-in corpus (documents chosen by SHA-256 of their text) |
 | held-out loss | **{s["heldout_loss_nats"]:.3f} nats/token** |

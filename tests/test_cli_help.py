@@ -104,7 +104,7 @@ def test_commands_are_listed_in_workflow_order():
     out = CliRunner().invoke(app, ["--help"]).stdout
     listed = [line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()]
     known = [name for name in WORKFLOW if name in listed]
-    assert listed[: len(known)] == known and known[:2] == ["estimate", "score"]
+    assert listed[: len(known)] == known and known[:4] == ["run", "demo", "estimate", "score"]
 
 
 def test_flags_show_as_flags_and_defaults_in_help_stay_text():

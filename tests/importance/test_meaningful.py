@@ -135,13 +135,18 @@ def _random(arch, fraction, seed):
     return choose
 
 
+# Least margin (mean random loss - scored loss, nats) required of the shipped teacher. The first
+# teacher (696k tokens) had 0.097 / 0.019 / 0.051; the retrained one (4.7M tokens) 0.209 / 0.026 / 0.105.
+MARGINS = {"ffn": 0.15, "mamba": 0.022, "hidden": 0.08}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "mask, fraction",
-    [(_ffn_mask, 0.5), (_mamba_mask, 0.25), (_hidden_mask, 0.25)],
+    "mask, fraction, margin",
+    [(_ffn_mask, 0.5, MARGINS["ffn"]), (_mamba_mask, 0.25, MARGINS["mamba"]), (_hidden_mask, 0.25, MARGINS["hidden"])],
     ids=["ffn", "mamba", "hidden"],
 )
-def test_lowest_scored_units_hurt_less_than_random(teacher, mask, fraction):
+def test_lowest_scored_units_hurt_less_than_random(teacher, mask, fraction, margin):
     model, arch, scores, heldout, baseline = (
         teacher.model,
         teacher.arch,
@@ -158,3 +163,4 @@ def test_lowest_scored_units_hurt_less_than_random(teacher, mask, fraction):
     mean_random = sum(random_losses) / len(random_losses)
     assert mean_random > baseline, "masking random units should hurt; is the mask doing anything?"
     assert scored < mean_random, (baseline, scored, random_losses)
+    assert mean_random - scored >= margin, (baseline, scored, random_losses)
