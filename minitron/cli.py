@@ -370,6 +370,24 @@ FSDP_OPTION = typer.Option(
 )
 
 
+
+# TrainConfig fields that `train` and `distill` take under the same option names.
+TRAIN_OPTIONS = (
+    "steps", "tokens", "lr", "min_lr_ratio", "warmup_steps", "schedule", "decay_fraction", "weight_decay",
+    "grad_clip", "grad_accum", "precision", "seed", "eval_every", "eval_batches", "save_every", "device",
+    "fsdp", "resume", "stop_at_step",
+)  # fmt: skip
+
+
+def _train_config(model: str, spec, out: str, options: dict):
+    """The TrainConfig of a training command from its parsed options (0 = off for --tokens, --stop-at-step)."""
+    from minitron.distill import TrainConfig
+
+    kwargs = {name: options[name] for name in TRAIN_OPTIONS}
+    kwargs["tokens"] = kwargs["tokens"] or None
+    kwargs["stop_at_step"] = kwargs["stop_at_step"] or None
+    return TrainConfig(model=model, data=spec, out=out, **kwargs)
+
 def _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed):
     from minitron.data import DEFAULT_GLOB, DataSpec
 
@@ -539,36 +557,13 @@ def train(
     stop_at_step: int = STOP_AT_OPTION,
 ) -> None:
     """Train a model on text with next-token cross-entropy (resumable, torchrun-aware)."""
-    from minitron.distill import TrainConfig, result_table
+    from minitron.distill import result_table
     from minitron.distill import train as run_training
     from minitron.importance.distributed import rank_and_world
 
     spec = _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed)
     result = run_training(
-        TrainConfig(
-            model=model,
-            data=spec,
-            out=out,
-            steps=steps,
-            tokens=tokens or None,
-            lr=lr,
-            min_lr_ratio=min_lr_ratio,
-            warmup_steps=warmup_steps,
-            schedule=schedule,
-            decay_fraction=decay_fraction,
-            weight_decay=weight_decay,
-            grad_clip=grad_clip,
-            grad_accum=grad_accum,
-            precision=precision,
-            seed=seed,
-            eval_every=eval_every,
-            eval_batches=eval_batches,
-            save_every=save_every,
-            device=device,
-            fsdp=fsdp,
-            resume=resume,
-            stop_at_step=stop_at_step or None,
-        )
+        _train_config(model, spec, out, locals())
     )
     if rank_and_world()[0] == 0:
         from rich.console import Console
@@ -645,7 +640,7 @@ def distill(
     stop_at_step: int = STOP_AT_OPTION,
 ) -> None:
     """Distil the teacher's logits into the student (KL on chunked logits; resumable, torchrun-aware)."""
-    from minitron.distill import TrainConfig, result_table
+    from minitron.distill import result_table
     from minitron.distill.losses import KDLoss
     from minitron.distill.run import DistillConfig
     from minitron.distill.run import distill as run_distill
@@ -654,30 +649,7 @@ def distill(
     spec = _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed)
     config = DistillConfig(
         teacher=teacher,
-        train=TrainConfig(
-            model=student,
-            data=spec,
-            out=out,
-            steps=steps,
-            tokens=tokens or None,
-            lr=lr,
-            min_lr_ratio=min_lr_ratio,
-            warmup_steps=warmup_steps,
-            schedule=schedule,
-            decay_fraction=decay_fraction,
-            weight_decay=weight_decay,
-            grad_clip=grad_clip,
-            grad_accum=grad_accum,
-            precision=precision,
-            seed=seed,
-            eval_every=eval_every,
-            eval_batches=eval_batches,
-            save_every=save_every,
-            device=device,
-            fsdp=fsdp,
-            resume=resume,
-            stop_at_step=stop_at_step or None,
-        ),
+        train=_train_config(student, spec, out, locals()),
         loss=KDLoss(divergence=loss, tau=tau, beta=beta, ce_weight=ce_weight, teacher_topk=teacher_topk),
         chunk_tokens=chunk_tokens,
         teacher_device=teacher_device,
