@@ -77,7 +77,10 @@ def run_pipeline(
     paths = Paths(config.out)
     teacher = resolve_model(config.teacher)
     teacher.require_weights("minitron run")
-    config.out.mkdir(parents=True, exist_ok=True)
+    try:
+        config.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MinitronError(f"--out: cannot create run directory {config.out} ({e.strerror})") from None
     write_json(config.out / "run_config.json", config.to_json())
     base = {"teacher": teacher.fingerprint()}
 

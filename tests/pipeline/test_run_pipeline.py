@@ -117,3 +117,11 @@ def test_bad_run_files_are_one_line(tmp_path):
     ]
     result = CliRunner().invoke(app, ["run", str(tmp_path / "missing.toml")])
     assert result.exit_code == 1 and "no such run file" in result.output
+
+
+def test_unusable_run_directory_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = CliRunner().invoke(app, ["demo", "--out", str(blocker / "run")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith(f"error: --out: cannot create run directory {blocker}")
