@@ -4,7 +4,7 @@ The formulas (METHOD.md section 3) need only an `Architecture`, so a 12B model i
 torch. For batch B and context S:
 
     weights = n_params * bytes(weight dtype)
-    kv      = n_attention_blocks * 2 * B * S * kv_heads * head_dim * bytes(kv dtype)
+    kv      = n_attention_mixers * 2 * B * S * kv_heads * head_dim * bytes(kv dtype)
     ssm     = n_mamba_blocks * B * mamba_heads * mamba_head_dim * ssm_state * bytes(ssm dtype)
     conv    = n_mamba_blocks * B * (d_inner + 2 * groups * ssm_state) * conv_columns * bytes(conv dtype)
 
@@ -176,19 +176,19 @@ def weights_bytes(arch: Architecture, dtype: str) -> int:
 def kv_cache_bytes(arch: Architecture, context_tokens: int, batch: int, dtype: str) -> int:
     # keys and values, each (B, kv_heads, S, head_dim), per attention block
     per_block = 2 * batch * arch.kv_heads * context_tokens * arch.head_dim
-    return arch.count(ATTENTION) * per_block * DTYPE_BYTES[dtype]
+    return arch.count_part(ATTENTION) * per_block * DTYPE_BYTES[dtype]
 
 
 def ssm_state_bytes(arch: Architecture, batch: int, dtype: str) -> int:
     # recurrent state (B, heads, head_dim, ssm_state) per Mamba block; independent of the context
     per_block = batch * arch.mamba_heads * arch.mamba_head_dim * arch.ssm_state
-    return arch.count(MAMBA) * per_block * DTYPE_BYTES[dtype]
+    return arch.count_part(MAMBA) * per_block * DTYPE_BYTES[dtype]
 
 
 def conv_state_bytes(arch: Architecture, batch: int, dtype: str, engine: Engine) -> int:
     # conv state (B, conv_dim, columns) per Mamba block; conv_dim = x, B and C channels
     per_block = batch * arch.mamba_conv_dim * engine.conv_columns(arch.conv_kernel)
-    return arch.count(MAMBA) * per_block * DTYPE_BYTES[dtype]
+    return arch.count_part(MAMBA) * per_block * DTYPE_BYTES[dtype]
 
 
 @dataclass(frozen=True)
@@ -405,7 +405,7 @@ def estimate_tables(report: EstimateReport) -> list:
     memory.add_column("shape")
     memory.add_column("bytes", justify="right")
     memory.add_column("size", justify="right")
-    n_attn, n_mamba, b = arch.count(ATTENTION), arch.count(MAMBA), mem.batch
+    n_attn, n_mamba, b = arch.count_part(ATTENTION), arch.count_part(MAMBA), mem.batch
     columns = get_engine(mem.engine).conv_columns(arch.conv_kernel)
     rows = [
         ("weights", mem.weight_dtype, f"{mem.params:,}", mem.weights_bytes),

@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.models.nemotron_h.configuration_nemotron_h import NemotronHConfig
 
 from minitron.errors import MinitronError
-from minitron.model import arch as arch_module
+from minitron.model import nemotron_h
 from minitron.model.arch import Architecture
 from minitron.model.load import PRESET_DIR, build_model
 
@@ -162,14 +162,16 @@ def test_moe_blocks_are_rejected_naming_supported_types(tiny_arch):
 
 
 def test_unsupported_model_type_names_supported():
-    with pytest.raises(MinitronError, match=r"unsupported architecture 'llama'; supported: nemotron_h"):
-        Architecture.from_hf_config({"model_type": "llama", "hidden_size": 8})
+    with pytest.raises(
+        MinitronError, match=r"unsupported architecture 'gpt2'; supported: nemotron_h, llama, qwen2, qwen3, mistral"
+    ):
+        Architecture.from_hf_config({"model_type": "gpt2", "hidden_size": 8})
 
 
 # ---- reading sparse and legacy configs the way transformers does ----------------------------------
 def test_defaults_match_transformers_nemotron_h_config():
     fields = {f.name: f.default for f in dataclasses.fields(NemotronHConfig)}
-    for key, value in arch_module._NEMOTRON_H_DEFAULTS.items():
+    for key, value in nemotron_h.NEMOTRON_H_DEFAULTS.items():
         assert fields[key] == value, key
 
 

@@ -130,8 +130,8 @@ def test_bad_input_is_one_line_on_stderr(args, message):
 
 def test_bad_model_directories_are_one_line_on_stderr(tmp_path, tiny_arch):
     (tmp_path / "empty").mkdir()
-    (tmp_path / "llama").mkdir()
-    (tmp_path / "llama" / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
+    (tmp_path / "gpt2").mkdir()
+    (tmp_path / "gpt2" / "config.json").write_text(json.dumps({"model_type": "gpt2", "hidden_size": 8}))
     moe = tiny_arch.to_config_dict()
     moe["layers_block_type"] = ["linear_attention", "moe"]
     (tmp_path / "moe").mkdir()
@@ -139,7 +139,7 @@ def test_bad_model_directories_are_one_line_on_stderr(tmp_path, tiny_arch):
     (tmp_path / "out").mkdir()
     cases = {
         str(tmp_path / "empty"): r"no config.json \(not a Hugging Face checkpoint directory\)",
-        str(tmp_path / "llama"): r"unsupported architecture 'llama'; supported: nemotron_h",
+        str(tmp_path / "gpt2"): r"unsupported architecture 'gpt2'; supported: nemotron_h, llama",
         str(
             tmp_path / "moe"
         ): r"unsupported block types \['moe'\].*supported: full_attention, linear_attention, mlp",

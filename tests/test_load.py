@@ -11,9 +11,9 @@ from minitron.errors import MinitronError
 from minitron.model import load
 from minitron.model.load import load_model, resolve_model
 
-LLAMA_CONFIG = {
-    "model_type": "llama",
-    "architectures": ["LlamaForCausalLM"],
+GPT2_CONFIG = {
+    "model_type": "gpt2",
+    "architectures": ["GPT2LMHeadModel"],
     "hidden_size": 64,
     "num_attention_heads": 4,
     "num_hidden_layers": 2,
@@ -138,9 +138,9 @@ def test_unknown_name_without_close_match_lists_the_builtins():
 
 
 def test_unsupported_architecture_names_the_supported_ones(tmp_path):
-    write_config(tmp_path / "llama", LLAMA_CONFIG)
-    with pytest.raises(MinitronError, match=r"unsupported architecture 'llama'; supported: nemotron_h"):
-        resolve_model(str(tmp_path / "llama"))
+    write_config(tmp_path / "gpt2", GPT2_CONFIG)
+    with pytest.raises(MinitronError, match=r"unsupported architecture 'gpt2'; supported: nemotron_h, llama"):
+        resolve_model(str(tmp_path / "gpt2"))
 
 
 def test_moe_nemotron_h_is_unsupported(tmp_path, tiny_arch):

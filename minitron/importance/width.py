@@ -5,16 +5,14 @@ For a channel c with activations a[b, t, c] (float32), the default `mean-l2` agg
     score_c = sqrt( sum_b ( mean_t |a[b,t,c]| )^2 )        mean over the sequence, L2 over the batch
 
 Padding tokens (attention_mask == 0) are left out of every mean; fully padded rows count as no sample.
-What is observed, per block (NemotronH module names):
+What is observed, per block (where exactly is the family adapter's `width_hooks`):
 
-    hidden        output of each block's pre-norm (what every mixer reads), scores summed over blocks
-    ffn.{i}       input of mixer.down_proj (after relu2), per neuron
-    attn_heads.{i} input of mixer.o_proj, (heads*head_dim) -> L2 over each head's channels
-    mamba.{i}     x slice of mixer.in_proj's output, kept as s[head, head_dim]
-                  # in_proj rows: [z | x | B | C | dt] = [d_inner | d_inner | g*state | g*state | heads]
+    hidden        output of every pre-norm (what every mixer reads), scores summed over all of them
+    ffn.{i}       input of the MLP's down projection (after the activation), per neuron
+    attn_heads.{i} input of the attention output projection, (heads*head_dim) -> L2 over each head
+    mamba.{i}     the x channels of the Mamba input projection's output, kept as s[head, head_dim]
 
-Hooking in_proj's output works on both Mamba code paths: the mamba-ssm fused kernel (training mode)
-starts from in_proj's output too. Scoring still runs in eval mode (see `eval_mode`).
+Scoring runs in eval mode (see `eval_mode`).
 
 Each score is built from running sums over samples of one per-sample statistic (sum, sum of squares,
 count), which is what ranks add up under torchrun.
@@ -32,7 +30,7 @@ from minitron.importance.batches import Batch, as_batches, eval_mode
 from minitron.importance.distributed import all_reduce_sum_
 from minitron.importance.progress import Advance
 from minitron.model.adapters import adapter_for
-from minitron.model.arch import ATTENTION, MAMBA, MLP, Architecture
+from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP, Architecture
 
 # name -> (statistic over the sequence, aggregation over the batch)
 AGGREGATIONS = {
@@ -92,23 +90,21 @@ class ChannelStats:
 
 
 class WidthScorer:
-    """Forward hooks on every prunable axis of a NemotronH model, feeding ChannelStats."""
+    """Forward hooks on every prunable axis of a model (where its family adapter says), feeding ChannelStats."""
 
     def __init__(self, model: nn.Module, aggregation: str = "mean-l2"):
         self.model = model
         self.adapter = adapter_for(model)
         self.arch = Architecture.from_hf_config(model.config)
         self.over_sequence, self.over_batch = AGGREGATIONS[aggregation]
-        device = next(model.parameters()).device
+        self.device = next(model.parameters()).device
         self.stats: dict[str, ChannelStats] = {}
-        for i, kind in enumerate(self.arch.pattern):
-            self.stats[f"hidden.{i}"] = ChannelStats(self.arch.hidden, device)
-            width = {MLP: self.arch.ffn, ATTENTION: self.arch.attn_heads * self.arch.head_dim}.get(
-                kind, self.arch.mamba_inner
-            )
-            self.stats[f"{kind}.{i}"] = ChannelStats(width, device)
         self._mask: torch.Tensor | None = None
         self._valid: torch.Tensor | None = None
+
+    def _channels(self, score: str) -> int:
+        a = self.arch
+        return {"hidden": a.hidden, "ffn": a.ffn, "attn_heads": a.attn_heads * a.head_dim}.get(score, a.mamba_inner)
 
     def _observe(self, key: str, a: torch.Tensor) -> None:
         self.stats[key].add(sequence_statistic(a, self._mask, self.over_sequence), self._valid)
@@ -116,29 +112,22 @@ class WidthScorer:
     @contextmanager
     def hooks(self):
         handles = []
-        d_inner = self.arch.mamba_inner
         for i, block in enumerate(self.adapter.blocks(self.model)):
-            kind = self.arch.pattern[i]
-            mixer = self.adapter.mixer(block)
-            handles.append(
-                self.adapter.pre_norm(block).register_forward_hook(
-                    lambda m, args, out, key=f"hidden.{i}": self._observe(key, out)
-                )
-            )
-            key = f"{kind}.{i}"
-            if kind == MLP:
-                hook = mixer.down_proj.register_forward_pre_hook(
-                    lambda m, args, key=key: self._observe(key, args[0])
-                )
-            elif kind == ATTENTION:
-                hook = mixer.o_proj.register_forward_pre_hook(
-                    lambda m, args, key=key: self._observe(key, args[0])
-                )
-            else:
-                hook = mixer.in_proj.register_forward_hook(
-                    lambda m, args, out, key=key: self._observe(key, out[..., d_inner : 2 * d_inner])
-                )
-            handles.append(hook)
+            for k, hook in enumerate(self.adapter.width_hooks(self.arch, self.arch.pattern[i], block)):
+                # Each pre-norm keeps its own statistics (summed as scores); a unit score is per block.
+                key = f"hidden.{i}.{k}" if hook.score == "hidden" else f"{hook.score}.{i}"
+                # created in registration order: the same on every rank, so `reduce` lines up
+                self.stats.setdefault(key, ChannelStats(self._channels(hook.score), self.device))
+                part = hook.channels if hook.channels is not None else slice(None)
+                if hook.read == "input":
+                    handle = hook.module.register_forward_pre_hook(
+                        lambda m, args, key=key, part=part: self._observe(key, args[0][..., part])
+                    )
+                else:
+                    handle = hook.module.register_forward_hook(
+                        lambda m, args, out, key=key, part=part: self._observe(key, out[..., part])
+                    )
+                handles.append(handle)
         try:
             yield self
         finally:
@@ -163,17 +152,18 @@ class WidthScorer:
     def scores(self) -> dict[str, torch.Tensor]:
         """The scores-file tensors: hidden, ffn.{i}, attn_heads.{i}, mamba.{i} (see scores.py)."""
         arch, out = self.arch, {}
-        out["hidden"] = torch.stack(
-            [self.stats[f"hidden.{i}"].score(self.over_batch) for i in range(arch.n_blocks)]
-        ).sum(0)
+        hidden = [s.score(self.over_batch) for key, s in self.stats.items() if key.startswith("hidden.")]
+        out["hidden"] = torch.stack(hidden).sum(0)
         for i, kind in enumerate(arch.pattern):
-            s = self.stats[f"{kind}.{i}"].score(self.over_batch)
-            if kind == MLP:
-                out[f"ffn.{i}"] = s
-            elif kind == ATTENTION:
-                out[f"attn_heads.{i}"] = s.view(arch.attn_heads, arch.head_dim).norm(dim=1)
-            elif kind == MAMBA:
-                out[f"mamba.{i}"] = s.view(arch.mamba_heads, arch.mamba_head_dim)
+            for part in BLOCK_PARTS[kind]:
+                if part == MLP:
+                    out[f"ffn.{i}"] = self.stats[f"ffn.{i}"].score(self.over_batch)
+                elif part == ATTENTION:
+                    s = self.stats[f"attn_heads.{i}"].score(self.over_batch)
+                    out[f"attn_heads.{i}"] = s.view(arch.attn_heads, arch.head_dim).norm(dim=1)
+                elif part == MAMBA:
+                    s = self.stats[f"mamba.{i}"].score(self.over_batch)
+                    out[f"mamba.{i}"] = s.view(arch.mamba_heads, arch.mamba_head_dim)
         return out
 
 

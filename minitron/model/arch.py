@@ -4,8 +4,11 @@ An `Architecture` is derived from a Hugging Face config, can be changed (`with_s
 `drop_blocks`) and turned back into a config dict. Parameter counts come from it alone, so a 12B
 model can be sized without allocating anything.
 
-Blocks are written as the NemotronH pattern characters: `M` Mamba-2 mixer, `-` MLP, `*` attention.
-Every block is `x + mixer(RMSNorm(x))`, so a dense Llama-family layer is the pair `*-`.
+Blocks are written as pattern characters: `M` Mamba-2 mixer, `-` MLP, `*` attention (NemotronH's
+own vocabulary), and `D` a dense decoder layer (attention then MLP, each behind its own RMSNorm: one
+Llama-family layer, the unit of depth pruning there). What differs between model families (config
+keys, parameter counts, tensor names) lives in their adapters (minitron.model.adapters); this module
+asks the family of `model_type` and stays torch-free.
 """
 
 from __future__ import annotations
@@ -19,13 +22,10 @@ from typing import Any
 
 from minitron.errors import MinitronError
 
-MAMBA, MLP, ATTENTION = "M", "-", "*"
-BLOCK_NAMES = {MAMBA: "mamba", MLP: "mlp", ATTENTION: "attention"}
-# NemotronH's `layers_block_type` vocabulary, one entry per pattern character.
-HF_BLOCK_TYPES = {MAMBA: "linear_attention", MLP: "mlp", ATTENTION: "full_attention"}
-_FROM_HF_BLOCK_TYPE = {v: k for k, v in HF_BLOCK_TYPES.items()}
-
-SUPPORTED_MODEL_TYPES = ("nemotron_h",)
+MAMBA, MLP, ATTENTION, DENSE = "M", "-", "*", "D"
+BLOCK_NAMES = {MAMBA: "mamba", MLP: "mlp", ATTENTION: "attention", DENSE: "layer"}
+# The sub-blocks (mixers) each block type holds, in order: what memory, scores and slicing count.
+BLOCK_PARTS = {MAMBA: MAMBA, MLP: MLP, ATTENTION: ATTENTION, DENSE: ATTENTION + MLP}
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,9 @@ class Architecture:
     mamba_proj_bias: bool = False  # NemotronH `use_bias`: in_proj/out_proj biases
     conv_bias: bool = True
     mlp_bias: bool = False
+    attn_qkv_bias: bool = False  # q/k/v projection biases (Qwen2; Llama's attention_bias)
+    attn_out_bias: bool = False  # o_proj bias (Llama's attention_bias)
+    qk_norm: bool = False  # per-head RMSNorm on queries and keys (Qwen3)
     model_type: str = "nemotron_h"
     # Every other field of the source config (eps, token ids, dtype, ...), carried through unchanged.
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
@@ -56,30 +59,39 @@ class Architecture:
         bad = set(self.pattern) - set(BLOCK_NAMES)
         if bad:
             raise MinitronError(
-                f"block pattern has unknown block types {sorted(bad)}; known: M (Mamba), - (MLP), * (attention)"
+                f"block pattern has unknown block types {sorted(bad)}; "
+                "known: M (Mamba), - (MLP), * (attention), D (attention + MLP layer)"
             )
         if not self.pattern:
             raise MinitronError("an architecture needs at least one block")
         for name in ("hidden", "vocab"):
-            _positive(name, getattr(self, name))
-        if MLP in self.pattern:
-            _positive("ffn", self.ffn)
-        if ATTENTION in self.pattern:
+            positive(name, getattr(self, name))
+        if self.has_part(MLP):
+            positive("ffn", self.ffn)
+        if self.has_part(ATTENTION):
             for name in ("attn_heads", "kv_heads", "head_dim"):
-                _positive(name, getattr(self, name))
+                positive(name, getattr(self, name))
             if self.attn_heads % self.kv_heads:
                 raise MinitronError(
                     f"attention heads ({self.attn_heads}) must be a multiple of KV heads ({self.kv_heads}); "
                     f"nearest legal: {nearest_multiples(self.attn_heads, self.kv_heads)}"
                 )
-        if MAMBA in self.pattern:
+        if self.has_part(MAMBA):
             for name in ("mamba_heads", "mamba_head_dim", "mamba_groups", "ssm_state", "conv_kernel"):
-                _positive(name, getattr(self, name))
+                positive(name, getattr(self, name))
             if self.mamba_heads % self.mamba_groups:
                 raise MinitronError(
                     f"Mamba heads ({self.mamba_heads}) must be a multiple of Mamba groups ({self.mamba_groups}); "
                     f"nearest legal: {nearest_multiples(self.mamba_heads, self.mamba_groups)}"
                 )
+        family = self.family
+        wrong = sorted(set(self.pattern) - set(family.block_kinds))
+        if wrong:
+            raise MinitronError(
+                f"{family.name} models have no {', '.join(BLOCK_NAMES[c] for c in wrong)} blocks "
+                f"(pattern {self.pattern!r})"
+            )
+        family.check(self)
 
     # ---- derived sizes -------------------------------------------------------------------------
     @property
@@ -87,7 +99,22 @@ class Architecture:
         return len(self.pattern)
 
     def count(self, kind: str) -> int:
+        """Blocks of type `kind` (a pattern character)."""
         return self.pattern.count(kind)
+
+    def count_part(self, part: str) -> int:
+        """Mixers of type `part` (M, - or *) over all blocks: a dense layer holds one * and one -."""
+        return sum(BLOCK_PARTS[c].count(part) for c in self.pattern)
+
+    def has_part(self, part: str) -> bool:
+        return any(part in BLOCK_PARTS[c] for c in self.pattern)
+
+    @property
+    def family(self):
+        """The model-family adapter of `model_type` (config keys, parameter counts, tensor layouts)."""
+        from minitron.model.adapters import family_for
+
+        return family_for(self.model_type)
 
     def block_indices(self, kind: str) -> list[int]:
         return [i for i, c in enumerate(self.pattern) if c == kind]
@@ -109,37 +136,22 @@ class Architecture:
 
     # ---- parameter counts ----------------------------------------------------------------------
     def block_params(self, kind: str) -> int:
-        """Parameters of one block of `kind`, its pre-norm included."""
-        h = self.hidden
-        norm = h
-        if kind == MAMBA:
-            in_proj = h * self.mamba_in_proj_rows + (self.mamba_in_proj_rows if self.mamba_proj_bias else 0)
-            conv = self.mamba_conv_dim * self.conv_kernel + (self.mamba_conv_dim if self.conv_bias else 0)
-            per_head = 3 * self.mamba_heads  # dt_bias, A_log, D
-            gated_norm = self.mamba_inner
-            out_proj = self.mamba_inner * h + (h if self.mamba_proj_bias else 0)
-            return norm + in_proj + conv + per_head + gated_norm + out_proj
-        if kind == MLP:
-            bias = (self.ffn + h) if self.mlp_bias else 0
-            return norm + 2 * h * self.ffn + bias
-        if kind == ATTENTION:
-            # NemotronH attention has no biases and no QK norm.
-            q_width, kv_width = self.attn_heads * self.head_dim, self.kv_heads * self.head_dim
-            return norm + h * q_width + 2 * h * kv_width + q_width * h
-        raise MinitronError(f"unknown block type {kind!r}")
+        """Parameters of one block of `kind`, its pre-norm(s) included (the family's layout)."""
+        if kind not in BLOCK_NAMES:
+            raise MinitronError(f"unknown block type {kind!r}")
+        return self.family.block_params(self, kind)
 
     def params_by_part(self) -> dict[str, int]:
         """Parameters split into embeddings, lm_head, final norm and each block type (all blocks of it)."""
         counts = Counter(self.pattern)
         parts = {
             "embeddings": self.vocab * self.hidden,
-            # transformers' NemotronHForCausalLM declares no tied weights (`_tied_weights_keys = {}`), so
-            # lm_head is its own parameter even when the config says tie_word_embeddings=true.
-            "lm_head": self.vocab * self.hidden,
+            "lm_head": self.family.lm_head_params(self),
             "final_norm": self.hidden,
         }
         for kind, name in BLOCK_NAMES.items():
-            parts[name] = counts.get(kind, 0) * self.block_params(kind)
+            if counts.get(kind) or kind in self.family.block_kinds:
+                parts[name] = counts.get(kind, 0) * self.block_params(kind)
         return parts
 
     @property
@@ -171,7 +183,7 @@ class Architecture:
         for axis in sorted(PRUNABLE_AXES):
             if getattr(self, axis) > getattr(source, axis):
                 problems.append(f"{axis} {getattr(self, axis)} > source {getattr(source, axis)}")
-        for name in ("kv_heads", "mamba_groups", "ssm_state", "conv_kernel", "vocab", "model_type"):
+        for name in ("kv_heads", "head_dim", "mamba_groups", "ssm_state", "conv_kernel", "vocab", "model_type"):
             if getattr(self, name) != getattr(source, name):
                 problems.append(f"{name} {getattr(self, name)} differs from source {getattr(source, name)}")
         if not _is_subsequence(self.pattern, source.pattern):
@@ -181,76 +193,19 @@ class Architecture:
     # ---- HF config round trip ------------------------------------------------------------------
     @classmethod
     def from_hf_config(cls, config: Any) -> Architecture:
-        """From a transformers config object or a config.json dict."""
+        """From a transformers config object or a config.json dict (read by its family's adapter)."""
+        from minitron.model.adapters import family_for
+
         d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-        model_type = d.get("model_type")
-        if model_type not in SUPPORTED_MODEL_TYPES:
-            raise MinitronError(
-                f"unsupported architecture {model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
-            )
-        pattern = _pattern_from_config(d)
-        # config.json spells inf/nan as {"__float__": "Infinity"} (transformers' encoding); hold real floats.
-        extra = {k: _decode_special_floats(v) for k, v in d.items() if k not in _OWNED_CONFIG_KEYS}
-        # Read a sparse config.json the way transformers does: its defaults fill missing fields, and
-        # the legacy names (mamba_n_groups, ...) win over the new ones when both are present.
-        # An explicit null KV-head count means "as many as query heads" (NemotronHConfig.__post_init__).
-        kv_heads = d.get("num_key_value_heads", _NEMOTRON_H_DEFAULTS["num_key_value_heads"])
-        d = {**_NEMOTRON_H_DEFAULTS, **{k: v for k, v in d.items() if v is not None}}
-        for legacy, name in _LEGACY_CONFIG_NAMES.items():
-            if legacy in d:
-                d[name] = d[legacy]
-        return cls(
-            pattern=pattern,
-            hidden=d["hidden_size"],
-            ffn=d["intermediate_size"],
-            attn_heads=d["num_attention_heads"],
-            kv_heads=kv_heads or d["num_attention_heads"],
-            head_dim=d["head_dim"],
-            mamba_heads=d["mamba_num_heads"],
-            mamba_head_dim=d["mamba_head_dim"],
-            mamba_groups=d["n_groups"],
-            ssm_state=d["ssm_state_size"],
-            conv_kernel=d["conv_kernel"],
-            vocab=d["vocab_size"],
-            tied_embeddings=bool(d["tie_word_embeddings"]),
-            # The mixer's in_proj/out_proj biases follow `use_bias`; transformers ignores `mamba_proj_bias`.
-            mamba_proj_bias=bool(d["use_bias"]),
-            conv_bias=bool(d["use_conv_bias"]),
-            mlp_bias=bool(d["mlp_bias"]),
-            model_type=model_type,
-            extra=extra,
-        )
+        return family_for(d.get("model_type")).read_config(d)
 
     def to_config_json(self) -> str:
         """config.json text for these sizes, with inf/nan encoded the way transformers writes them."""
-        return json.dumps(_encode_special_floats(self.to_config_dict()), indent=2, sort_keys=True) + "\n"
+        return json.dumps(encode_special_floats(self.to_config_dict()), indent=2, sort_keys=True) + "\n"
 
     def to_config_dict(self) -> dict[str, Any]:
         """A config dict (plain Python values, inf included) that describes exactly these sizes."""
-        d = dict(self.extra)
-        d.update(
-            model_type=self.model_type,
-            architectures=["NemotronHForCausalLM"],
-            layers_block_type=[HF_BLOCK_TYPES[c] for c in self.pattern],
-            hidden_size=self.hidden,
-            intermediate_size=self.ffn,
-            num_attention_heads=self.attn_heads,
-            num_key_value_heads=self.kv_heads,
-            head_dim=self.head_dim,
-            mamba_num_heads=self.mamba_heads,
-            mamba_head_dim=self.mamba_head_dim,
-            n_groups=self.mamba_groups,
-            ssm_state_size=self.ssm_state,
-            conv_kernel=self.conv_kernel,
-            vocab_size=self.vocab,
-            tie_word_embeddings=self.tied_embeddings,
-            use_bias=self.mamba_proj_bias,
-            use_conv_bias=self.conv_bias,
-            mlp_bias=self.mlp_bias,
-        )
-        # Mamba's `expand` is informational in NemotronH (d_inner = heads x head_dim); keep it honest.
-        d["expand"] = max(1, self.mamba_inner // self.hidden) if self.mamba_inner else d.get("expand", 2)
-        return d
+        return self.family.write_config(self)
 
     def to_hf_config(self):
         """A transformers config object (imports transformers)."""
@@ -264,9 +219,9 @@ class Architecture:
         return {
             "blocks": self.n_blocks,
             "pattern": self.pattern,
-            "mamba_blocks": self.count(MAMBA),
-            "mlp_blocks": self.count(MLP),
-            "attention_blocks": self.count(ATTENTION),
+            "mamba_blocks": self.count_part(MAMBA),
+            "mlp_blocks": self.count_part(MLP),
+            "attention_blocks": self.count_part(ATTENTION),
             **{axis: getattr(self, axis) for axis in sorted(PRUNABLE_AXES)},
             "params": self.n_params,
         }
@@ -274,36 +229,9 @@ class Architecture:
 
 PRUNABLE_AXES = frozenset({"hidden", "ffn", "attn_heads", "mamba_heads", "mamba_head_dim"})
 
-# Config keys that Architecture owns (and rewrites); the rest ride along in `extra`.
-_OWNED_CONFIG_KEYS = frozenset(
+# transformers bookkeeping that to_dict() adds and from_pretrained recomputes: never carried in `extra`.
+HF_BOOKKEEPING_KEYS = frozenset(
     {
-        "model_type",
-        "architectures",
-        "layers_block_type",
-        "layer_types",
-        "hybrid_override_pattern",
-        "num_hidden_layers",
-        "hidden_size",
-        "intermediate_size",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "head_dim",
-        "mamba_num_heads",
-        "mamba_head_dim",
-        "n_groups",
-        "mamba_n_groups",
-        "ssm_state_size",
-        "conv_kernel",
-        "mamba_d_conv",
-        "vocab_size",
-        "tie_word_embeddings",
-        "use_bias",
-        "use_conv_bias",
-        "mamba_conv_bias",
-        "mlp_bias",
-        "expand",
-        "mamba_expand",
-        # transformers bookkeeping that to_dict() adds and from_pretrained recomputes
         "transformers_version",
         "_name_or_path",
         "output_attentions",
@@ -317,74 +245,30 @@ _OWNED_CONFIG_KEYS = frozenset(
 )
 
 
-# transformers 5.x NemotronHConfig defaults for the fields read above (tests check them against it).
-_NEMOTRON_H_DEFAULTS: dict[str, Any] = {
-    "vocab_size": 131072,
-    "hidden_size": 4096,
-    "intermediate_size": 21504,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "head_dim": 128,
-    "mamba_num_heads": 128,
-    "mamba_head_dim": 64,
-    "n_groups": 8,
-    "ssm_state_size": 128,
-    "conv_kernel": 4,
-    "tie_word_embeddings": False,
-    "use_bias": False,
-    "use_conv_bias": True,
-    "mlp_bias": False,
-}
-# Legacy config names NemotronHConfig still accepts; when present they override the new name.
-_LEGACY_CONFIG_NAMES = {
-    "mamba_n_groups": "n_groups",
-    "mamba_d_conv": "conv_kernel",
-    "mamba_conv_bias": "use_conv_bias",
-}
-
-
-def _pattern_from_config(d: dict[str, Any]) -> str:
-    types = d.get("layers_block_type") or d.get("layer_types")
-    if types:
-        unknown = sorted(set(types) - set(_FROM_HF_BLOCK_TYPE))
-        if unknown:
-            raise MinitronError(
-                f"unsupported block types {unknown} (MoE is not supported yet); supported: "
-                + ", ".join(sorted(_FROM_HF_BLOCK_TYPE))
-            )
-        return "".join(_FROM_HF_BLOCK_TYPE[t] for t in types)
-    pattern = d.get("hybrid_override_pattern")
-    if pattern:
-        if "E" in pattern:
-            raise MinitronError("MoE blocks (E) are not supported yet; supported blocks: M, -, *")
-        return pattern
-    raise MinitronError("config has neither layers_block_type nor hybrid_override_pattern")
-
-
 _FLOAT_TAGS = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
 
 
-def _decode_special_floats(value: Any) -> Any:
+def decode_special_floats(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"__float__"} and value["__float__"] in _FLOAT_TAGS:
             return _FLOAT_TAGS[value["__float__"]]
-        return {k: _decode_special_floats(v) for k, v in value.items()}
+        return {k: decode_special_floats(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_decode_special_floats(v) for v in value]
+        return [decode_special_floats(v) for v in value]
     return value
 
 
-def _encode_special_floats(value: Any) -> Any:
+def encode_special_floats(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return {"__float__": "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")}
     if isinstance(value, dict):
-        return {k: _encode_special_floats(v) for k, v in value.items()}
+        return {k: encode_special_floats(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_encode_special_floats(v) for v in value]
+        return [encode_special_floats(v) for v in value]
     return value
 
 
-def _positive(name: str, value: int) -> None:
+def positive(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise MinitronError(f"{name} must be a positive integer, got {value!r}")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from minitron.errors import MinitronError
-from minitron.model import mamba_fallback
+from minitron.model.adapters import adapter_for
 from minitron.model.arch import Architecture
 
 PRESET_DIR = Path(str(resources.files("minitron.model") / "presets"))
@@ -166,7 +166,7 @@ def load_model(
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MinitronError(f"{path}: cannot load checkpoint ({first_line})") from None
-    mamba_fallback.enable()
+    adapter_for(model).after_load(model)
     return model.to(device).eval()
 
 
@@ -191,5 +191,5 @@ def build_model(arch: Architecture, dtype: str = "float32", device: str = "cpu",
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     if device != "meta":
-        mamba_fallback.enable()
+        adapter_for(model).after_load(model)
     return model.eval()

@@ -235,7 +235,7 @@ def _provenance(config, source, fingerprint, scores, target, sel, shards, versio
 
 def _natural_key(name: str) -> list[object]:
     """'model.layers.10.x' after 'model.layers.9.x'; embeddings before layers, norm_f and lm_head after."""
-    rank = 0 if "embeddings" in name else 2 if "layers." not in name else 1
+    rank = 0 if "embed" in name else 2 if "layers." not in name else 1
     return [rank, *(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))]
 
 

@@ -17,7 +17,7 @@ import torch
 from minitron.errors import MinitronError
 from minitron.importance.ranking import rank_attention_heads, rank_mamba, top_k
 from minitron.importance.scores import Scores
-from minitron.model.arch import ATTENTION, MAMBA, MLP, Architecture
+from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP, Architecture
 from minitron.prune.target import AXIS_FLAGS, Target
 
 
@@ -104,23 +104,23 @@ def select_units(source: Architecture, target: Target, scores: Scores | None) ->
         hidden=keep("hidden", source.hidden, arch.hidden),
     )
     for i in target.kept_blocks:
-        kind = source.pattern[i]
-        if kind == MLP:
-            sel.ffn[i] = keep(f"ffn.{i}", source.ffn, arch.ffn)
-        elif kind == ATTENTION:
-            if arch.attn_heads == source.attn_heads:
-                sel.attn_heads[i] = torch.arange(source.attn_heads)
-            else:
-                s = _scores_of(scores, f"attn_heads.{i}", (source.attn_heads,))
-                sel.attn_heads[i] = rank_attention_heads(s, arch.attn_heads, source.kv_heads).sort().values
-        elif kind == MAMBA:
-            if (arch.mamba_heads, arch.mamba_head_dim) == (source.mamba_heads, source.mamba_head_dim):
-                sel.mamba_heads[i] = torch.arange(source.mamba_heads)
-                sel.mamba_channels[i] = torch.arange(source.mamba_head_dim)
-            else:
-                s = _scores_of(scores, f"mamba.{i}", (source.mamba_heads, source.mamba_head_dim))
-                heads, channels = rank_mamba(s, arch.mamba_heads, arch.mamba_head_dim, source.mamba_groups)
-                sel.mamba_heads[i], sel.mamba_channels[i] = heads.sort().values, channels.sort().values
+        for part in BLOCK_PARTS[source.pattern[i]]:
+            if part == MLP:
+                sel.ffn[i] = keep(f"ffn.{i}", source.ffn, arch.ffn)
+            elif part == ATTENTION:
+                if arch.attn_heads == source.attn_heads:
+                    sel.attn_heads[i] = torch.arange(source.attn_heads)
+                else:
+                    s = _scores_of(scores, f"attn_heads.{i}", (source.attn_heads,))
+                    sel.attn_heads[i] = rank_attention_heads(s, arch.attn_heads, source.kv_heads).sort().values
+            elif part == MAMBA:
+                if (arch.mamba_heads, arch.mamba_head_dim) == (source.mamba_heads, source.mamba_head_dim):
+                    sel.mamba_heads[i] = torch.arange(source.mamba_heads)
+                    sel.mamba_channels[i] = torch.arange(source.mamba_head_dim)
+                else:
+                    s = _scores_of(scores, f"mamba.{i}", (source.mamba_heads, source.mamba_head_dim))
+                    heads, channels = rank_mamba(s, arch.mamba_heads, arch.mamba_head_dim, source.mamba_groups)
+                    sel.mamba_heads[i], sel.mamba_channels[i] = heads.sort().values, channels.sort().values
     return sel
 
 

@@ -4,14 +4,9 @@
 index per dimension (`None` = keep the whole dimension). The streaming writer and the in-memory
 `prune_state_dict` / `prune_model` both use it, so they cannot disagree.
 
-NemotronH layouts (source sizes; H = hidden):
-    embeddings.weight, lm_head.weight   (vocab, H)
-    norm_f.weight, layers.i.norm.weight (H,)
-    MLP        up_proj (ffn, H), down_proj (H, ffn)
-    attention  q_proj (heads*head_dim, H), k_proj/v_proj (kv*head_dim, H), o_proj (H, heads*head_dim)
-    Mamba      in_proj (rows, H) with rows ordered [z | x | B | C | dt] = [d_in | d_in | g*N | g*N | heads],
-               conv1d.weight (d_in + 2*g*N, 1, kernel) ordered [x | B | C], A_log/D/dt_bias (heads,),
-               norm.weight (d_in,), out_proj (H, d_in)             (d_in = heads * head_dim)
+Which unit owns which rows and columns is the model family's layout (its adapter's `global_axes`
+and `block_axes`, minitron.model.adapters); this module only resolves those axis names against the
+Selection of one block.
 """
 
 from __future__ import annotations
@@ -22,7 +17,8 @@ import torch
 
 from minitron.errors import MinitronError
 from minitron.importance.scores import Scores
-from minitron.model.arch import ATTENTION, MAMBA, MLP, Architecture
+from minitron.model.adapters import Axis
+from minitron.model.arch import Architecture
 from minitron.prune.select import Selection, select_units
 from minitron.prune.target import TargetSpec, resolve_target
 
@@ -33,14 +29,13 @@ _LAYER_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?layers\.)(?P<idx>\d+)\.(?P<rest>.
 
 def plan_tensor(key: str, ndim: int, sel: Selection) -> tuple[str | None, Index]:
     """(pruned key, per-dim indices) of source tensor `key`; the key is None when its block is dropped."""
-    h = sel.hidden
+    family = sel.source.family
     m = _LAYER_KEY.match(key)
     if m is None:
-        if key.endswith(("embeddings.weight", "lm_head.weight")):
-            return key, (None, h)
-        if key.endswith("norm_f.weight"):
-            return key, (h,)
-        raise MinitronError(f"don't know how to prune tensor '{key}' (not a NemotronH weight)")
+        axes = family.global_axes(sel.source, key)
+        if axes is None:
+            raise MinitronError(f"don't know how to prune tensor '{key}' (not a {family.name} weight)")
+        return key, _resolve(axes, ndim, key, sel, None)
     block = int(m["idx"])
     if block not in sel.new_block_index:
         if block >= sel.source.n_blocks:
@@ -49,58 +44,41 @@ def plan_tensor(key: str, ndim: int, sel: Selection) -> tuple[str | None, Index]
             )
         return None, ()
     new_key = f"{m['prefix']}{sel.new_block_index[block]}.{m['rest']}"
-    rest, kind = m["rest"], sel.source.pattern[block]
-    index = _block_index(rest, kind, block, sel)
-    if index is None:
+    kind = sel.source.pattern[block]
+    axes = family.block_axes(sel.source, kind, m["rest"])
+    if axes is None:
         raise MinitronError(f"don't know how to prune tensor '{key}' of a {kind!r} block")
-    if len(index) != ndim:
-        raise MinitronError(f"tensor '{key}' has {ndim} dimensions, expected {len(index)}")
-    return new_key, index
+    return new_key, _resolve(axes, ndim, key, sel, block)
 
 
-def _block_index(rest: str, kind: str, block: int, sel: Selection) -> Index | None:
-    h = sel.hidden
-    if rest == "norm.weight":
-        return (h,)
-    if kind == MLP:
-        f = sel.ffn[block]
-        return {
-            "mixer.up_proj.weight": (f, h),
-            "mixer.up_proj.bias": (f,),
-            "mixer.down_proj.weight": (h, f),
-            "mixer.down_proj.bias": (h,),
-        }.get(rest)
-    if kind == ATTENTION:
-        q = sel.attn_q_rows(block)
-        return {
-            "mixer.q_proj.weight": (q, h),
-            "mixer.k_proj.weight": (None, h),  # KV heads are never removed
-            "mixer.v_proj.weight": (None, h),
-            "mixer.o_proj.weight": (h, q),
-        }.get(rest)
-    if kind == MAMBA:
-        src = sel.source
-        x = sel.mamba_x_channels(block)
-        heads = sel.mamba_heads[block]
-        d_in, bc = src.mamba_inner, 2 * src.mamba_groups * src.ssm_state
-        bc_rows = torch.arange(bc)
-        # in_proj rows: [z | x | B | C | dt]; B and C are shared per group and stay whole.
-        in_rows = torch.cat([x, d_in + x, 2 * d_in + bc_rows, 2 * d_in + bc + heads])
-        # conv1d channels: [x | B | C]
-        conv = torch.cat([x, d_in + bc_rows])
-        return {
-            "mixer.in_proj.weight": (in_rows, h),
-            "mixer.in_proj.bias": (in_rows,),
-            "mixer.conv1d.weight": (conv, None, None),
-            "mixer.conv1d.bias": (conv,),
-            "mixer.A_log": (heads,),
-            "mixer.D": (heads,),
-            "mixer.dt_bias": (heads,),
-            "mixer.norm.weight": (x,),
-            "mixer.out_proj.weight": (h, x),
-            "mixer.out_proj.bias": (h,),
-        }.get(rest)
-    return None
+def _resolve(axes: tuple[Axis, ...], ndim: int, key: str, sel: Selection, block: int | None) -> Index:
+    if len(axes) != ndim:
+        raise MinitronError(f"tensor '{key}' has {ndim} dimensions, expected {len(axes)}")
+    return tuple(_axis_index(axis, sel, block) for axis in axes)
+
+
+def _axis_index(axis: Axis, sel: Selection, block: int | None) -> torch.Tensor | None:
+    if axis is None:
+        return None
+    if isinstance(axis, tuple):  # a packed dimension: each segment indexed on its own, offsets added
+        parts, offset = [], 0
+        for seg in axis:
+            kept = _axis_index(seg.axis, sel, block)
+            parts.append(offset + (torch.arange(seg.size) if kept is None else kept))
+            offset += seg.size
+        return torch.cat(parts)
+    if axis == "hidden":
+        return sel.hidden
+    assert block is not None, f"axis {axis!r} outside a block"
+    if axis == "ffn":
+        return sel.ffn[block]
+    if axis == "attn_q":
+        return sel.attn_q_rows(block)
+    if axis == "mamba_x":
+        return sel.mamba_x_channels(block)
+    if axis == "mamba_heads":
+        return sel.mamba_heads[block]
+    raise MinitronError(f"unknown tensor axis {axis!r}")
 
 
 def pruned_shape(index: Index, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -129,18 +107,25 @@ def prune_state_dict(state: dict[str, torch.Tensor], sel: Selection) -> dict[str
 
 
 def prune_model(model: torch.nn.Module, sel: Selection) -> torch.nn.Module:
-    """A new in-memory NemotronH model of `sel.target` holding the kept weights (the source is untouched).
+    """A new in-memory model of `sel.target` holding the kept weights (the source is untouched).
 
     The model is built from the target config on the meta device and the pruned tensors are assigned
     to it, so its blocks carry fresh layer indices (caching works) and nothing is initialised twice.
     """
+    return assemble(model, sel, prune_state_dict(model.state_dict(), sel))
+
+
+def assemble(model: torch.nn.Module, sel: Selection, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """A model of `sel.target` built on the meta device with `state` (pruned tensors) assigned to it."""
     from transformers import AutoModelForCausalLM
 
     config = sel.target.to_hf_config()
     config._attn_implementation = model.config._attn_implementation
     with torch.device("meta"):
         pruned = AutoModelForCausalLM.from_config(config, dtype=model.dtype)
-    pruned.load_state_dict(prune_state_dict(model.state_dict(), sel), strict=True, assign=True)
+    pruned.load_state_dict(state, strict=True, assign=True)
+    if sel.target.tied_embeddings and sel.target.family.lm_head_params(sel.target) == 0:
+        pruned.tie_weights()  # assign=True replaced the shared tensor with two copies
     return pruned.eval()
 
 

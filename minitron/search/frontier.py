@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from minitron.errors import MinitronError
 from minitron.memory import MemoryEstimate, estimate_memory
-from minitron.model.arch import MLP, Architecture
+from minitron.model.arch import Architecture
 from minitron.search.space import DepthOption, SearchSpace
 from minitron.units import DTYPE_BYTES, format_bytes
 
@@ -150,17 +150,20 @@ def enumerate_feasible(space: SearchSpace, constraint: Constraint) -> Enumeratio
     wbytes = DTYPE_BYTES[constraint.memory(space.source).weight_dtype]
     for depth in space.depth:
         base_arch = space.arch(depth)
-        n_mlp = base_arch.count(MLP)
         for hidden in space.hidden:
-            # parameters per FFN unit: up_proj row + down_proj column (+ up bias) in every MLP block
-            per_ffn_params = n_mlp * (2 * hidden + (1 if space.source.mlp_bias else 0))
             for mh in space.mamba_heads:
                 for mhd in space.mamba_head_dim:
                     for ah in space.attn_heads:
-                        arch = dataclasses.replace(
-                            base_arch, hidden=hidden, ffn=ffn_values[-1], mamba_heads=mh,
-                            mamba_head_dim=mhd, attn_heads=ah,
-                        )  # fmt: skip
+                        try:
+                            arch = dataclasses.replace(
+                                base_arch, hidden=hidden, ffn=ffn_values[-1], mamba_heads=mh,
+                                mamba_head_dim=mhd, attn_heads=ah,
+                            )  # fmt: skip
+                        except MinitronError:  # sizes the family's config refuses (Llama: hidden % heads)
+                            continue
+                        # parameters per FFN unit (every MLP's rows and columns of one neuron): the
+                        # count is linear in ffn, whatever the family's MLP looks like
+                        per_ffn_params = dataclasses.replace(arch, ffn=arch.ffn + 1).n_params - arch.n_params
                         mem = constraint.memory(arch)
                         if smallest_bytes is None or mem.total_bytes < smallest_bytes:
                             smallest_bytes, smallest_params = mem.total_bytes, arch.n_params

@@ -22,7 +22,7 @@ from minitron.importance.scores import Scores
 from minitron.model.adapters import adapter_for
 from minitron.model.arch import Architecture
 from minitron.prune.select import select_units
-from minitron.prune.slicing import plan_tensor, slice_tensor
+from minitron.prune.slicing import assemble, plan_tensor, slice_tensor
 from minitron.prune.target import TargetSpec, resolve_target
 from minitron.search.teacher_cache import TeacherCache
 
@@ -34,8 +34,6 @@ def prune_shared(model: nn.Module, spec: TargetSpec, scores: Scores | None) -> n
 
     The result must not be trained or modified in place (it would change the teacher).
     """
-    from transformers import AutoModelForCausalLM
-
     source = Architecture.from_hf_config(model.config)
     sel = select_units(source, resolve_target(source, spec, scores), scores)
     state = {}
@@ -43,12 +41,7 @@ def prune_shared(model: nn.Module, spec: TargetSpec, scores: Scores | None) -> n
         new_key, index = plan_tensor(key, tensor.ndim, sel)
         if new_key is not None:
             state[new_key] = slice_tensor(tensor, index)  # the same tensor when nothing is removed
-    config = sel.target.to_hf_config()
-    config._attn_implementation = model.config._attn_implementation
-    with torch.device("meta"):
-        pruned = AutoModelForCausalLM.from_config(config, dtype=model.dtype)
-    pruned.load_state_dict(state, strict=True, assign=True)
-    return pruned.eval()
+    return assemble(model, sel, state)
 
 
 @torch.no_grad()

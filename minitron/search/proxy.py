@@ -18,7 +18,7 @@ import torch
 
 from minitron.importance.ranking import rank_attention_heads, rank_mamba
 from minitron.importance.scores import Scores
-from minitron.model.arch import ATTENTION, MAMBA, MLP
+from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP
 from minitron.search.frontier import Point
 from minitron.search.space import SearchSpace, representative_pattern
 
@@ -34,8 +34,7 @@ def importance_proxy(space: SearchSpace, scores: Scores) -> Callable[[Point], fl
     depth_scores = scores.tensors.get("depth.scores")
 
     @cache
-    def block_share(block: int, size: tuple[int, ...]) -> float:
-        kind = source.pattern[block]
+    def part_share(block: int, kind: str, size: tuple[int, ...]) -> float:
         if kind == MLP:
             return _top_share(scores.get(f"ffn.{block}"), size[0])
         if kind == ATTENTION:
@@ -61,7 +60,12 @@ def importance_proxy(space: SearchSpace, scores: Scores) -> Callable[[Point], fl
             ATTENTION: (point.attn_heads,),
             MAMBA: (point.mamba_heads, point.mamba_head_dim),
         }
-        blocks = sum(block_share(i, sizes[source.pattern[i]]) for i in kept) / len(kept)
+
+        def block_share(i: int) -> float:  # a dense layer: the mean over its attention and its MLP
+            parts = BLOCK_PARTS[source.pattern[i]]
+            return sum(part_share(i, p, sizes[p]) for p in parts) / len(parts)
+
+        blocks = sum(block_share(i) for i in kept) / len(kept)
         if depth_scores is not None and point.depth.dropped is not None:
             d = depth_scores.double().clamp(min=0)
             depth = 1 - d[list(point.depth.dropped)].sum().item() / max(d.sum().item(), 1e-30)

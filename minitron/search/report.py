@@ -17,9 +17,9 @@ from typing import Any
 
 from minitron.atomic import atomic_path, write_json, write_text
 from minitron.memory import GPU
-from minitron.model.arch import ATTENTION, MAMBA, MLP
+from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, MLP
 from minitron.search.frontier import Constraint, Point
-from minitron.search.space import SearchSpace
+from minitron.search.space import BLOCK_KINDS, SearchSpace
 from minitron.search.throughput import decode_tokens_per_s
 from minitron.units import format_bytes
 
@@ -44,17 +44,18 @@ def candidate_row(
     """One candidate, every figure recomputed from its sizes."""
     arch = space.arch(point.depth, **point.sizes())
     mem = constraint.memory(arch)
-    names = {MAMBA: "mamba", MLP: "mlp", ATTENTION: "attention"}
     return {
         "rank": None,
         "drop_blocks": list(point.depth.dropped) if point.depth.dropped is not None else None,
         "drop_counts": {
-            names[k]: c for k, c in zip((MAMBA, MLP, ATTENTION), point.depth.counts, strict=True)
+            BLOCK_NAMES[k]: c
+            for k, c in zip(BLOCK_KINDS, point.depth.counts, strict=True)
+            if k in space.source.family.block_kinds
         },
         "layers": arch.n_blocks,
-        "mamba_blocks": arch.count(MAMBA),
-        "mlp_blocks": arch.count(MLP),
-        "attention_blocks": arch.count(ATTENTION),
+        "mamba_blocks": arch.count_part(MAMBA),
+        "mlp_blocks": arch.count_part(MLP),
+        "attention_blocks": arch.count_part(ATTENTION),
         **point.sizes(),
         "params": arch.n_params,
         "memory": {
@@ -154,12 +155,13 @@ def candidates_table(document: dict[str, Any], limit: int = 15):
     for row in document["candidates"][:limit]:
         mem = row["memory"]
         value = row["objective"] if document["ranked_by"] == "objective" else row["proxy"]
+        dense = row["mlp_blocks"] == row["attention_blocks"] == row["layers"]  # Llama-family layers
         table.add_row(
             str(row["rank"]),
-            f"{row['mamba_blocks']}/{row['mlp_blocks']}/{row['attention_blocks']}",
+            f"{row['layers']} layers" if dense else f"{row['mamba_blocks']}/{row['mlp_blocks']}/{row['attention_blocks']}",
             str(row["hidden"]),
             str(row["ffn"]),
-            f"{row['mamba_heads']}x{row['mamba_head_dim']}",
+            f"{row['mamba_heads']}x{row['mamba_head_dim']}" if row["mamba_blocks"] else "-",
             str(row["attn_heads"]),
             _count(row["params"]),
             f"{mem['weights_bytes'] / GiB:.2f}",

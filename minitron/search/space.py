@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minitron.errors import MinitronError
-from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, MLP, Architecture
+from minitron.model.arch import ATTENTION, BLOCK_NAMES, DENSE, MAMBA, MLP, Architecture
 
 # Axis name -> command-line flag; `layers` is depth, the rest are Architecture fields.
 AXIS_FLAGS = {
@@ -36,7 +36,7 @@ AXIS_FLAGS = {
 WIDTH_AXES = ("hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads")
 DEFAULT_MAX_PRUNE = {"hidden": 0.4, "ffn": 0.4, "mamba_heads": 0.4, "mamba_head_dim": 0.4}
 MAMBA_HEAD_DIM_STEP = 8  # ModelOpt's step for the Mamba head dim
-BLOCK_KINDS = (MAMBA, MLP, ATTENTION)
+BLOCK_KINDS = (MAMBA, MLP, ATTENTION, DENSE)
 
 _RANGE = re.compile(r"^(\d+):(\d+)(?::(\d+))?$")
 
@@ -139,7 +139,7 @@ class DepthOption:
     """Which blocks a candidate drops: exact source indices, or only how many of each type."""
 
     dropped: tuple[int, ...] | None  # source block indices, when known (depth order or --drop-blocks)
-    counts: tuple[int, int, int]  # blocks dropped per type, in BLOCK_KINDS order (M, -, *)
+    counts: tuple[int, ...]  # blocks dropped per type, in BLOCK_KINDS order (M, -, *, D)
 
     @property
     def known(self) -> bool:
@@ -151,8 +151,19 @@ class DepthOption:
         return "count:" + ",".join(map(str, self.counts))
 
 
-def _counts_of(source: Architecture, dropped: tuple[int, ...]) -> tuple[int, int, int]:
-    return tuple(sum(1 for i in dropped if source.pattern[i] == k) for k in BLOCK_KINDS)  # type: ignore[return-value]
+def _counts_of(source: Architecture, dropped: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(sum(1 for i in dropped if source.pattern[i] == k) for k in BLOCK_KINDS)
+
+
+def _splits(remove: int, have: list[int]) -> list[tuple[int, ...]]:
+    """Every way of removing `remove` blocks with at most have[k] of type k."""
+    if not have:
+        return [()] if remove == 0 else []
+    return [
+        (first, *rest)
+        for first in range(min(remove, have[0]) + 1)
+        for rest in _splits(remove - first, have[1:])
+    ]
 
 
 def depth_options(
@@ -185,11 +196,7 @@ def depth_options(
             options.append(DepthOption(dropped, _counts_of(source, dropped)))
             continue
         have = [source.count(k) for k in BLOCK_KINDS]
-        for m in range(min(remove, have[0]) + 1):
-            for f in range(min(remove - m, have[1]) + 1):
-                a = remove - m - f
-                if a <= have[2]:
-                    options.append(DepthOption(None, (m, f, a)))
+        options.extend(DepthOption(None, counts) for counts in _splits(remove, have))
     return options
 
 
@@ -260,21 +267,22 @@ def build_space(
     if unknown:
         raise MinitronError(f"unknown axis {sorted(unknown)[0]!r}; axes: {', '.join(AXIS_FLAGS)}")
     max_prune = DEFAULT_MAX_PRUNE if max_prune is None else max_prune
+    # An axis whose blocks are absent (no MLP, no attention, no Mamba) has one meaningless size.
+    absent = {"ffn": not source.has_part(MLP), "attn_heads": not source.has_part(ATTENTION)}
+    absent["mamba_heads"] = absent["mamba_head_dim"] = not source.has_part(MAMBA)
     values: dict[str, tuple[int, ...]] = {}
     for axis in AXIS_FLAGS:
         text = axes.get(axis)
-        if text is not None:
+        if absent.get(axis):
+            if text is not None:
+                raise MinitronError(f"{AXIS_FLAGS[axis]}: {source.family.name} models have no such axis")
+            values[axis] = (getattr(source, axis),)
+        elif text is not None:
             values[axis] = parse_axis(text, axis, source, granularity)
         else:
             values[axis] = default_axis(axis, source, granularity, max_prune.get(axis))
     if drop_blocks is not None and axes.get("layers") is not None:
         raise MinitronError("give either --layers or --drop-blocks, not both")
-    # An axis whose blocks are absent has one meaningless size: keep the source's.
-    for axis, kind in (("ffn", MLP), ("attn_heads", ATTENTION)):
-        if kind not in source.pattern:
-            values[axis] = (getattr(source, axis),)
-    if MAMBA not in source.pattern:
-        values["mamba_heads"], values["mamba_head_dim"] = (source.mamba_heads,), (source.mamba_head_dim,)
     depth = depth_options(source, values["layers"], depth_order, drop_blocks)
     if drop_blocks is not None:
         assumption = "--drop-blocks"
@@ -287,7 +295,7 @@ def build_space(
     else:
         assumption = (
             "no depth order: every split of the removed blocks over "
-            + "/".join(BLOCK_NAMES[k] for k in BLOCK_KINDS)
+            + "/".join(BLOCK_NAMES[k] for k in BLOCK_KINDS if k in source.pattern)
             + " blocks (which ones is left to `minitron score`)"
         )
     return SearchSpace(
