@@ -1,10 +1,13 @@
-"""Tiny random NemotronH models shared by every test area (imported by the conftest files and helpers)."""
+"""Tiny random models shared by every test area (imported by the conftest files and helpers):
+NemotronH (TINY) and one dense config per Llama-family model type (DENSE_CONFIGS)."""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from minitron.model.arch import Architecture
+from minitron.importance.scores import Scores
+from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP, Architecture
 
 # One of every block type, twice, with group structure in both attention (GQA) and Mamba.
 TINY = Architecture(
@@ -42,3 +45,80 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             else:
                 p.copy_(torch.randn(p.shape, generator=g) / p.shape[-1] ** 0.5)
     return model
+
+
+# Dense Llama-family configs (config.json dicts, read through the family adapter like a checkpoint's):
+# every bias and norm variant the adapter knows, GQA with 2 KV groups, tied and untied embeddings.
+_DENSE_BASE = {
+    "hidden_size": 32,
+    "intermediate_size": 48,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 8,
+    "vocab_size": 97,
+    "rms_norm_eps": 1e-5,
+    "max_position_embeddings": 256,
+    "pad_token_id": 0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+DENSE_CONFIGS = {
+    "llama": {**_DENSE_BASE, "model_type": "llama"},
+    "llama-biases-tied": {
+        **_DENSE_BASE,
+        "model_type": "llama",
+        "attention_bias": True,
+        "mlp_bias": True,
+        "tie_word_embeddings": True,
+    },
+    "qwen2": {**_DENSE_BASE, "model_type": "qwen2"},
+    "qwen3-tied": {**_DENSE_BASE, "model_type": "qwen3", "tie_word_embeddings": True},
+    "mistral": {**_DENSE_BASE, "model_type": "mistral", "sliding_window": None},
+}
+
+
+def dense_arch(name: str) -> Architecture:
+    return Architecture.from_hf_config(DENSE_CONFIGS[name])
+
+
+class MaskedRMSNorm(nn.Module):
+    """RMSNorm whose statistics use only the kept channels and whose output is zero elsewhere.
+
+    This is what a hidden-pruned model computes, written on the full width: removed channels of the
+    residual stream may hold anything (mixers still write to them) but are never read.
+    """
+
+    def __init__(self, norm: nn.Module, keep: torch.Tensor):
+        super().__init__()
+        self.weight, self.eps, self.mask = norm.weight, norm.variance_epsilon, keep.float()
+
+    def forward(self, x):
+        dtype = x.dtype
+        x = x.float()
+        variance = (x.pow(2) * self.mask).sum(-1, keepdim=True) / self.mask.sum()
+        return (self.weight.float() * x * torch.rsqrt(variance + self.eps) * self.mask).to(dtype)
+
+
+def mask_of(kept: torch.Tensor, n: int) -> torch.Tensor:
+    m = torch.zeros(n, dtype=torch.bool)
+    m[kept] = True
+    return m
+
+
+def random_scores(arch: Architecture, seed: int = 0, fingerprint: str | None = None) -> Scores:
+    """Scores of every kind with random values (valid for pruning; the values only fix a ranking)."""
+    g = torch.Generator().manual_seed(seed)
+    tensors = {"hidden": torch.rand(arch.hidden, generator=g)}
+    for i, kind in enumerate(arch.pattern):
+        for part in BLOCK_PARTS[kind]:
+            if part == MLP:
+                tensors[f"ffn.{i}"] = torch.rand(arch.ffn, generator=g)
+            elif part == ATTENTION:
+                tensors[f"attn_heads.{i}"] = torch.rand(arch.attn_heads, generator=g)
+            elif part == MAMBA:
+                tensors[f"mamba.{i}"] = torch.rand(arch.mamba_heads, arch.mamba_head_dim, generator=g)
+    tensors["depth.scores"] = torch.rand(arch.n_blocks, generator=g)
+    tensors["depth.order"] = torch.argsort(tensors["depth.scores"])
+    header = {"model": "test", "fingerprint": fingerprint, "architecture": arch.summary()}
+    return Scores(tensors=tensors, header=header)

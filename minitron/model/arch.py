@@ -64,6 +64,13 @@ class Architecture:
             )
         if not self.pattern:
             raise MinitronError("an architecture needs at least one block")
+        family = self.family
+        wrong = sorted(set(self.pattern) - set(family.block_kinds))
+        if wrong:
+            raise MinitronError(
+                f"{family.name} models have no {', '.join(BLOCK_NAMES[c] for c in wrong)} blocks "
+                f"(pattern {self.pattern!r})"
+            )
         for name in ("hidden", "vocab"):
             positive(name, getattr(self, name))
         if self.has_part(MLP):
@@ -84,13 +91,6 @@ class Architecture:
                     f"Mamba heads ({self.mamba_heads}) must be a multiple of Mamba groups ({self.mamba_groups}); "
                     f"nearest legal: {nearest_multiples(self.mamba_heads, self.mamba_groups)}"
                 )
-        family = self.family
-        wrong = sorted(set(self.pattern) - set(family.block_kinds))
-        if wrong:
-            raise MinitronError(
-                f"{family.name} models have no {', '.join(BLOCK_NAMES[c] for c in wrong)} blocks "
-                f"(pattern {self.pattern!r})"
-            )
         family.check(self)
 
     # ---- derived sizes -------------------------------------------------------------------------

@@ -232,7 +232,7 @@ def _refuse_sliding_window(d: dict[str, Any], model_type: str) -> None:
             sliding = any(t != "full_attention" for t in types)
         else:
             sliding = window is not None and d.get("num_hidden_layers", 32) > d.get("max_window_layers", 28)
-        window = (window or d.get("sliding_window")) if sliding else None
+        window = (window or d.get("sliding_window") or "set by layer_types") if sliding else None
     else:
         window = None
     if window is not None:

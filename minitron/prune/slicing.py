@@ -124,9 +124,24 @@ def assemble(model: torch.nn.Module, sel: Selection, state: dict[str, torch.Tens
     with torch.device("meta"):
         pruned = AutoModelForCausalLM.from_config(config, dtype=model.dtype)
     pruned.load_state_dict(state, strict=True, assign=True)
+    _fill_meta_buffers(pruned, model)
     if sel.target.tied_embeddings and sel.target.family.lm_head_params(sel.target) == 0:
         pruned.tie_weights()  # assign=True replaced the shared tensor with two copies
     return pruned.eval()
+
+
+def _fill_meta_buffers(pruned: torch.nn.Module, source: torch.nn.Module) -> None:
+    """Non-persistent buffers (rotary inv_freq) are not in any state dict: the meta-built model gets the
+    source's, which pruning never changes (they depend on head_dim and the rope settings only)."""
+    have = dict(source.named_buffers())
+    for name, buf in list(pruned.named_buffers()):
+        if not buf.is_meta:
+            continue
+        src = have.get(name)
+        if src is None or src.shape != buf.shape:
+            raise MinitronError(f"cannot build the pruned model: buffer '{name}' has no source to copy")
+        owner, _, attr = name.rpartition(".")
+        pruned.get_submodule(owner).register_buffer(attr, src, persistent=False)
 
 
 def prune_to(model: torch.nn.Module, spec: TargetSpec, scores: Scores | None) -> torch.nn.Module:

@@ -5,46 +5,10 @@ from __future__ import annotations
 import copy
 
 import torch
-from tiny_models import randomize_  # noqa: F401  (re-exported for the prune tests)
+from tiny_models import MaskedRMSNorm, mask_of, random_scores, randomize_  # noqa: F401  (re-exported)
 from torch import nn
 
-from minitron.importance.scores import Scores
-from minitron.model.arch import ATTENTION, MAMBA, MLP, Architecture
-
-
-def random_scores(arch: Architecture, seed: int = 0, fingerprint: str | None = None) -> Scores:
-    """Scores of every kind with random values (valid for pruning; the values only fix a ranking)."""
-    g = torch.Generator().manual_seed(seed)
-    tensors = {"hidden": torch.rand(arch.hidden, generator=g)}
-    for i, kind in enumerate(arch.pattern):
-        if kind == MLP:
-            tensors[f"ffn.{i}"] = torch.rand(arch.ffn, generator=g)
-        elif kind == ATTENTION:
-            tensors[f"attn_heads.{i}"] = torch.rand(arch.attn_heads, generator=g)
-        elif kind == MAMBA:
-            tensors[f"mamba.{i}"] = torch.rand(arch.mamba_heads, arch.mamba_head_dim, generator=g)
-    tensors["depth.scores"] = torch.rand(arch.n_blocks, generator=g)
-    tensors["depth.order"] = torch.argsort(tensors["depth.scores"])
-    header = {"model": "test", "fingerprint": fingerprint, "architecture": arch.summary()}
-    return Scores(tensors=tensors, header=header)
-
-
-class MaskedRMSNorm(nn.Module):
-    """RMSNorm whose statistics use only the kept channels and whose output is zero elsewhere.
-
-    This is what a hidden-pruned model computes, written on the full width: removed channels of the
-    residual stream may hold anything (mixers still write to them) but are never read.
-    """
-
-    def __init__(self, norm: nn.Module, keep: torch.Tensor):
-        super().__init__()
-        self.weight, self.eps, self.mask = norm.weight, norm.variance_epsilon, keep.float()
-
-    def forward(self, x):
-        dtype = x.dtype
-        x = x.float()
-        variance = (x.pow(2) * self.mask).sum(-1, keepdim=True) / self.mask.sum()
-        return (self.weight.float() * x * torch.rsqrt(variance + self.eps) * self.mask).to(dtype)
+from minitron.model.arch import ATTENTION, MAMBA, MLP
 
 
 class MaskedGatedNorm(nn.Module):
@@ -69,12 +33,6 @@ class MaskedGatedNorm(nn.Module):
         variance = (xg.pow(2) * mg).sum(-1, keepdim=True) / mg.sum(-1, keepdim=True)
         x = (xg * torch.rsqrt(variance + self.eps)).view(*prefix, width) * self.mask
         return self.weight * x.to(dtype)
-
-
-def mask_of(kept: torch.Tensor, n: int) -> torch.Tensor:
-    m = torch.zeros(n, dtype=torch.bool)
-    m[kept] = True
-    return m
 
 
 def reference_model(model: nn.Module, sel, zero_only: bool = False) -> nn.Module:

@@ -1,0 +1,160 @@
+"""Pruned Llama-family models equal exact references built on the unpruned model (METHOD.md section 6):
+identity, masking equals removal on every axis, depth equals skipping layers."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+import torch
+from tiny_models import MaskedRMSNorm, mask_of, random_scores
+from torch import nn
+
+from minitron.importance.depth import score_depth
+from minitron.importance.width import score_width
+from minitron.model.adapters import adapter_for
+from minitron.prune.select import select_units
+from minitron.prune.slicing import prune_model
+from minitron.prune.target import TargetSpec, resolve_target
+
+
+def _prune(model, arch, spec: TargetSpec, seed: int = 0):
+    scores = random_scores(arch, seed=seed)
+    sel = select_units(arch, resolve_target(arch, spec, scores), scores)
+    return prune_model(model, sel), sel
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def dense_reference(model: nn.Module, sel) -> nn.Module:
+    """The source model computing exactly what the pruned one does: removed FFN neurons' up_proj rows
+    (and biases) zeroed, removed heads' o_proj columns zeroed, every RMSNorm over kept hidden channels,
+    dropped layers skipped."""
+    ref = copy.deepcopy(model)
+    src, layers = sel.source, ref.model.layers
+    with torch.no_grad():
+        for i in sel.kept_blocks:
+            layer = layers[i]
+            gone = ~mask_of(sel.ffn[i], src.ffn)
+            layer.mlp.up_proj.weight[gone] = 0
+            if layer.mlp.up_proj.bias is not None:
+                layer.mlp.up_proj.bias[gone] = 0
+            cols = ~mask_of(sel.attn_q_rows(i), src.attn_heads * src.head_dim)
+            layer.self_attn.o_proj.weight[:, cols] = 0
+        if sel.hidden.numel() != src.hidden:
+            keep = mask_of(sel.hidden, src.hidden)
+            ref.model.embed_tokens.weight[:, ~keep] = 0
+            for layer in layers:
+                layer.input_layernorm = MaskedRMSNorm(layer.input_layernorm, keep)
+                layer.post_attention_layernorm = MaskedRMSNorm(layer.post_attention_layernorm, keep)
+            ref.model.norm = MaskedRMSNorm(ref.model.norm, keep)
+    ref.model.layers = nn.ModuleList([layers[i] for i in sel.kept_blocks])
+    return ref.eval()
+
+
+def test_same_architecture_reproduces_logits_bit_exactly(dense, ids):
+    arch, model = dense
+    pruned, _ = _prune(model, arch, TargetSpec())
+    assert torch.equal(_logits(pruned, ids), _logits(model, ids))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        TargetSpec(ffn=17),
+        TargetSpec(attn_heads=2),
+        TargetSpec(drop_blocks=(0, 2)),
+        TargetSpec(hidden=20),
+        TargetSpec(hidden=24, ffn=30, attn_heads=2, drop_blocks=(3,)),
+    ],
+    ids=["ffn17", "attn2", "drop0,2", "hidden20", "all"],
+)
+def test_masking_equals_removal(dense, ids, spec):
+    arch, model = dense
+    pruned, sel = _prune(model, arch, spec)
+    got = _logits(pruned, ids)
+    torch.testing.assert_close(got, _logits(dense_reference(model, sel), ids))
+    assert not torch.allclose(got, _logits(model, ids), atol=1e-3)
+    assert sum(p.numel() for p in pruned.parameters()) == sel.target.n_params
+    if arch.tied_embeddings:
+        assert pruned.lm_head.weight.data_ptr() == pruned.model.embed_tokens.weight.data_ptr()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_targets(dense, ids, seed):
+    arch, model = dense
+    rng = random.Random(seed)
+    heads = arch.kv_heads * rng.randint(1, arch.attn_heads // arch.kv_heads)
+    spec = TargetSpec(
+        hidden=heads * rng.randint(1, arch.hidden // heads),  # LlamaConfig wants a multiple of the heads
+        ffn=rng.randint(1, arch.ffn),
+        attn_heads=heads,
+        drop_blocks=tuple(rng.sample(range(arch.n_blocks), rng.randint(0, 2))),
+    )
+    pruned, sel = _prune(model, arch, spec, seed=seed)
+    torch.testing.assert_close(_logits(pruned, ids), _logits(dense_reference(model, sel), ids))
+
+
+def test_blocks_run_one_by_one_reproduce_the_model(dense, ids):
+    """The adapter's block run (depth scoring, search, distillation) is the model's forward, padding too."""
+    arch, model = dense
+    adapter = adapter_for(model)
+    assert adapter.pattern(model) == arch.pattern
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0
+    for attention_mask in (None, mask):
+        with torch.no_grad():
+            expected = model(ids, attention_mask=attention_mask).logits
+            ctx = adapter.start(model, ids, attention_mask)
+            hidden = ctx.hidden
+            for block in adapter.blocks(model):
+                hidden = adapter.run_block(block, hidden, ctx)
+            got = adapter.logits(model, hidden)
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_width_scores_read_the_right_activations(dense, ids):
+    """ffn scores are the mean |act(gate) * up| per neuron, head scores the L2 of o_proj's input per head,
+    hidden the sum over both pre-norms of every layer (batch of one: mean-l2 = the mean)."""
+    arch, model = dense
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(name):
+        return lambda m, args, out=None: seen.__setitem__(name, (args[0] if out is None else out).detach())
+
+    handles = []
+    for i, layer in enumerate(model.model.layers):
+        handles.append(layer.mlp.down_proj.register_forward_pre_hook(keep(f"ffn.{i}")))
+        handles.append(layer.self_attn.o_proj.register_forward_pre_hook(keep(f"attn.{i}")))
+        handles.append(layer.input_layernorm.register_forward_hook(keep(f"h1.{i}")))
+        handles.append(layer.post_attention_layernorm.register_forward_hook(keep(f"h2.{i}")))
+    batch = ids[:1]
+    with torch.no_grad():
+        model(batch)
+    for h in handles:
+        h.remove()
+    scores = score_width(model, [batch])
+    for i in range(arch.n_blocks):
+        torch.testing.assert_close(scores[f"ffn.{i}"], seen[f"ffn.{i}"].abs().mean(1)[0])
+        per_head = seen[f"attn.{i}"].abs().mean(1)[0].view(arch.attn_heads, arch.head_dim).norm(dim=1)
+        torch.testing.assert_close(scores[f"attn_heads.{i}"], per_head)
+    hidden = sum(seen[f"{n}.{i}"].abs().mean(1)[0] for i in range(arch.n_blocks) for n in ("h1", "h2"))
+    torch.testing.assert_close(scores["hidden"], hidden)
+    assert set(scores) == {"hidden", *(f"{k}.{i}" for i in range(arch.n_blocks) for k in ("ffn", "attn_heads"))}
+
+
+def test_depth_scores_are_whole_layers(dense, ids):
+    """Depth scores one entry per layer; removing the least important one changes the logits least."""
+    arch, model = dense
+    out = score_depth(model, [ids], metric="mse", mode="one-shot")
+    assert out["depth.scores"].shape == (arch.n_blocks,)
+    full = _logits(model, ids)
+    errors = []
+    for j in range(arch.n_blocks):
+        pruned, _ = _prune(model, arch, TargetSpec(drop_blocks=(j,)))
+        errors.append(((_logits(pruned, ids) - full) ** 2).sum().item() / (full**2).sum().item())
+    torch.testing.assert_close(out["depth.scores"].double(), torch.tensor(errors, dtype=torch.float64), rtol=1e-4, atol=1e-7)
