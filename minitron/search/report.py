@@ -56,7 +56,7 @@ def candidate_row(
         "mamba_blocks": arch.count_part(MAMBA),
         "mlp_blocks": arch.count_part(MLP),
         "attention_blocks": arch.count_part(ATTENTION),
-        **point.sizes(),
+        **space.pruned_sizes(point.sizes()),
         "params": arch.n_params,
         "memory": {
             "weights_bytes": mem.weights_bytes,

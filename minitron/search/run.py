@@ -318,7 +318,7 @@ def _evaluator(config, model, scores, space, constraint, cache):
     from minitron.search.throughput import decode_tokens_per_s
 
     def run_point(point) -> list[float]:
-        spec = TargetSpec(drop_blocks=point.depth.dropped or (), **point.sizes())
+        spec = TargetSpec(drop_blocks=point.depth.dropped or (), **space.pruned_sizes(point.sizes()))
         value = evaluate(prune_shared(model, spec, scores), cache, config.objective)
         if not config.throughput_objective:
             return [value]

@@ -245,6 +245,18 @@ class SearchSpace:
             "configurations": self.size,
         }
 
+    def pruned_sizes(self, sizes: dict[str, int]) -> dict[str, int | None]:
+        """`sizes` with the axes the source does not have (Mamba axes of a dense model, ...) as None:
+        what a candidate row and a TargetSpec hold ("keep the source's")."""
+        present = {
+            "hidden": True,
+            "ffn": self.source.has_part(MLP),
+            "attn_heads": self.source.has_part(ATTENTION),
+            "mamba_heads": self.source.has_part(MAMBA),
+            "mamba_head_dim": self.source.has_part(MAMBA),
+        }
+        return {axis: value if present[axis] else None for axis, value in sizes.items()}
+
     def arch(self, depth: DepthOption, **sizes: int) -> Architecture:
         import dataclasses
 
