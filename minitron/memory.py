@@ -428,6 +428,8 @@ def estimate_tables(report: EstimateReport) -> list:
             mem.conv_state_bytes,
         ),
     ]
+    if not n_mamba:
+        rows = rows[:2]  # a model without Mamba blocks has no SSM or conv state
     for term, dtype, shape, size in rows:
         memory.add_row(term, dtype, shape, f"{size:,}", format_bytes(size))
     memory.add_section()

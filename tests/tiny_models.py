@@ -3,6 +3,11 @@ NemotronH (TINY) and one dense config per Llama-family model type (DENSE_CONFIGS
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import torch
 from torch import nn
 
@@ -122,3 +127,25 @@ def random_scores(arch: Architecture, seed: int = 0, fingerprint: str | None = N
     tensors["depth.order"] = torch.argsort(tensors["depth.scores"])
     header = {"model": "test", "fingerprint": fingerprint, "architecture": arch.summary()}
     return Scores(tensors=tensors, header=header)
+
+
+def generate_in_fresh_process(model_dir, tokenizer_dir, prompt: str, new_tokens: int) -> dict:
+    """Load a saved checkpoint with plain transformers in a new interpreter and greedy-generate with and
+    without the cache: {"type": model_type, "prompt": prompt ids, "cached": ids, "plain": ids}."""
+    script = textwrap.dedent(
+        f"""
+        import json
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        model = AutoModelForCausalLM.from_pretrained({str(model_dir)!r}).eval()
+        tok = AutoTokenizer.from_pretrained({str(tokenizer_dir)!r})
+        ids = tok({prompt!r}, return_tensors="pt").input_ids
+        kw = dict(max_new_tokens={new_tokens}, do_sample=False, pad_token_id=0, eos_token_id=None)
+        cached = model.generate(ids, use_cache=True, **kw)
+        plain = model.generate(ids, use_cache=False, **kw)
+        print(json.dumps({{"type": model.config.model_type, "prompt": ids.tolist(),
+                          "cached": cached.tolist(), "plain": plain.tolist()}}))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

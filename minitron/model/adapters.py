@@ -144,6 +144,17 @@ class Family:
 FamilyAdapter = Family  # the name the algorithm modules use
 
 
+def mask_arguments(config: Any, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> dict[str, Any]:
+    """The arguments transformers' mask builders (create_causal_mask, ...) take for a cache-free forward
+    from position 0: the same ones the models' own forward passes them, so a block run alone matches."""
+    import torch
+
+    position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+    return dict(
+        config=config, inputs_embeds=hidden, attention_mask=attention_mask, cache=None, position_ids=position_ids
+    )
+
+
 def _families() -> tuple[Family, ...]:
     from minitron.model.llama import LlamaFamily
     from minitron.model.nemotron_h import NemotronHFamily

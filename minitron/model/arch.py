@@ -129,11 +129,6 @@ class Architecture:
         """Channels through conv1d: x, B and C."""
         return self.mamba_inner + 2 * self.mamba_groups * self.ssm_state
 
-    @property
-    def mamba_in_proj_rows(self) -> int:
-        # Order: [z | x | B | C | dt] = [d_inner | d_inner | g*state | g*state | heads]
-        return self.mamba_inner + self.mamba_conv_dim + self.mamba_heads
-
     # ---- parameter counts ----------------------------------------------------------------------
     def block_params(self, kind: str) -> int:
         """Parameters of one block of `kind`, its pre-norm(s) included (the family's layout)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from minitron.errors import MinitronError
-from minitron.model.adapters import Axis, Family, ForwardContext, WidthHook
+from minitron.model.adapters import Axis, Family, ForwardContext, WidthHook, mask_arguments
 from minitron.model.arch import DENSE, HF_BOOKKEEPING_KEYS, Architecture, decode_special_floats
 
 HF_CLASSES = {
@@ -168,26 +168,18 @@ class LlamaFamily(Family):
         ]
 
     def start(self, model, input_ids, attention_mask=None):
-        import torch
         from transformers.masking_utils import create_causal_mask
 
         inner = model.model
         hidden = inner.embed_tokens(input_ids)
-        position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
-        causal = create_causal_mask(
-            config=inner.config,
-            inputs_embeds=hidden,
-            attention_mask=attention_mask,
-            cache=None,
-            position_ids=position_ids,
-        )
+        args = mask_arguments(inner.config, hidden, attention_mask)
         return ForwardContext(
             hidden=hidden,
             block_kwargs={
                 DENSE: {
-                    "attention_mask": causal,
-                    "position_ids": position_ids,
-                    "position_embeddings": inner.rotary_emb(hidden, position_ids=position_ids),
+                    "attention_mask": create_causal_mask(**args),
+                    "position_ids": args["position_ids"],
+                    "position_embeddings": inner.rotary_emb(hidden, position_ids=args["position_ids"]),
                 }
             },
         )

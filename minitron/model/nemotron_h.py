@@ -17,7 +17,15 @@ from __future__ import annotations
 from typing import Any
 
 from minitron.errors import MinitronError
-from minitron.model.adapters import Axis, Family, ForwardContext, Segment, WidthHook, segment_slice
+from minitron.model.adapters import (
+    Axis,
+    Family,
+    ForwardContext,
+    Segment,
+    WidthHook,
+    mask_arguments,
+    segment_slice,
+)
 from minitron.model.arch import (
     ATTENTION,
     HF_BOOKKEEPING_KEYS,
@@ -202,26 +210,17 @@ class NemotronHFamily(Family):
         return hooks
 
     def start(self, model, input_ids, attention_mask=None):
-        import torch
         from transformers.masking_utils import create_causal_mask, create_recurrent_attention_mask
 
-        inner = model.model
-        hidden = inner.embeddings(input_ids)
-        position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
-        mask_kwargs = dict(
-            config=inner.config,
-            inputs_embeds=hidden,
-            attention_mask=attention_mask,
-            cache=None,
-            position_ids=position_ids,
-        )
+        hidden = model.model.embeddings(input_ids)
+        args = mask_arguments(model.model.config, hidden, attention_mask)
         # The same masks NemotronHModel.forward builds, so a block run alone matches the full forward.
-        causal = create_causal_mask(**mask_kwargs)
-        recurrent = create_recurrent_attention_mask(**mask_kwargs)
+        causal = create_causal_mask(**args)
+        recurrent = create_recurrent_attention_mask(**args)
         return ForwardContext(
             hidden=hidden,
             block_kwargs={
-                ATTENTION: {"attention_mask": causal, "position_ids": position_ids},
+                ATTENTION: {"attention_mask": causal, "position_ids": args["position_ids"]},
                 MAMBA: {"attention_mask": recurrent},
                 MLP: {},
             },

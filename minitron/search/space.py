@@ -305,11 +305,13 @@ def build_space(
             else "no blocks dropped"
         )
     else:
-        assumption = (
-            "no depth order: every split of the removed blocks over "
-            + "/".join(BLOCK_NAMES[k] for k in BLOCK_KINDS if k in source.pattern)
-            + " blocks (which ones is left to `minitron score`)"
+        kinds = [BLOCK_NAMES[k] for k in BLOCK_KINDS if k in source.pattern]
+        which = (
+            f"every split of the removed blocks over {'/'.join(kinds)} blocks"
+            if len(kinds) > 1
+            else f"the last {kinds[0]}s assumed removed"
         )
+        assumption = f"no depth order: {which} (which ones is left to `minitron score`)"
     return SearchSpace(
         source=source, depth=tuple(depth), depth_assumption=assumption, **{a: values[a] for a in WIDTH_AXES}
     )

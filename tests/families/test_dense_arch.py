@@ -144,3 +144,14 @@ def test_preset_kv_cache_at_128k():
     """Llama-3.1-8B at 128k in bf16: 32 layers x 2 x 8 KV heads x 128 x 131072 tokens x 2 bytes = 16 GiB."""
     arch = resolve_model("llama-3.1-8b").architecture
     assert estimate_memory(arch, context_tokens=131072).kv_cache_bytes == 16 * 2**30
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_cache_tensors_on_the_meta_device(name):
+    """The full-size presets' real DynamicCache after a prefill (shapes and dtypes on the meta device,
+    nothing allocated) holds exactly the estimated KV bytes."""
+    arch = resolve_model(name).architecture
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(arch.to_hf_config(), dtype=torch.bfloat16)
+        cache = model(torch.zeros(2, 16, dtype=torch.long), use_cache=True).cache
+    assert _cache_bytes(cache) == estimate_memory(arch, context_tokens=16, batch=2).kv_cache_bytes

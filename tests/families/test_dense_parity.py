@@ -13,7 +13,6 @@ from torch import nn
 
 from minitron.importance.depth import score_depth
 from minitron.importance.width import score_width
-from minitron.model.adapters import adapter_for
 from minitron.prune.select import select_units
 from minitron.prune.slicing import prune_model
 from minitron.prune.target import TargetSpec, resolve_target
@@ -97,24 +96,6 @@ def test_random_targets(dense, ids, seed):
     )
     pruned, sel = _prune(model, arch, spec, seed=seed)
     torch.testing.assert_close(_logits(pruned, ids), _logits(dense_reference(model, sel), ids))
-
-
-def test_blocks_run_one_by_one_reproduce_the_model(dense, ids):
-    """The adapter's block run (depth scoring, search, distillation) is the model's forward, padding too."""
-    arch, model = dense
-    adapter = adapter_for(model)
-    assert adapter.pattern(model) == arch.pattern
-    mask = torch.ones_like(ids)
-    mask[0, :4] = 0
-    for attention_mask in (None, mask):
-        with torch.no_grad():
-            expected = model(ids, attention_mask=attention_mask).logits
-            ctx = adapter.start(model, ids, attention_mask)
-            hidden = ctx.hidden
-            for block in adapter.blocks(model):
-                hidden = adapter.run_block(block, hidden, ctx)
-            got = adapter.logits(model, hidden)
-        torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
 def test_width_scores_read_the_right_activations(dense, ids):

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
-from tiny_models import dense_arch, randomize_
+from tiny_models import dense_arch, generate_in_fresh_process, randomize_
 from typer.testing import CliRunner
 
 from minitron.cli import app
@@ -91,21 +88,6 @@ def test_score_search_prune_distill_generate(dense_checkpoint, tmp_path):
     _ok(["distill", ckpt, pruned, "--data", data, "--seq-len", "16", "--batch-size", "2", "--steps", "3",
          "--eval-batches", "1", "--warmup-steps", "1", "--device", "cpu", "--out", distilled])  # fmt: skip
     final = next(p.parent for p in distilled.rglob("config.json"))
-    script = textwrap.dedent(
-        f"""
-        import json
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        model = AutoModelForCausalLM.from_pretrained({str(final)!r}).eval()
-        tok = AutoTokenizer.from_pretrained({str(pruned)!r})
-        ids = tok("def f1(x):", return_tensors="pt").input_ids
-        kw = dict(max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None)
-        cached = model.generate(ids, use_cache=True, **kw)
-        plain = model.generate(ids, use_cache=False, **kw)
-        print(json.dumps({{"type": model.config.model_type, "same": cached.tolist() == plain.tolist(),
-                          "new": cached.shape[1] - ids.shape[1]}}))
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got == {"type": arch.model_type, "same": True, "new": 8}
+    got = generate_in_fresh_process(final, pruned, "def f1(x):", 8)
+    assert got["type"] == arch.model_type and got["cached"] == got["plain"]
+    assert len(got["cached"][0]) == len(got["prompt"][0]) + 8

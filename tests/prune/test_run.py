@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 from prune_helpers import random_scores
 from safetensors.torch import load_file
+from tiny_models import generate_in_fresh_process
 
 from minitron.errors import MinitronError
 from minitron.importance.scores import load_scores, save_scores
@@ -87,22 +85,7 @@ def test_checkpoint_round_trip_matches_in_memory_pruning(
 def test_generate_with_cache_in_a_fresh_process(tmp_path, checkpoint, scores_file):
     out = tmp_path / "pruned"
     run(PruneConfig(model=str(checkpoint), out=out, scores=scores_file, target=SPEC))
-    script = textwrap.dedent(
-        f"""
-        import json, torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        model = AutoModelForCausalLM.from_pretrained({str(out)!r}).eval()
-        tok = AutoTokenizer.from_pretrained({str(out)!r})
-        ids = tok("w5 w9 w11 w40 w7", return_tensors="pt").input_ids
-        kw = dict(max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=None)
-        cached = model.generate(ids, use_cache=True, **kw)
-        plain = model.generate(ids, use_cache=False, **kw)
-        print(json.dumps({{"cached": cached.tolist(), "plain": plain.tolist()}}))
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = generate_in_fresh_process(out, out, "w5 w9 w11 w40 w7", 12)
     assert len(got["cached"][0]) == 5 + 12
     assert got["cached"] == got["plain"]  # the KV/SSM cache with renumbered layers gives the same tokens
 
