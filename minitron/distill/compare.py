@@ -155,19 +155,11 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
 
 
 def _top_rows(path: Path, top: int) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise MinitronError(f"{path}: no such candidates file")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MinitronError(f"{path}: not valid JSON ({e})") from None
-    rows = data.get("candidates") if isinstance(data, dict) else None
-    if not isinstance(rows, list) or not all(
-        isinstance(r, dict) and isinstance(r.get("rank"), int) for r in rows
-    ):
-        raise MinitronError(
-            f"{path}: not a candidates file (needs a 'candidates' list of objects with a 'rank')"
-        )
+    from minitron.prune.target import candidate_rows
+
+    rows = candidate_rows(path)
+    if not all(isinstance(r.get("rank"), int) for r in rows):
+        raise MinitronError(f"{path}: not a candidates file (every candidate needs an integer 'rank')")
     if not rows:
         raise MinitronError(f"{path}: holds no candidates")
     return sorted(rows, key=lambda r: r["rank"])[:top]

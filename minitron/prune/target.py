@@ -85,8 +85,8 @@ def parse_block_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def read_candidate(path: str | Path, rank: int) -> TargetSpec:
-    """The TargetSpec of the candidate with `rank` in a search candidates file (format: module doc)."""
+def candidate_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The candidate rows of a search candidates file (one clear error for a missing or malformed file)."""
     path = Path(path)
     if not path.is_file():
         raise MinitronError(f"{path}: no such candidates file")
@@ -97,6 +97,13 @@ def read_candidate(path: str | Path, rank: int) -> TargetSpec:
     rows = data.get("candidates") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise MinitronError(f"{path}: not a candidates file (needs a 'candidates' list of objects)")
+    return rows
+
+
+def read_candidate(path: str | Path, rank: int) -> TargetSpec:
+    """The TargetSpec of the candidate with `rank` in a search candidates file (format: module doc)."""
+    path = Path(path)
+    rows = candidate_rows(path)
     matching = [r for r in rows if r.get("rank") == rank]
     if not matching:
         ranks = sorted(r["rank"] for r in rows if isinstance(r.get("rank"), int))
