@@ -19,7 +19,7 @@ from minitron.atomic import atomic_path, write_json, write_text
 from minitron.memory import GPU
 from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, MLP
 from minitron.search.frontier import Constraint, Point
-from minitron.search.space import BLOCK_KINDS, SearchSpace
+from minitron.search.space import SearchSpace
 from minitron.search.throughput import decode_tokens_per_s
 from minitron.units import format_bytes
 
@@ -49,8 +49,7 @@ def candidate_row(
         "drop_blocks": list(point.depth.dropped) if point.depth.dropped is not None else None,
         "drop_counts": {
             BLOCK_NAMES[k]: c
-            for k, c in zip(BLOCK_KINDS, point.depth.counts, strict=True)
-            if k in space.source.family.block_kinds
+            for k, c in zip(space.source.family.block_kinds, point.depth.counts, strict=True)
         },
         "layers": arch.n_blocks,
         "mamba_blocks": arch.count_part(MAMBA),

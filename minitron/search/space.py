@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minitron.errors import MinitronError
-from minitron.model.arch import ATTENTION, BLOCK_NAMES, DENSE, MAMBA, MLP, Architecture
+from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, MLP, Architecture
 
 # Axis name -> command-line flag; `layers` is depth, the rest are Architecture fields.
 AXIS_FLAGS = {
@@ -36,7 +36,6 @@ AXIS_FLAGS = {
 WIDTH_AXES = ("hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads")
 DEFAULT_MAX_PRUNE = {"hidden": 0.4, "ffn": 0.4, "mamba_heads": 0.4, "mamba_head_dim": 0.4}
 MAMBA_HEAD_DIM_STEP = 8  # ModelOpt's step for the Mamba head dim
-BLOCK_KINDS = (MAMBA, MLP, ATTENTION, DENSE)
 
 _RANGE = re.compile(r"^(\d+):(\d+)(?::(\d+))?$")
 
@@ -139,7 +138,7 @@ class DepthOption:
     """Which blocks a candidate drops: exact source indices, or only how many of each type."""
 
     dropped: tuple[int, ...] | None  # source block indices, when known (depth order or --drop-blocks)
-    counts: tuple[int, ...]  # blocks dropped per type, in BLOCK_KINDS order (M, -, *, D)
+    counts: tuple[int, ...]  # blocks dropped per type, in the family's block_kinds order (M, -, * / D)
 
     @property
     def known(self) -> bool:
@@ -152,7 +151,7 @@ class DepthOption:
 
 
 def _counts_of(source: Architecture, dropped: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(sum(1 for i in dropped if source.pattern[i] == k) for k in BLOCK_KINDS)
+    return tuple(sum(1 for i in dropped if source.pattern[i] == k) for k in source.family.block_kinds)
 
 
 def _splits(remove: int, have: list[int]) -> list[tuple[int, ...]]:
@@ -195,7 +194,7 @@ def depth_options(
             dropped = tuple(sorted(order[:remove]))
             options.append(DepthOption(dropped, _counts_of(source, dropped)))
             continue
-        have = [source.count(k) for k in BLOCK_KINDS]
+        have = [source.count(k) for k in source.family.block_kinds]
         options.extend(DepthOption(None, counts) for counts in _splits(remove, have))
     return options
 
@@ -207,7 +206,7 @@ def representative_pattern(source: Architecture, option: DepthOption) -> str:
         drop = set(option.dropped)
     else:
         drop = set()
-        for kind, count in zip(BLOCK_KINDS, option.counts, strict=True):
+        for kind, count in zip(source.family.block_kinds, option.counts, strict=True):
             if count:
                 drop.update(source.block_indices(kind)[-count:])
     return "".join(c for i, c in enumerate(source.pattern) if i not in drop)
@@ -305,7 +304,7 @@ def build_space(
             else "no blocks dropped"
         )
     else:
-        kinds = [BLOCK_NAMES[k] for k in BLOCK_KINDS if k in source.pattern]
+        kinds = [BLOCK_NAMES[k] for k in source.family.block_kinds if k in source.pattern]
         which = (
             f"every split of the removed blocks over {'/'.join(kinds)} blocks"
             if len(kinds) > 1
