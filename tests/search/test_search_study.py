@@ -202,6 +202,7 @@ def test_two_workers_share_one_study(tiny_scores, tmp_path):
     trials = _journal_trials(out)
     evaluated = _evaluated(trials)
     keys = [t.user_attrs["arch"] for t in evaluated]
+    assert "exited with an error" not in result.output  # a worker that hit a storage error says so
     assert 8 <= len(keys) <= 9 and len(set(keys)) == len(keys)
     workers = {t.user_attrs["worker"] for t in evaluated}
     assert len(workers) == 2, workers  # both processes evaluated
