@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import HAS_TINY
+from search_helpers import HAS_TINY
 from typer.testing import CliRunner
 
 from minitron.cli import app
