@@ -134,9 +134,11 @@ class Enumeration:
         return out
 
     def contains(self, point: Point) -> bool:
-        return self.constraint.violation(self.space.arch(point.depth, **point.sizes())) is None and (
-            point.ffn in self.space.ffn
+        """`point` is one of the space's configurations and satisfies the constraint."""
+        in_space = point.depth in self.space.depth and all(
+            getattr(point, axis) in values for axis, values in self.space.width.items()
         )
+        return in_space and self.constraint.violation(self.space.arch(point.depth, **point.sizes())) is None
 
 
 def enumerate_feasible(space: SearchSpace, constraint: Constraint) -> Enumeration:

@@ -5,7 +5,7 @@ import torch
 from importance_helpers import TINY, calibration_batches, padded_batches
 
 from minitron.errors import MinitronError
-from minitron.importance.depth import score_depth
+from minitron.importance.depth import depth_block_runs, score_depth
 
 
 def _without_blocks(model, removed):
@@ -121,3 +121,80 @@ def test_chunked_logits_give_the_same_scores(model, monkeypatch):
     expected = score_depth(model, batches, "kl", "one-shot")["depth.scores"]
     monkeypatch.setattr(depth, "LOGIT_CHUNK_TOKENS", 5)  # 38 and 21 real tokens: uneven chunks
     torch.testing.assert_close(score_depth(model, batches, "kl", "one-shot")["depth.scores"], expected)
+
+
+def _count_block_runs(model):
+    """A counter of block forwards (every block run, whatever code path runs it) and its hook handles."""
+    counted = [0]
+    handles = [
+        block.register_forward_pre_hook(lambda *_: counted.__setitem__(0, counted[0] + 1))
+        for block in model.model.layers
+    ]
+    return counted, handles
+
+
+def _runs_formula(n: int, iterations: int) -> int:
+    """Block runs per batch of iterative MSE stopped after `iterations` removals, written out: step s
+    (s = 0..iterations) runs the reduced model once (n - s), the full model once more for the reference
+    logits when reduced (n), and the suffix after each of the n - s kept blocks (sum of 0..n-s-1)."""
+    return sum(
+        (n - s) + (n if s else 0) + (n - s) * (n - s - 1) // 2 for s in range(min(iterations, n - 1) + 1)
+    )
+
+
+@pytest.mark.parametrize("iterations", [0, 1, 3])
+def test_depth_iterations_are_greedy_for_n_blocks_then_one_shot_on_the_reduced_model(model, iterations):
+    """`--depth-iterations N`: the first N removals are full iterative's; the rest are ordered by their
+    score on the model reduced by those N (against the original logits), ties to the lower index."""
+    batches = [(ids, None) for ids in calibration_batches(n=1)]
+    n = TINY.n_blocks
+    full = score_depth(model, batches, "mse", "iterative")["depth.order"].tolist()
+    advanced = []
+    counted, handles = _count_block_runs(model)
+    got = score_depth(model, batches, "mse", "iterative", advanced.append, iterations)
+    for h in handles:
+        h.remove()
+    order = got["depth.order"].tolist()
+    assert order[:iterations] == full[:iterations]
+    removed = order[:iterations]
+    reference = _real_logits(model, batches)
+    rest = {
+        j: _reference(reference, _real_logits(_without_blocks(model, removed + [j]), batches), "mse").item()
+        for j in range(n)
+        if j not in removed
+    }
+    assert order[iterations:] == sorted(rest, key=lambda j: (rest[j], j))
+    for j, value in rest.items():
+        assert got["depth.scores"][j].item() == pytest.approx(value, rel=1e-4, abs=1e-7)
+    # the work: N + 1 steps, counted by the progress callback as the blocks really ran
+    assert counted[0] == sum(advanced) == _runs_formula(n, iterations) * len(batches)
+    assert counted[0] == depth_block_runs(n, "iterative", "mse", iterations) * len(batches)
+    assert len(advanced) == (iterations + 1) * len(batches)
+
+
+def test_depth_iterations_zero_is_one_shot_and_n_or_more_is_full_iterative(model):
+    batches = calibration_batches(n=1)
+    n = TINY.n_blocks
+    one_shot = score_depth(model, batches, "mse", "one-shot")
+    full = score_depth(model, batches, "mse", "iterative")
+    zero = score_depth(model, batches, "mse", "iterative", iterations=0)
+    assert zero["depth.order"].tolist() == one_shot["depth.order"].tolist()
+    torch.testing.assert_close(zero["depth.scores"], one_shot["depth.scores"])
+    for iterations in (n - 1, n, 10 * n):  # the last block needs no step of its own
+        got = score_depth(model, batches, "mse", "iterative", iterations=iterations)
+        assert got["depth.order"].tolist() == full["depth.order"].tolist()
+        torch.testing.assert_close(got["depth.scores"], full["depth.scores"])
+    assert depth_block_runs(n, "iterative", "mse", 10 * n) == depth_block_runs(n, "iterative", "mse")
+    with pytest.raises(MinitronError, match="^--depth-iterations must be 0 or more, got -1$"):
+        score_depth(model, batches, "mse", "iterative", iterations=-1)
+
+
+def test_depth_iterations_cost_on_the_62_block_nano_pattern():
+    """The issue's arithmetic: iterative scoring of 62 blocks stopped after 6 costs about N n^2/2 block
+    runs instead of about n^3/6 (per batch; LM head projections not counted)."""
+    n, stop = 62, 6
+    full, stopped = depth_block_runs(n, "iterative", "mse"), depth_block_runs(n, "iterative", "mse", stop)
+    assert full == _runs_formula(n, n) and stopped == _runs_formula(n, stop)
+    assert 1.0 <= full / (n**3 / 6) < 1.2 and 1.0 <= stopped / (stop * n**2 / 2) < 1.2
+    assert 0.25 < stopped / full < 0.33  # about 3 N / n
+    assert depth_block_runs(n, "one-shot", "mse") == n + n * (n - 1) // 2

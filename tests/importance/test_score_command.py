@@ -1,4 +1,5 @@
 import dataclasses
+import importlib
 import json
 
 import pytest
@@ -72,6 +73,14 @@ def test_cli_width_only_writes_no_plot(scored_checkpoint, tmp_path):
         (["--aggregation", "max"], "--aggregation must be one of"),
         (["--samples", "0"], "--samples must be positive"),
         (["--no-width", "--depth", "none"], "nothing to score"),
+        (["--depth-iterations", "-1"], "--depth-iterations must be 0 or more, got -1"),
+        (
+            ["--depth-mode", "one-shot", "--depth-iterations", "2"],
+            "--depth-iterations applies to --depth-mode iterative",
+        ),
+        (["--depth-samples", "0"], "--depth-samples must be between 1 and --samples (6), got 0"),
+        (["--depth-samples", "-2"], "--depth-samples must be between 1 and --samples (6), got -2"),
+        (["--depth-samples", "7"], "--depth-samples must be between 1 and --samples (6), got 7"),
     ],
 )
 def test_cli_bad_options_are_one_line_errors(scored_checkpoint, tmp_path, extra, message):
@@ -160,3 +169,64 @@ def test_text_field_option_reaches_the_data(scored_checkpoint, tmp_path):
     result = runner.invoke(app, [*args, "--text-field", "body"])
     assert result.exit_code == 0, result.output
     assert load_scores(out).header["data"]["text_field"] == "body"
+
+
+def test_depth_samples_scores_depth_on_the_first_samples_only(scored_checkpoint, tmp_path, monkeypatch):
+    """Width sees every calibration sample, depth only the first --depth-samples of them."""
+    run_module = importlib.import_module("minitron.importance.run")  # the package exports run()
+    from minitron.importance import width
+
+    seen = {}
+
+    def spy(name, real):
+        def wrapper(model, batches, *args, **kwargs):
+            seen[name] = [ids.clone() for ids in batches]
+            return real(model, batches, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(width, "score_width", spy("width", width.score_width))
+    monkeypatch.setattr(run_module, "score_depth", spy("depth", run_module.score_depth))
+    ckpt, data = scored_checkpoint
+    out = tmp_path / "s.safetensors"
+    args = _score_args(ckpt, data, out, "--depth-samples", "3", "--depth-mode", "one-shot")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    width_ids, depth_ids = torch.cat(seen["width"]), torch.cat(seen["depth"])
+    assert width_ids.shape[0] == 6 and depth_ids.shape[0] == 3  # batches of 4: the second is cut
+    assert torch.equal(depth_ids, width_ids[:3])
+    header = load_scores(out).header
+    assert header["samples"] == 6 and header["settings"]["depth_samples"] == 3
+
+
+def test_work_estimate_is_printed_before_a_long_run(scored_checkpoint, tmp_path, monkeypatch, capsys):
+    """Before any pass starts, a run that would take long here says how much work it is: passes,
+    block runs (the formula's count), tokens; on a CPU it suggests the CPU settings."""
+    run_module = importlib.import_module("minitron.importance.run")  # the package exports run()
+    from minitron.importance import width
+    from minitron.importance.depth import depth_block_runs
+
+    ckpt, data = scored_checkpoint
+    config = ScoreConfig(model=str(ckpt), data=str(data), samples=6, seq_len=24, batch_size=4, depth_samples=4,
+                         depth_iterations=2, out=tmp_path / "s.safetensors", device="cpu", report=False)  # fmt: skip
+    printed_before = []
+    real_width = width.score_width
+
+    def first_pass(*args, **kwargs):
+        printed_before.append(capsys.readouterr().err)
+        return real_width(*args, **kwargs)
+
+    monkeypatch.setattr(width, "score_width", first_pass)
+    run(dataclasses.replace(config, out=tmp_path / "short.safetensors"))  # a short run: no note
+    assert "note: this run is" not in printed_before[-1]
+    monkeypatch.setattr(run_module, "LONG_RUN_SECONDS", 0)  # every run is long
+    run(config)
+    notes = [line for line in printed_before[-1].splitlines() if line.startswith("note: ")]
+    runs = depth_block_runs(TINY.n_blocks, "iterative", "mse", 2)  # one depth batch of 4 samples
+    assert notes[0].startswith(
+        f"note: this run is 1 width pass ({6 * 24:,} tokens) and 3 depth passes ({runs:,} block runs over "
+        f"{runs * 4 * 24:,} block-tokens), about "
+    )
+    assert (
+        notes[0].endswith("on cpu") and "--depth-iterations 6" in notes[1] and "--depth-samples" in notes[1]
+    )

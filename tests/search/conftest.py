@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from minitron.model.load import BUILTIN_CHECKPOINTS
-
-TINY_DIR = BUILTIN_CHECKPOINTS["tiny"]
-HAS_TINY = (TINY_DIR / "config.json").exists() and any(TINY_DIR.glob("*.safetensors"))
+from search_helpers import HAS_TINY, TINY_DIR
 
 
 @pytest.fixture(autouse=True)

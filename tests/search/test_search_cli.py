@@ -35,7 +35,8 @@ def test_12b_without_weights_every_candidate_fits(tmp_path):
     result = invoke("search", "nemotron-nano-12b-v2-base", *NANO2, "--layers", "56", "--out", tmp_path)
     elapsed = time.perf_counter() - start
     assert result.exit_code == 0, result.output
-    assert elapsed < 60, f"a weight-free search took {elapsed:.0f} s"
+    # enumerating takes ~1 s (bench/search_enumerate.py); the whole command 7-13 s on the loaded 2-core box
+    assert elapsed < 30, f"a weight-free search took {elapsed:.0f} s"
     doc = json.loads((tmp_path / "candidates.json").read_text())
     usable = Budget.from_options("22GiB", None, "5%", "1.3GiB").usable_bytes
     assert doc["budget"]["usable_bytes"] == usable and doc["feasible"] > 10_000

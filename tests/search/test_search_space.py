@@ -11,7 +11,7 @@ from minitron.errors import MinitronError
 from minitron.memory import Budget, estimate_memory
 from minitron.model.load import resolve_model
 from minitron.search.frontier import Constraint, Point, enumerate_feasible
-from minitron.search.space import build_space, parse_axis
+from minitron.search.space import DepthOption, build_space, parse_axis
 
 NANO12B = resolve_model("nemotron-nano-12b-v2-base").architecture
 NANO2_BUDGET = Budget.from_options("22GiB", None, "5%", "1.3GiB")
@@ -83,6 +83,11 @@ def test_12b_space_holds_the_9b_and_table10_candidates():
             if (c.depth, c.hidden, c.mamba_heads, c.mamba_head_dim, c.attn_heads) == (depth, hidden, heads, 80, 40)
         )  # fmt: skip
         assert ffn in combo.ffn
+    # negative controls: off the 64 grid, over the budget (the 12B's widths at 56 blocks), wrong depth
+    assert not enumeration.contains(Point(depth, 4500, 15680, 128, 80, 40))
+    assert not enumeration.contains(Point(depth, 5120, 20480, 128, 80, 40))
+    fifty_seven = DepthOption(None, (1, 2, 2))
+    assert not enumeration.contains(Point(fifty_seven, 4480, 15680, 128, 80, 40))
     nine = space.arch(depth, hidden=4480, ffn=15680, mamba_heads=128, mamba_head_dim=80, attn_heads=40)
     assert nine.n_params == nano9b.n_params == 8_888_227_328
 

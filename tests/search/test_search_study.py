@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import HAS_TINY
+from search_helpers import HAS_TINY
 from typer.testing import CliRunner
 
 from minitron.cli import app
@@ -202,7 +202,62 @@ def test_two_workers_share_one_study(tiny_scores, tmp_path):
     trials = _journal_trials(out)
     evaluated = _evaluated(trials)
     keys = [t.user_attrs["arch"] for t in evaluated]
+    assert "exited with an error" not in result.output  # a worker that hit a storage error says so
     assert 8 <= len(keys) <= 9 and len(set(keys)) == len(keys)
     workers = {t.user_attrs["worker"] for t in evaluated}
     assert len(workers) == 2, workers  # both processes evaluated
     assert not any(t.state.name in ("RUNNING", "FAIL") for t in trials)
+
+
+def test_throughput_objective_runs_nsga2_and_candidates_carry_the_estimate(
+    tiny_scores, tmp_path, monkeypatch
+):
+    """`--throughput`: two objectives (objective down, estimated decode tokens/s up) under NSGA-II;
+    every candidate carries the estimate the study was told."""
+    from minitron.memory import get_gpu
+    from minitron.search import study as study_module
+    from minitron.search.run import SearchConfig, _prepare
+    from minitron.search.throughput import decode_tokens_per_s
+
+    samplers = []
+    real_make_sampler = study_module.make_sampler
+
+    def spy(*args, **kwargs):
+        samplers.append(real_make_sampler(*args, **kwargs))
+        return samplers[-1]
+
+    monkeypatch.setattr(study_module, "make_sampler", spy)
+    out = tmp_path / "nsga"
+    result = CliRunner().invoke(app, search_args(tiny_scores, out, 4, "--throughput", "--seed-trials", "2"))
+    assert result.exit_code == 0, result.output
+    assert [type(s).__name__ for s in samplers] == ["NSGAIISampler"]
+    doc = json.loads((out / "candidates.json").read_text())
+    assert doc["study"]["sampler"] == "NSGA-II" and doc["study"]["evaluated"] == 4
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
+    study = optuna.load_study(study_name="minitron-search", storage=storage)
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
+    told = {t.number: t.values for t in _evaluated(study.get_trials(deepcopy=False))}
+    _, _, space, constraint, _ = _prepare(
+        SearchConfig(model="tiny", scores=tiny_scores, budget=tiny_budget(), context="8k", granularity=8,
+                     axes={"layers": "56:62"})
+    )  # fmt: skip
+    a10g = get_gpu("a10g")
+    rows = doc["candidates"]
+    assert len(rows) == 4 and len({r["decode_tokens_per_s"] for r in rows}) > 1
+    for row in rows:
+        objective, tokens_per_s = told[row["trial"]]
+        assert row["objective"] == objective and row["decode_tokens_per_s"] == pytest.approx(tokens_per_s)
+        kept = {"M": row["mamba_blocks"], "-": row["mlp_blocks"], "*": row["attention_blocks"]}
+        arch = space.arch(
+            next(d for d in space.depth if list(d.dropped) == row["drop_blocks"]),
+            **{a: row[a] for a in ("hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads")},
+        )
+        assert {k: arch.count(k) for k in kept} == kept
+        assert (
+            tokens_per_s == pytest.approx(decode_tokens_per_s(constraint.memory(arch), a10g))
+            and tokens_per_s > 0
+        )

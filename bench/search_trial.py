@@ -1,0 +1,115 @@
+"""One search trial against one plain forward of the same candidate over the same batches.
+
+Target: a trial costs at most 1.3x the forward. Teacher: the shipped tiny teacher (float32). The
+candidate is the 12B -> 9B compression applied to it (hidden 128 -> 112, FFN 512 -> 392, the 6 blocks
+the 9B drops), ranked by width scores of the teacher on a few calibration batches. The evaluation
+batches are the search defaults (16 held-out samples x 256 tokens in batches of 4, teacher top-64),
+cached once before timing as a study does.
+
+    trial     `objective.prune_shared` (in-memory prune, untouched tensors shared with the teacher)
+              + `objective.evaluate` (KL against the cached teacher top-k, logits in chunks)
+    baseline  `candidate(input_ids=ids, use_cache=False)` for every cached batch, the candidate
+              already built (the cost the objective cannot avoid: one forward over the batches)
+
+Interleaved over --rounds rounds after one warm-up of each, one intra-op thread, medians reported.
+
+    nice python bench/search_trial.py [--rounds 7] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+NANO2_DROPPED = (7, 8, 23, 24, 48, 52)  # the blocks the 9B drops from the 12B's pattern
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-samples", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--top-k", type=int, default=64)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from minitron.data import DataSpec, token_batches
+    from minitron.importance.scores import Scores
+    from minitron.importance.width import score_width
+    from minitron.model.load import load_model, load_tokenizer, resolve_model
+    from minitron.prune.target import TargetSpec
+    from minitron.search.objective import evaluate, prune_shared
+    from minitron.search.teacher_cache import build_cache, load_cache
+
+    source = resolve_model("tiny")
+    teacher = load_model(source, dtype="float32").eval()
+    tokenizer = load_tokenizer(source, "bench")
+
+    def batches(samples: int, split: str) -> list[torch.Tensor]:
+        spec = DataSpec(source="builtin", seq_len=args.seq_len, batch_size=args.batch_size, samples=samples,
+                        split=split)  # fmt: skip
+        return list(token_batches(spec, tokenizer))
+
+    scores = Scores(tensors=score_width(teacher, batches(8, "train")), header={})
+    spec = TargetSpec(hidden=112, ffn=392, drop_blocks=NANO2_DROPPED)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_cache(teacher, batches(args.eval_samples, "heldout"), args.top_k, Path(tmp) / "c.safetensors",
+                           {"key": "bench"})  # fmt: skip
+        cache = load_cache(path)
+    candidate = prune_shared(teacher, spec, scores)
+    result: dict[str, float] = {}
+
+    @torch.no_grad()
+    def plain_forward():
+        for ids in cache.ids:
+            candidate(input_ids=ids, use_cache=False)
+
+    def prune_only():
+        prune_shared(teacher, spec, scores)
+
+    def trial():
+        result["kl"] = evaluate(prune_shared(teacher, spec, scores), cache, "kl")
+
+    runs = {
+        "plain forward of the candidate (baseline)": plain_forward,
+        "in-memory prune only": prune_only,
+        "trial: prune + KL vs cached top-k": trial,
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for fn in runs.values():  # warm-up
+        fn()
+    for _ in range(args.rounds):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    n_t = sum(p.numel() for p in teacher.parameters())
+    n_c = sum(p.numel() for p in candidate.parameters())
+    print(
+        f"teacher {n_t:,} params, candidate {n_c:,} ({n_c / n_t:.1%}), {len(cache.ids)} batches x "
+        f"{args.batch_size} x {args.seq_len} tokens, top-{cache.top_k}, {args.threads} thread(s), "
+        f"{args.rounds} rounds; candidate KL {result['kl']:.4f}"
+    )
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    base = medians["plain forward of the candidate (baseline)"]
+    width = max(len(name) for name in runs)
+    print(f"{'pass':<{width}} {'median s':>9} {'vs baseline':>12}")
+    for name, median in medians.items():
+        print(f"{name:<{width}} {median:>9.3f} {median / base:>11.3f}x")
+    print(
+        "range over rounds: "
+        + ", ".join(
+            f"{name.split(':')[0].split(' (')[0]} {min(t):.3f}-{max(t):.3f} s" for name, t in times.items()
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
