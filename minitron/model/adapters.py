@@ -102,6 +102,10 @@ class Family:
     def block_params(self, arch: Architecture, kind: str) -> int:
         raise NotImplementedError
 
+    def ffn_unit_params(self, arch: Architecture) -> int:
+        """Parameters one FFN neuron holds over all MLPs (n_params is linear in ffn with this slope)."""
+        raise NotImplementedError
+
     def lm_head_params(self, arch: Architecture) -> int:
         """lm_head parameters: 0 when transformers ties it to the embeddings."""
         return 0 if arch.tied_embeddings else arch.vocab * arch.hidden

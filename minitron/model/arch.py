@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,17 +103,20 @@ class Architecture:
 
     def count_part(self, part: str) -> int:
         """Mixers of type `part` (M, - or *) over all blocks: a dense layer holds one * and one -."""
-        return sum(BLOCK_PARTS[c].count(part) for c in self.pattern)
+        return sum(self.pattern.count(c) * parts.count(part) for c, parts in BLOCK_PARTS.items())
 
     def has_part(self, part: str) -> bool:
-        return any(part in BLOCK_PARTS[c] for c in self.pattern)
+        return any(c in self.pattern for c, parts in BLOCK_PARTS.items() if part in parts)
 
     @property
     def family(self):
         """The model-family adapter of `model_type` (config keys, parameter counts, tensor layouts)."""
-        from minitron.model.adapters import family_for
+        family = _FAMILIES.get(self.model_type)
+        if family is None:
+            from minitron.model.adapters import family_for  # late: the adapters import this module
 
-        return family_for(self.model_type)
+            family = _FAMILIES[self.model_type] = family_for(self.model_type)
+        return family
 
     def block_indices(self, kind: str) -> list[int]:
         return [i for i, c in enumerate(self.pattern) if c == kind]
@@ -138,15 +140,14 @@ class Architecture:
 
     def params_by_part(self) -> dict[str, int]:
         """Parameters split into embeddings, lm_head, final norm and each block type (all blocks of it)."""
-        counts = Counter(self.pattern)
+        family = self.family
         parts = {
             "embeddings": self.vocab * self.hidden,
-            "lm_head": self.family.lm_head_params(self),
+            "lm_head": family.lm_head_params(self),
             "final_norm": self.hidden,
         }
-        for kind, name in BLOCK_NAMES.items():
-            if counts.get(kind) or kind in self.family.block_kinds:
-                parts[name] = counts.get(kind, 0) * self.block_params(kind)
+        for kind in family.block_kinds:
+            parts[BLOCK_NAMES[kind]] = self.pattern.count(kind) * family.block_params(self, kind)
         return parts
 
     @property
@@ -221,6 +222,8 @@ class Architecture:
             "params": self.n_params,
         }
 
+
+_FAMILIES: dict = {}  # model_type -> family adapter, filled on first use
 
 PRUNABLE_AXES = frozenset({"hidden", "ffn", "attn_heads", "mamba_heads", "mamba_head_dim"})
 

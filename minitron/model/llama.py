@@ -141,6 +141,10 @@ class LlamaFamily(Family):
         mlp += (2 * arch.ffn + h) if arch.mlp_bias else 0
         return attention + mlp
 
+    def ffn_unit_params(self, arch: Architecture) -> int:
+        # gate and up rows + down column (+ gate and up biases) in every layer
+        return arch.n_blocks * (3 * arch.hidden + (2 if arch.mlp_bias else 0))
+
     # ---- tensor layout ------------------------------------------------------------------------
     def global_axes(self, arch: Architecture, key: str) -> tuple[Axis, ...] | None:
         if key.endswith(("embed_tokens.weight", "lm_head.weight")):

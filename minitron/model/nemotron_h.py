@@ -127,7 +127,7 @@ class NemotronHFamily(Family):
         h = arch.hidden
         norm = h
         if kind == MAMBA:
-            rows = sum(seg.size for seg in in_proj_layout(arch))
+            rows = 2 * arch.mamba_inner + 2 * arch.mamba_groups * arch.ssm_state + arch.mamba_heads  # in_proj_layout
             in_proj = h * rows + (rows if arch.mamba_proj_bias else 0)
             conv = arch.mamba_conv_dim * arch.conv_kernel + (arch.mamba_conv_dim if arch.conv_bias else 0)
             per_head = 3 * arch.mamba_heads  # dt_bias, A_log, D
@@ -142,6 +142,10 @@ class NemotronHFamily(Family):
             q_width, kv_width = arch.attn_heads * arch.head_dim, arch.kv_heads * arch.head_dim
             return norm + h * q_width + 2 * h * kv_width + q_width * h
         raise MinitronError(f"NemotronH has no {kind!r} blocks")
+
+    def ffn_unit_params(self, arch: Architecture) -> int:
+        # up_proj row + down_proj column (+ up bias) in every MLP block
+        return arch.count(MLP) * (2 * arch.hidden + (1 if arch.mlp_bias else 0))
 
     def lm_head_params(self, arch: Architecture) -> int:
         # transformers' NemotronHForCausalLM declares no tied weights (`_tied_weights_keys = {}`), so

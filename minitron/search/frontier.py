@@ -163,9 +163,7 @@ def enumerate_feasible(space: SearchSpace, constraint: Constraint) -> Enumeratio
                             )  # fmt: skip
                         except MinitronError:  # sizes the family's config refuses (Llama: hidden % heads)
                             continue
-                        # parameters per FFN unit (every MLP's rows and columns of one neuron): the
-                        # count is linear in ffn, whatever the family's MLP looks like
-                        per_ffn_params = dataclasses.replace(arch, ffn=arch.ffn + 1).n_params - arch.n_params
+                        per_ffn_params = arch.family.ffn_unit_params(arch)  # n_params is linear in ffn
                         mem = constraint.memory(arch)
                         if smallest_bytes is None or mem.total_bytes < smallest_bytes:
                             smallest_bytes, smallest_params = mem.total_bytes, arch.n_params

@@ -155,3 +155,11 @@ def test_preset_cache_tensors_on_the_meta_device(name):
         model = AutoModelForCausalLM.from_config(arch.to_hf_config(), dtype=torch.bfloat16)
         cache = model(torch.zeros(2, 16, dtype=torch.long), use_cache=True).cache
     assert _cache_bytes(cache) == estimate_memory(arch, context_tokens=16, batch=2).kv_cache_bytes
+
+
+@pytest.mark.parametrize("name", [*DENSE_CONFIGS, "nemotron"])
+def test_ffn_unit_params_is_the_slope_of_the_parameter_count(name, tiny_arch):
+    """What the search's closed-form FFN solve relies on."""
+    arch = tiny_arch if name == "nemotron" else dense_arch(name)
+    for a in (arch, arch.with_sizes(hidden=arch.hidden // 2).drop_blocks([0])):
+        assert a.with_sizes(ffn=a.ffn + 5).n_params - a.n_params == 5 * a.family.ffn_unit_params(a)
