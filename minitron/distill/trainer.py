@@ -32,7 +32,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -41,8 +40,10 @@ from typing import Any
 
 import torch
 
-from minitron.atomic import atomic_path, write_json, write_text
+from minitron.atomic import atomic_path, make_temp_dir, write_json, write_text
 from minitron.data import BatchStream, DataSpec, describe, token_batches
+from minitron.device import autocast as precision_autocast
+from minitron.device import check_precision, resolve_device
 from minitron.distill.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -56,7 +57,6 @@ from minitron.distill.objectives import NextTokenCE, Objective, loss_sums
 from minitron.distill.schedule import SCHEDULES, lr_multiplier
 from minitron.errors import MinitronError
 
-PRECISIONS = ("auto", "bf16", "fp32")
 # Fields that may change between an interrupted run and its resumption without changing the result.
 # `steps` may change too: with the WSD schedule, a run resumed inside its stable phase with a new length
 # ends exactly as a run asked for that length from the start.
@@ -127,8 +127,7 @@ class TrainConfig:
             raise MinitronError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if not 0 < self.decay_fraction <= 1:
             raise MinitronError(f"--decay-fraction must be in (0, 1], got {self.decay_fraction}")
-        if self.precision not in PRECISIONS:
-            raise MinitronError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_precision(self.precision)
         if self.grad_clip < 0:
             raise MinitronError(f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}")
         if self.stop_at_step is not None and not 0 < self.stop_at_step <= self.steps:
@@ -176,10 +175,8 @@ def train(
 
     objective = objective or NextTokenCE()
     out = Path(config.out).expanduser()
-    device = _device(config.device)
+    device = resolve_device(config.device)
     if launched_distributed():
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         init_from_env(str(device))
     rank, world = rank_and_world()
     if config.fsdp and world == 1:
@@ -193,7 +190,7 @@ def train(
     else:
         model_info = {"model": "in-memory", "params": sum(p.numel() for p in model.parameters())}
     model.to(device=device, dtype=torch.float32)
-    autocast = _autocast(config.precision, device)
+    autocast = precision_autocast(config.precision, device)
     setup = getattr(objective, "setup", None)
     if setup is not None:
         setup(device, fsdp=config.fsdp)
@@ -395,26 +392,6 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise MinitronError(f"--device: unknown device {name!r} (cpu, cuda, cuda:1, auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MinitronError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
-    return device
-
-
-def _autocast(precision: str, device: torch.device):
-    # bf16 autocast on CPUs without native bf16 is slower than fp32, so `auto` uses it on CUDA only.
-    use_bf16 = precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
 
 def _identity(objective, provenance: dict[str, Any] | None) -> dict[str, Any]:
@@ -645,8 +622,7 @@ def _save_final(out: Path, wrapped, model, tokenizer, fsdp: bool) -> Path:
         )
     final = out / "final"
     if rank_and_world()[0] == 0:
-        tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the model is an ordinary output directory
+        tmp = make_temp_dir(prefix=".final-", dir=out)
         try:
             unwrap(wrapped).save_pretrained(tmp, state_dict=state)
             tokenizer.save_pretrained(tmp)

@@ -176,6 +176,9 @@ def _proxy(space, scores):
 def run(config: SearchConfig, console=None) -> SearchResult:
     from rich.console import Console
 
+    from minitron.device import resolve_device
+
+    resolve_device(config.device)  # a device this machine lacks: one line, before any work
     # The table has 13 columns: when stdout is not a terminal (logs, pipes) do not squeeze it into 80.
     console = console or Console(width=None if sys.stdout.isatty() else 180)
     source, scores, space, constraint, enumeration = _prepare(config)
@@ -306,10 +309,12 @@ def _teacher_cache(config: SearchConfig, source, model):
 def _load(config: SearchConfig, source):
     import torch
 
+    from minitron.device import resolve_device
     from minitron.model.load import load_model
 
     torch.manual_seed(config.seed)
-    return load_model(source, dtype=config.eval_dtype, device=config.device, command="minitron search")
+    device = str(resolve_device(config.device))
+    return load_model(source, dtype=config.eval_dtype, device=device, command="minitron search")
 
 
 def _evaluator(config, model, scores, space, constraint, cache):
@@ -342,9 +347,11 @@ def _open(config, source, space, constraint, cache_key, worker: int):
 def _search(config, source, scores, space, constraint, enumeration, proxy, console) -> dict[str, Any]:
     import multiprocessing
 
+    from minitron.device import resolve_device
     from minitron.search.frontier import rank_by
     from minitron.search.study import TrialSpace, evaluated_trials, recover_dead_trials, run_worker
 
+    resolve_device(config.device)  # a device this machine lacks: one line, before anything is written
     config.out.mkdir(parents=True, exist_ok=True)
     model = _load(config, source)
     cache, key = _teacher_cache(config, source, model)
