@@ -57,6 +57,8 @@ from minitron.distill.objectives import NextTokenCE, Objective, loss_sums
 from minitron.distill.schedule import SCHEDULES, lr_multiplier
 from minitron.errors import MinitronError
 
+# Too little text for one sequence: what train, distill and compare can change.
+SHORT_DATA_HINT = "use more text, a shorter --seq-len or another --heldout-fraction"
 # Fields that may change between an interrupted run and its resumption without changing the result.
 # `steps` may change too: with the WSD schedule, a run resumed inside its stable phase with a new length
 # ends exactly as a run asked for that length from the start.
@@ -241,7 +243,7 @@ def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, sta
     if start["data"] is not None and "legacy" in start["data"]:
         stream = BatchStream.replayed(config.data, tokenizer, *start["data"]["legacy"])
     else:
-        stream = BatchStream(config.data, tokenizer, start["data"])
+        stream = BatchStream(config.data, tokenizer, start["data"], hint=SHORT_DATA_HINT)
     stop = config.stop_at_step or total_steps
     eval_metrics: dict[str, float] = {}
     loss_value = float("nan")
@@ -555,7 +557,7 @@ def _heldout_batches(config: TrainConfig, tokenizer) -> list[torch.Tensor]:
     spec = dataclasses.replace(
         config.data, split="heldout", samples=config.eval_batches * config.data.batch_size
     )
-    return list(token_batches(spec, tokenizer))
+    return list(token_batches(spec, tokenizer, hint=SHORT_DATA_HINT))
 
 
 @torch.no_grad()

@@ -40,6 +40,21 @@ def test_train_command_errors_are_one_line(tmp_path):
         assert result.exit_code == 1 and "CUDA" in result.output and not (tmp_path / "run").exists()
 
 
+def test_unusable_data_is_one_line_naming_train_options_and_leaves_out_empty(tmp_path, corpus, tokenizer, make_model):
+    ckpt = tmp_path / "ckpt"
+    make_model(0).save_pretrained(ckpt)
+    tokenizer.save_pretrained(ckpt)
+    out = tmp_path / "run"
+    args = ["train", str(ckpt), "--data", str(corpus), "--seq-len", "100000", "--out", str(out), "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: data '{corpus}': the heldout split has fewer than --seq-len 100000 tokens; "
+        "use more text, a shorter --seq-len or another --heldout-fraction"
+    ]
+    assert not (out / "train_config.json").exists() and not (out.exists() and any(out.iterdir()))
+
+
 def test_train_help():
     result = CliRunner().invoke(app, ["train", "--help"])
     assert result.exit_code == 0 and "--resume" in result.output
