@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -114,12 +115,20 @@ def test_eval_tasks_scores_three_models_side_by_side_and_skips_when_done(
 
 
 def test_without_eval_tasks_the_stage_is_off(run_file, stand_in_stages, tmp_path):
-    out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["run", str(run_file), "--out", str(out)])
+    out = tmp_path / "runs" / "run"
+    umask = os.umask(0o027)
+    try:
+        result = CliRunner().invoke(app, ["run", str(run_file), "--out", str(out)])
+    finally:
+        os.umask(umask)
     assert result.exit_code == 0, result.output
     assert stand_in_stages == ["score", "search", "prune", "distill"]
     assert "evaluate: off (no eval-tasks)" in result.output
     assert "## Benchmarks" not in (out / "report.md").read_text()
+    # The run's own directories have plain mkdir modes (0777 less the umask).
+    assert {p.name: p.stat().st_mode & 0o777 for p in (out.parent, out, out / ".stages")} == {
+        "runs": 0o750, "run": 0o750, ".stages": 0o750
+    }  # fmt: skip
 
 
 def test_eval_tasks_from_the_run_file(run_file, task_yaml, stand_in_stages, tmp_path):
