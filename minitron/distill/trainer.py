@@ -32,6 +32,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -40,7 +41,7 @@ from typing import Any
 
 import torch
 
-from minitron.atomic import atomic_path, make_temp_dir, write_json, write_text
+from minitron.atomic import atomic_path, json_text, make_temp_dir, write_json, write_text
 from minitron.data import BatchStream, DataSpec, describe, token_batches
 from minitron.device import autocast as precision_autocast
 from minitron.device import check_precision, resolve_device
@@ -215,6 +216,11 @@ def train(
     )
     created = not out.exists()
     identity = _identity(objective, provenance)
+    if not config.resume and _same_run_again(out, config, objective, model_info, provenance):
+        # The same command on its own --out (a rerun of a finished or killed command) continues it.
+        if rank == 0:
+            print(f"note: --out {out} holds this same run; continuing it (as --resume)", file=sys.stderr)
+        config = dataclasses.replace(config, resume=True)
     start = _start_state(config, out, wrapped, optimizer, scheduler, identity)
     try:
         return _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, start, heldout,
@@ -530,14 +536,9 @@ def _config_json(config: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(config)))
 
 
-def _write_run_header(
-    out: Path, config, objective, model_info, provenance, fresh: bool, world: int = 1
-) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    if not fresh:
-        return
+def _run_header(config, objective, model_info, provenance, world: int = 1) -> dict[str, Any]:
     describe_objective = getattr(objective, "describe", None)
-    header = {
+    return {
         "config": _config_json(config),
         "world_size": world,
         "global_batch_sequences": config.data.batch_size * config.grad_accum * world,
@@ -547,7 +548,34 @@ def _write_run_header(
         "model": model_info,
         **({"provenance": provenance} if provenance else {}),
     }
-    write_json(out / "train_config.json", header)
+
+
+def _write_run_header(
+    out: Path, config, objective, model_info, provenance, fresh: bool, world: int = 1
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        write_json(out / "train_config.json", _run_header(config, objective, model_info, provenance, world))
+
+
+def _same_run_again(out: Path, config, objective, model_info, provenance) -> bool:
+    """True when `out` holds a checkpointed run started by this very command: same settings, model,
+    data, objective and teacher (what its train_config.json records; the process count may differ)."""
+    header_path = out / "train_config.json"
+    if not header_path.is_file() or latest_checkpoint(out) is None:
+        return False
+    try:
+        saved = json.loads(header_path.read_text())
+    except (OSError, ValueError):
+        return False
+    now = json.loads(json_text(_run_header(config, objective, model_info, provenance)))
+    student = (now.get("provenance") or {}).get("student_source") or {}
+    if not (now["model"].get("fingerprint") or student.get("fingerprint")):
+        return False  # an in-memory model: nothing says its weights are the ones the run started from
+    ignored = {"world_size", "global_batch_sequences"}
+    for header in (saved, now):
+        header["config"] = {k: v for k, v in header.get("config", {}).items() if k not in ("resume", "progress")}
+    return {k: v for k, v in saved.items() if k not in ignored} == {k: v for k, v in now.items() if k not in ignored}
 
 
 # ---- data ----------------------------------------------------------------------------------------
