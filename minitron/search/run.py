@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -30,7 +31,10 @@ def parse_params(text: str | None, flag: str, source_params: int) -> int | None:
     if not match:
         raise MinitronError(f"{flag}: cannot read {text!r}; write 8.9B, 500M, 7e9, 72% or a count")
     scale = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9}[match[2].lower()]
-    value = int(float(match[1]) * scale)
+    number = float(match[1]) * scale
+    if not math.isfinite(number):
+        raise MinitronError(f"{flag}: {text!r} is too large to be a parameter count such as 8.9B or 500M")
+    value = int(number)
     if value < 1:
         raise MinitronError(f"{flag}: must be positive, got {text!r}")
     return value
