@@ -718,7 +718,7 @@ def run_command(
     out: str = typer.Option(None, "--out", help="Run directory (default: the file's `out`, else runs/run)."),
     eval_tasks: str = EVAL_TASKS_OPTION,
 ) -> None:
-    """The whole job from one file: score -> search -> compare -> prune -> distill, and a report.
+    """The whole job from one file: score -> search -> compare -> prune -> distill (-> evaluate), and a report.
 
     Each stage's outputs go to a subfolder of the run directory; running the same file again skips
     the stages already done with the same inputs and resumes an interrupted one.
