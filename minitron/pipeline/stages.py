@@ -150,6 +150,13 @@ def preflight(config: RunConfig) -> None:
     """What would only fail hours in, checked before the first stage: each stage's devices exist, and
     with eval-tasks, lm-eval is installed and the task files are there."""
     from minitron.device import resolve_device
+    from minitron.importance.distributed import launched_distributed
+
+    if launched_distributed():
+        raise MinitronError(
+            "minitron run runs its stages one after another in one process; run it without torchrun "
+            "(or run the stages by hand under torchrun: minitron score, distill and train take it)"
+        )
 
     where = config.source or "run file"
     for stage, stage_options in config.stages.items():

@@ -173,3 +173,12 @@ def test_eval_task_mistakes_are_one_line_before_any_stage(run_file, stand_in_sta
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
     assert stand_in_stages == [] and not out.exists()
+
+
+def test_run_refuses_torchrun_before_any_stage(run_file, stand_in_stages, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(run_file), "--out", str(out)])
+    assert result.exit_code == 1
+    assert len(result.output.strip().splitlines()) == 1 and "run it without torchrun" in result.output
+    assert stand_in_stages == [] and not out.exists()
