@@ -468,7 +468,7 @@ def search(
     seq_len: int = typer.Option(256, "--seq-len", help="Tokens per evaluation sequence."),
     batch_size: int = typer.Option(4, "--batch-size", help="Sequences per evaluation forward."),
     top_k: int = typer.Option(64, "--top-k", help="Teacher log-probabilities kept per token."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N]."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 or auto (cuda when available)."),
 ) -> None:
     """Search the architectures that fit a memory budget; rank them against the teacher."""
     from minitron.prune.target import parse_block_list
@@ -681,6 +681,14 @@ def _stage_options() -> dict[str, dict]:
     return options
 
 
+EVAL_TASKS_OPTION = typer.Option(
+    None,
+    "--eval-tasks",
+    help="Also score teacher, pruned and distilled models on these lm-eval tasks (comma-separated names "
+    "or local task YAML files; needs pip install 'minitron[eval]'); wins over the file's eval-tasks.",
+)
+
+
 def _invoke(argv: list[str]) -> int:
     """Run one `minitron ...` command line in this process; its exit code."""
     import click
@@ -693,11 +701,11 @@ def _invoke(argv: list[str]) -> int:
     return result if isinstance(result, int) else 0
 
 
-def _run_pipeline(config_file: str, out: str | None) -> None:
+def _run_pipeline(config_file: str, out: str | None, eval_tasks: str | None) -> None:
     from minitron.pipeline import load_run_config, run_pipeline
 
     options = _stage_options()
-    config = load_run_config(config_file, options, out=out)
+    config = load_run_config(config_file, options, out=out, eval_tasks=eval_tasks)
     code = run_pipeline(config, options, _invoke)
     if code:
         raise typer.Exit(code)
@@ -708,24 +716,26 @@ def _run_pipeline(config_file: str, out: str | None) -> None:
 def run_command(
     config: str = typer.Argument(..., help="Run file (TOML): teacher, data, and any option of any stage."),
     out: str = typer.Option(None, "--out", help="Run directory (default: the file's `out`, else runs/run)."),
+    eval_tasks: str = EVAL_TASKS_OPTION,
 ) -> None:
-    """The whole job from one file: score -> search -> compare -> prune -> distill, and a report.
+    """The whole job from one file: score -> search -> compare -> prune -> distill (-> evaluate), and a report.
 
     Each stage's outputs go to a subfolder of the run directory; running the same file again skips
     the stages already done with the same inputs and resumes an interrupted one.
     """
-    _run_pipeline(config, out)
+    _run_pipeline(config, out, eval_tasks)
 
 
 @app.command()
 @friendly
 def demo(
     out: str = typer.Option("runs/demo", "--out", help="Run directory."),
+    eval_tasks: str = EVAL_TASKS_OPTION,
 ) -> None:
     """The whole job on the built-in tiny teacher and corpus (minitron/assets/demo.toml), a few minutes on a CPU."""
     from minitron.model.load import ASSETS_DIR
 
-    _run_pipeline(str(ASSETS_DIR / "demo.toml"), out)
+    _run_pipeline(str(ASSETS_DIR / "demo.toml"), out, eval_tasks)
 
 @app.command()
 @friendly
@@ -777,13 +787,13 @@ def compare(
     device: str = DEVICE_OPTION,
 ) -> None:
     """Prune the top candidates of a search, distil each the same way, and rank them again."""
+    from minitron.device import resolve_device
     from minitron.distill import TrainConfig
     from minitron.distill.compare import CompareConfig
     from minitron.distill.compare import compare as run_compare
     from minitron.distill.losses import KDLoss
-    from minitron.distill.run import _check_device
 
-    _check_device(device)
+    resolve_device(device)  # a device this machine lacks: one line, before anything is loaded
     spec = _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed)
     run_compare(
         CompareConfig(

@@ -42,6 +42,9 @@ BUILTIN = "builtin"
 BUILTIN_CORPUS = Path(str(resources.files("minitron"))) / "assets" / "corpus" / "python-stdlib.jsonl.xz"
 DEFAULT_GLOB = "**/*.txt,**/*.md,**/*.rst,**/*.py,**/*.jsonl,**/*.parquet"
 SPLITS = ("train", "heldout")
+# What to do about too little text, in the options every command that reads text has; a command with
+# more (train's --heldout-fraction) passes its own hint.
+SHORT_DATA_HINT = "use more text or a shorter --seq-len"
 
 JSONL_SUFFIXES = (".jsonl", ".json")
 COMPRESSED = {".gz": gzip.open, ".xz": lzma.open}  # read transparently: data.jsonl.gz, notes.txt.xz
@@ -97,10 +100,11 @@ def documents(spec: DataSpec) -> Iterator[str]:
             yield text
 
 
-def token_batches(spec: DataSpec, tokenizer) -> Iterator[Any]:
+def token_batches(spec: DataSpec, tokenizer, hint: str = SHORT_DATA_HINT) -> Iterator[Any]:
     """(batch_size, seq_len) int64 tensors of packed token ids; the same batches for the same spec.
 
-    The last batch may hold fewer sequences; sequences are never padded.
+    The last batch may hold fewer sequences; sequences are never padded. Too little text for one
+    sequence is an error that ends with `hint` (what the running command's options can do about it).
     """
     import torch
 
@@ -117,10 +121,13 @@ def token_batches(spec: DataSpec, tokenizer) -> Iterator[Any]:
     if batch:
         yield torch.tensor(batch, dtype=torch.int64)
     if produced == 0:
-        raise MinitronError(
-            f"data '{spec.source}': the {spec.split} split has fewer than --seq-len {spec.seq_len} tokens; "
-            "use more text, a shorter --seq-len or another --heldout-fraction"
-        )
+        raise too_short(spec, hint)
+
+
+def too_short(spec: DataSpec, hint: str) -> MinitronError:
+    return MinitronError(
+        f"data '{spec.source}': the {spec.split} split has fewer than --seq-len {spec.seq_len} tokens; {hint}"
+    )
 
 
 def describe(spec: DataSpec) -> dict[str, Any]:
@@ -450,8 +457,10 @@ class BatchStream:
     by the shuffle buffer (`SHUFFLE_SEQUENCES` x seq_len tokens), whatever the position.
     """
 
-    def __init__(self, spec: DataSpec, tokenizer, state: dict[str, Any] | None = None):
-        self.spec, self.tokenizer = spec, tokenizer
+    def __init__(
+        self, spec: DataSpec, tokenizer, state: dict[str, Any] | None = None, hint: str = SHORT_DATA_HINT
+    ):
+        self.spec, self.tokenizer, self.hint = spec, tokenizer, hint
         if tokenizer.eos_token_id is None:
             raise MinitronError("the tokenizer has no EOS token; packing needs one between documents")
         if state is None:
@@ -495,10 +504,7 @@ class BatchStream:
             if batch:
                 return torch.tensor(batch, dtype=torch.int64)
             if self.produced == 0:
-                raise MinitronError(
-                    f"data '{self.spec.source}': the {self.spec.split} split has fewer than --seq-len "
-                    f"{self.spec.seq_len} tokens; use more text, a shorter --seq-len or another --heldout-fraction"
-                )
+                raise too_short(self.spec, self.hint)
             self._start_epoch(self.epoch + 1)
 
     def _next_sequence(self) -> list[int] | None:

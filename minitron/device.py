@@ -1,9 +1,11 @@
-"""Which device and precision a command runs on: one parser for every --device flag.
+"""Which device and precision a command runs on: the one parser of every --device flag.
 
-`resolve_device("auto")` is the local rank's CUDA device when CUDA is there, else the CPU; a device
-that this machine does not have is one clear error naming the flag, not a CUDA traceback later.
-`autocast(precision, device)`: `auto` means bfloat16 autocast where the hardware computes in bf16
-natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), float32 elsewhere.
+`resolve_device("auto")` is this process's CUDA device (cuda:LOCAL_RANK under torchrun) when CUDA is
+there, else the CPU; a plain `cuda` is also this process's device. A device that this machine does not
+have is one clear error naming the flag, before anything is loaded, not a CUDA traceback later.
+`autocast(precision, device)`: `auto` means bfloat16 autocast on CUDA devices that compute in bf16,
+float32 elsewhere (on CPUs without bf16 units bf16 autocast is slower than float32, and on CPUs with
+them it would change a run's numbers between machines).
 """
 
 from __future__ import annotations
@@ -19,40 +21,33 @@ PRECISIONS = ("auto", "bf16", "fp32")
 
 def resolve_device(name: str, flag: str = "--device") -> torch.device:
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-        return torch.device("cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
         raise MinitronError(f"{flag}: unknown device {name!r} (cpu, cuda, cuda:1, auto)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise MinitronError(f"{flag} {name}: this machine has no CUDA device (use --device cpu or auto)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise MinitronError(
-                f"{flag} {name}: this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0 ..)"
-            )
-    elif device.type not in ("cpu", "cuda"):
+            raise MinitronError(f"{flag} {name}: this machine has no CUDA device (use cpu or auto)")
+        count = torch.cuda.device_count()
+        if device.index is None:  # each torchrun process on its own GPU
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % count)
+        if device.index >= count:
+            raise MinitronError(f"{flag} {name}: this machine has {count} CUDA device(s) (cuda:0 ..)")
+    elif device.type != "cpu":
         raise MinitronError(f"{flag}: {device.type!r} is not supported (cpu, cuda, cuda:1, auto)")
     return device
 
 
-def native_bf16(device: torch.device) -> bool:
-    """True where bfloat16 matmuls run in hardware, so bf16 autocast is faster than float32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        probes = torch.cpu
-        return bool(probes._is_avx512_bf16_supported() or probes._is_amx_tile_supported())
-    except AttributeError:  # an older torch without the probes: stay in float32
-        return False
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise MinitronError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
 def uses_bf16(precision: str, device: torch.device) -> bool:
-    if precision not in PRECISIONS:
-        raise MinitronError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return precision == "bf16" or (precision == "auto" and native_bf16(device))
+    check_precision(precision)
+    native = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return precision == "bf16" or (precision == "auto" and native)
 
 
 def autocast(precision: str, device: torch.device):

@@ -60,25 +60,15 @@ class EvalConfig:
             raise MinitronError(f"--num-fewshot: {self.num_fewshot} must be >= 0")
 
 
-def _require_lm_eval() -> None:
+def lm_eval_installed() -> bool:
     import importlib.util
 
-    if importlib.util.find_spec("lm_eval") is None:
+    return importlib.util.find_spec("lm_eval") is not None
+
+
+def _require_lm_eval() -> None:
+    if not lm_eval_installed():
         raise MinitronError(INSTALL_HINT)
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise MinitronError(f"--device: unknown device {name!r} (cpu, cuda, cuda:1, auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MinitronError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
-    return name
 
 
 def _task_names(config: EvalConfig, task_manager) -> list[str]:
@@ -122,13 +112,14 @@ def run(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local tasks and models only: never wait on the Hub
+    from minitron.device import resolve_device
     from minitron.model.load import load_model, load_tokenizer, resolve_model
 
     sources = [resolve_model(m) for m in config.models]
     for source in sources:
         source.require_weights("evaluate")
         source.safetensors_files()
-    device = _device(config.device)
+    device = str(resolve_device(config.device))
 
     import lm_eval
     from lm_eval.models.huggingface import HFLM

@@ -115,3 +115,16 @@ def test_flags_show_as_flags_and_defaults_in_help_stay_text():
     assert "(default: the compute dtype" in flat and "(default: float32 for transformers" in flat
     score = " ".join(CliRunner().invoke(app, ["score", "--help"]).stdout.split())
     assert "(default: .txt .md .rst .py .jsonl .parquet files, recursively)" in score
+
+
+@pytest.mark.parametrize("path", [p for p in COMMANDS if any("--json" in q.opts for q in find(p).params)], ids=" ".join)
+def test_json_is_a_flag_everywhere(path):
+    out = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"}).stdout
+    json_line = next(line for line in out.splitlines() if line.strip().startswith("--json"))
+    assert json_line.split()[1][0] not in "<[" and "BOOLEAN" not in json_line, json_line
+
+
+def test_search_defaults_in_help_stay_text():
+    flat = " ".join(CliRunner().invoke(app, ["search", "--help"]).stdout.split())
+    assert "KV cache dtype [default: the compute dtype]" in flat
+    assert "Mamba SSM state dtype [default: per engine]" in flat

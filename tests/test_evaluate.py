@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 
 import pytest
-from tiny_models import TINY, randomize_
 from typer.testing import CliRunner
 
 from minitron.cli import app
-from minitron.data import train_bpe_tokenizer
 from minitron.evaluate import INSTALL_HINT, EvalConfig, run
-from minitron.model.load import build_model
 
 pytest.importorskip("lm_eval")
 
 runner = CliRunner()
 METRIC_KEYS = {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr"}
-
-# Doubling: the right continuation is the first choice; a trained model can be made to prefer it.
-ITEMS = [{"q": f"{i} plus {i} is", "choices": [f" {2 * i}", f" {2 * i + 1}"], "label": 0} for i in range(8)]
 
 
 @pytest.fixture(autouse=True)
@@ -33,37 +26,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture
-def task_yaml(tmp_path):
-    data = tmp_path / "task" / "doubling.jsonl"
-    data.parent.mkdir()
-    data.write_text("".join(json.dumps(item) + "\n" for item in ITEMS))
-    path = data.with_suffix(".yaml")
-    path.write_text(
-        "task: minitron_doubling\n"
-        "dataset_path: json\n"
-        f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
-        "test_split: test\n"
-        "output_type: multiple_choice\n"
-        'doc_to_text: "{{q}}"\n'
-        'doc_to_choice: "{{choices}}"\n'
-        'doc_to_target: "{{label}}"\n'
-        "metric_list:\n  - metric: acc\n  - metric: acc_norm\n"
-    )
-    return path
-
-
-@pytest.fixture
-def random_checkpoint(tmp_path):
-    """A tiny random NemotronH with a small BPE tokenizer, saved as a HF checkpoint directory."""
-    tokenizer = train_bpe_tokenizer([f"{i} plus {i} is {2 * i}" for i in range(200)], vocab_size=120)
-    model = randomize_(build_model(dataclasses.replace(TINY, vocab=len(tokenizer)), seed=0), seed=0)
-    path = tmp_path / "random"
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def test_random_model_scores_the_same_twice(random_checkpoint, task_yaml, tmp_path):
@@ -104,7 +66,7 @@ def test_cli_puts_two_models_side_by_side(random_checkpoint, task_yaml, tmp_path
         (["--limit", "0"], "--limit"),
         (["--limit", "-3"], "--limit"),
         (["--limit", "1e400"], "--limit"),
-        (["--device", "cuda"], "CUDA is not available"),
+        (["--device", "cuda"], "no CUDA device"),
     ],
 )
 def test_bad_options_are_one_line(task_yaml, tmp_path, extra, message):

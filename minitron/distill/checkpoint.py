@@ -16,13 +16,12 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from minitron.atomic import write_text
+from minitron.atomic import make_temp_dir, write_text
 from minitron.errors import MinitronError
 
 CHECKPOINTS = "checkpoints"
@@ -56,7 +55,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], sharded=Non
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    tmp = make_temp_dir(prefix=f".{name}-", dir=root)
     return _publish(root, name, tmp, state)
 
 

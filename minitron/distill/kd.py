@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from minitron.device import resolve_device
 from minitron.distill.losses import IGNORE, KDLoss, chunked_kd_sums
 from minitron.errors import MinitronError
 
@@ -102,7 +103,7 @@ class Distillation:
 
     def setup(self, device: torch.device, fsdp: bool = False) -> None:
         """Freeze the teacher on its device, in its dtype (bf16 on CUDA by default), sharded under FSDP2."""
-        teacher_device = torch.device(self.teacher_device) if self.teacher_device else device
+        teacher_device = resolve_device(self.teacher_device, "--teacher-device") if self.teacher_device else device
         dtype = self.teacher_dtype
         if dtype == "auto":
             dtype = "bfloat16" if teacher_device.type == "cuda" else "float32"

@@ -33,13 +33,14 @@ def distill(
     """Distil `config.teacher` into the student (`config.train.model`, or the in-memory `student`)."""
     import torch
 
+    from minitron.device import resolve_device
     from minitron.distill.kd import Distillation, shared_vocab
     from minitron.distill.trainer import train
     from minitron.model.load import load_model, load_tokenizer, resolve_model
 
-    _check_device(config.train.device)
+    resolve_device(config.train.device)  # a device this machine lacks fails here, before any loading
     if config.teacher_device:
-        _check_device(config.teacher_device, "--teacher-device")
+        resolve_device(config.teacher_device, "--teacher-device")
     teacher_source = resolve_model(config.teacher)
     teacher_source.require_weights("minitron distill")
     if student is None:
@@ -64,19 +65,6 @@ def distill(
     }  # fmt: skip
     torch.manual_seed(config.train.seed)
     return train(config.train, objective=objective, model=student, tokenizer=tokenizer, provenance=provenance)
-
-
-def _check_device(name: str, flag: str = "--device") -> None:
-    import torch
-
-    if name == "auto":
-        return
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise MinitronError(f"{flag}: unknown device {name!r} (cpu, cuda, cuda:1, auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MinitronError(f"{flag} {name}: CUDA is not available on this machine (use cpu or auto)")
 
 
 def replace_train(config: DistillConfig, **changes) -> DistillConfig:

@@ -32,7 +32,7 @@ import json
 import math
 import os
 import shutil
-import tempfile
+import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -41,8 +41,10 @@ from typing import Any
 
 import torch
 
-from minitron.atomic import atomic_path, write_json, write_text
+from minitron.atomic import atomic_path, json_text, make_temp_dir, write_json, write_text
 from minitron.data import BatchStream, DataSpec, describe, token_batches
+from minitron.device import autocast as precision_autocast
+from minitron.device import check_precision, resolve_device
 from minitron.distill.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -56,7 +58,8 @@ from minitron.distill.objectives import NextTokenCE, Objective, loss_sums
 from minitron.distill.schedule import SCHEDULES, lr_multiplier
 from minitron.errors import MinitronError
 
-PRECISIONS = ("auto", "bf16", "fp32")
+# Too little text for one sequence: what train, distill and compare can change.
+SHORT_DATA_HINT = "use more text, a shorter --seq-len or another --heldout-fraction"
 # Fields that may change between an interrupted run and its resumption without changing the result.
 # `steps` may change too: with the WSD schedule, a run resumed inside its stable phase with a new length
 # ends exactly as a run asked for that length from the start.
@@ -127,8 +130,7 @@ class TrainConfig:
             raise MinitronError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if not 0 < self.decay_fraction <= 1:
             raise MinitronError(f"--decay-fraction must be in (0, 1], got {self.decay_fraction}")
-        if self.precision not in PRECISIONS:
-            raise MinitronError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_precision(self.precision)
         if self.grad_clip < 0:
             raise MinitronError(f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}")
         if self.stop_at_step is not None and not 0 < self.stop_at_step <= self.steps:
@@ -176,10 +178,8 @@ def train(
 
     objective = objective or NextTokenCE()
     out = Path(config.out).expanduser()
-    device = _device(config.device)
+    device = resolve_device(config.device)
     if launched_distributed():
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         init_from_env(str(device))
     rank, world = rank_and_world()
     if config.fsdp and world == 1:
@@ -193,7 +193,7 @@ def train(
     else:
         model_info = {"model": "in-memory", "params": sum(p.numel() for p in model.parameters())}
     model.to(device=device, dtype=torch.float32)
-    autocast = _autocast(config.precision, device)
+    autocast = precision_autocast(config.precision, device)
     setup = getattr(objective, "setup", None)
     if setup is not None:
         setup(device, fsdp=config.fsdp)
@@ -216,6 +216,11 @@ def train(
     )
     created = not out.exists()
     identity = _identity(objective, provenance)
+    if not config.resume and _same_run_again(out, config, objective, model_info, provenance):
+        # The same command on its own --out (a rerun of a finished or killed command) continues it.
+        if rank == 0:
+            print(f"note: --out {out} holds this same run; continuing it (as --resume)", file=sys.stderr)
+        config = dataclasses.replace(config, resume=True)
     start = _start_state(config, out, wrapped, optimizer, scheduler, identity)
     try:
         return _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, start, heldout,
@@ -244,7 +249,7 @@ def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, sta
     if start["data"] is not None and "legacy" in start["data"]:
         stream = BatchStream.replayed(config.data, tokenizer, *start["data"]["legacy"])
     else:
-        stream = BatchStream(config.data, tokenizer, start["data"])
+        stream = BatchStream(config.data, tokenizer, start["data"], hint=SHORT_DATA_HINT)
     stop = config.stop_at_step or total_steps
     eval_metrics: dict[str, float] = {}
     loss_value = float("nan")
@@ -397,26 +402,6 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise MinitronError(f"--device: unknown device {name!r} (cpu, cuda, cuda:1, auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MinitronError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
-    return device
-
-
-def _autocast(precision: str, device: torch.device):
-    # bf16 autocast on CPUs without native bf16 is slower than fp32, so `auto` uses it on CUDA only.
-    use_bf16 = precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
-
-
 def _identity(objective, provenance: dict[str, Any] | None) -> dict[str, Any]:
     """What else a resumed run must share with its checkpoint: the objective, its settings, the teacher."""
     describe_objective = getattr(objective, "describe", None)
@@ -551,14 +536,9 @@ def _config_json(config: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(config)))
 
 
-def _write_run_header(
-    out: Path, config, objective, model_info, provenance, fresh: bool, world: int = 1
-) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    if not fresh:
-        return
+def _run_header(config, objective, model_info, provenance, world: int = 1) -> dict[str, Any]:
     describe_objective = getattr(objective, "describe", None)
-    header = {
+    return {
         "config": _config_json(config),
         "world_size": world,
         "global_batch_sequences": config.data.batch_size * config.grad_accum * world,
@@ -568,7 +548,34 @@ def _write_run_header(
         "model": model_info,
         **({"provenance": provenance} if provenance else {}),
     }
-    write_json(out / "train_config.json", header)
+
+
+def _write_run_header(
+    out: Path, config, objective, model_info, provenance, fresh: bool, world: int = 1
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        write_json(out / "train_config.json", _run_header(config, objective, model_info, provenance, world))
+
+
+def _same_run_again(out: Path, config, objective, model_info, provenance) -> bool:
+    """True when `out` holds a checkpointed run started by this very command: same settings, model,
+    data, objective and teacher (what its train_config.json records; the process count may differ)."""
+    header_path = out / "train_config.json"
+    if not header_path.is_file() or latest_checkpoint(out) is None:
+        return False
+    try:
+        saved = json.loads(header_path.read_text())
+    except (OSError, ValueError):
+        return False
+    now = json.loads(json_text(_run_header(config, objective, model_info, provenance)))
+    student = (now.get("provenance") or {}).get("student_source") or {}
+    if not (now["model"].get("fingerprint") or student.get("fingerprint")):
+        return False  # an in-memory model: nothing says its weights are the ones the run started from
+    ignored = {"world_size", "global_batch_sequences"}
+    for header in (saved, now):
+        header["config"] = {k: v for k, v in header.get("config", {}).items() if k not in ("resume", "progress")}
+    return {k: v for k, v in saved.items() if k not in ignored} == {k: v for k, v in now.items() if k not in ignored}
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -578,7 +585,7 @@ def _heldout_batches(config: TrainConfig, tokenizer) -> list[torch.Tensor]:
     spec = dataclasses.replace(
         config.data, split="heldout", samples=config.eval_batches * config.data.batch_size
     )
-    return list(token_batches(spec, tokenizer))
+    return list(token_batches(spec, tokenizer, hint=SHORT_DATA_HINT))
 
 
 @torch.no_grad()
@@ -645,8 +652,7 @@ def _save_final(out: Path, wrapped, model, tokenizer, fsdp: bool) -> Path:
         )
     final = out / "final"
     if rank_and_world()[0] == 0:
-        tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the model is an ordinary output directory
+        tmp = make_temp_dir(prefix=".final-", dir=out)
         try:
             unwrap(wrapped).save_pretrained(tmp, state_dict=state)
             tokenizer.save_pretrained(tmp)

@@ -80,18 +80,6 @@ class ScoreConfig:
         return self.out.with_name(self.out.stem + "-depth.png")
 
 
-def _device(requested: str) -> str:
-    import os
-
-    import torch
-
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return "cpu"
-
-
 def run(config: ScoreConfig) -> Scores:
     """Score a checkpoint and write the scores file (+ JSON summary and depth plot) on rank 0."""
     import torch
@@ -99,6 +87,7 @@ def run(config: ScoreConfig) -> Scores:
     from minitron import __version__
     from minitron.atomic import write_json
     from minitron.data import DataSpec, describe, token_batches
+    from minitron.device import resolve_device
     from minitron.importance import distributed
     from minitron.importance.batches import n_samples
     from minitron.importance.progress import progress_bar
@@ -107,10 +96,10 @@ def run(config: ScoreConfig) -> Scores:
     from minitron.importance.width import score_width
     from minitron.model.load import load_model, load_tokenizer, resolve_model
 
+    device = str(resolve_device(config.device))
     source = resolve_model(config.model)
     source.require_weights("minitron score")
     arch = source.architecture
-    device = _device(config.device)
     dtype = (
         config.dtype if config.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
     )

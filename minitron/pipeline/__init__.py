@@ -1,5 +1,6 @@
 """`minitron run CONFIG.toml` and `minitron demo`: the whole job, score -> search -> compare -> prune ->
-distill, from one file, into one run directory, resumable stage by stage, ending in a report.
+distill (-> lm-eval benchmarks with eval-tasks), from one file, into one run directory, resumable
+stage by stage, ending in a report.
 
 config.py   the TOML file -> one command line per stage (keys are the commands' own option names)
 stages.py   which stages, their inputs and outputs, and when a stage can be skipped

@@ -21,11 +21,16 @@
     [distill]
     steps = 200
 
+    eval-tasks = "hellaswag,./my_task.yaml"   # lm-eval on teacher, pruned and distilled (also --eval-tasks)
+    [evaluate]                    # the other options of `minitron evaluate`
+    limit = 100
+
 Keys are the commands' long options without dashes (`seq-len` or `seq_len`): `minitron score --help`
 lists what [score] takes. So a CLI option and its config key are one definition, and a misspelt key
 is an error that names the nearest real one. The run sets the paths that chain the stages (model
-arguments, --out, --scores, --candidate, --rank, --resume, --overwrite); a file that sets them is
-refused.
+arguments, --out, --scores, --candidate, --rank, --resume, --overwrite, evaluate's --tasks); a file
+that sets them is refused. Like `out`, `eval-tasks` is an option of `minitron run` itself: the
+command line wins over the file, and without it (or lm-eval) the evaluate stage is off.
 """
 
 from __future__ import annotations
@@ -40,10 +45,10 @@ import tomllib
 
 from minitron.errors import MinitronError
 
-STAGES = ("score", "search", "compare", "prune", "distill")
+STAGES = ("score", "search", "compare", "prune", "distill", "evaluate")
 # Options the run itself sets to chain the stages; a run file may not set them.
-MANAGED = {"out", "scores", "candidate", "candidates", "rank", "resume", "overwrite", "stop_at_step"}
-TOP_LEVEL = {"teacher", "out"}
+MANAGED = {"out", "scores", "candidate", "candidates", "rank", "resume", "overwrite", "stop_at_step", "tasks"}
+TOP_LEVEL = {"teacher", "out", "eval_tasks"}
 
 
 @dataclass(frozen=True)
@@ -64,18 +69,26 @@ class RunConfig:
     out: Path
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> {option name: value}
     source: str = ""  # where it was read from
+    eval_tasks: str | None = None  # lm-eval tasks (comma-separated) for the evaluate stage; None = off
 
     def enabled(self, stage: str) -> bool:
+        if stage == "evaluate":
+            return self.eval_tasks is not None
         return not (stage == "compare" and self.stages.get("compare", {}).get("top", 3) == 0)
 
     def to_json(self) -> dict[str, Any]:
-        return {"teacher": self.teacher, "out": str(self.out), "source": self.source, "stages": self.stages}
+        return {"teacher": self.teacher, "out": str(self.out), "source": self.source,
+                "eval_tasks": self.eval_tasks, "stages": self.stages}  # fmt: skip
 
 
 def load_run_config(
-    path: str | Path, options: Mapping[str, Mapping[str, Option]], out: str | None = None
+    path: str | Path,
+    options: Mapping[str, Mapping[str, Option]],
+    out: str | None = None,
+    eval_tasks: str | None = None,
 ) -> RunConfig:
-    """Read and validate a run file against the stages' options (`options[stage][name]`)."""
+    """Read and validate a run file against the stages' options (`options[stage][name]`); `out` and
+    `eval_tasks` are `minitron run`'s own options, which win over the file's."""
     path = Path(path)
     if not path.is_file():
         raise MinitronError(f"{path}: no such run file")
@@ -83,22 +96,27 @@ def load_run_config(
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise MinitronError(f"{path}: not a valid TOML file ({e})") from None
-    return resolve(raw, options, source=str(path), out=out)
+    return resolve(raw, options, source=str(path), out=out, eval_tasks=eval_tasks)
 
 
 def resolve(
-    raw: Mapping[str, Any], options: Mapping[str, Mapping[str, Option]], source: str = "", out: str | None = None
+    raw: Mapping[str, Any],
+    options: Mapping[str, Mapping[str, Option]],
+    source: str = "",
+    out: str | None = None,
+    eval_tasks: str | None = None,
 ) -> RunConfig:
     where = source or "run file"
     teacher = raw.get("teacher")
     if not isinstance(teacher, str) or not teacher:
         raise MinitronError(f"{where}: set teacher = \"...\" (a checkpoint directory or a built-in name)")
     run_dir = Path(out or raw.get("out") or "runs/run")
+    tasks = eval_tasks if eval_tasks is not None else _eval_tasks(raw, where)
     sections = {k: v for k, v in raw.items() if isinstance(v, dict)}
     for name in sections:
         if name not in STAGES:
             raise MinitronError(f"{where}: unknown section [{name}]{_suggest(name, STAGES)}; stages: {', '.join(STAGES)}")
-    shared = {_key(k): v for k, v in raw.items() if not isinstance(v, dict) and k not in TOP_LEVEL}
+    shared = {_key(k): v for k, v in raw.items() if not isinstance(v, dict) and _key(k) not in TOP_LEVEL}
     for key in shared:
         _check_key(key, None, where, options)
         if not any(key in options[stage] for stage in STAGES):
@@ -113,7 +131,19 @@ def resolve(
         for key, value in merged.items():
             option_value(options[stage][key], value, f"{where} [{stage}] {key}")  # type check now
         stages[stage] = merged
-    return RunConfig(teacher=teacher, out=run_dir, stages=stages, source=source)
+    return RunConfig(teacher=teacher, out=run_dir, stages=stages, source=source, eval_tasks=tasks or None)
+
+
+def _eval_tasks(raw: Mapping[str, Any], where: str) -> str | None:
+    given = [k for k in raw if _key(k) == "eval_tasks"]
+    if not given:
+        return None
+    value = raw[given[0]]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        value = ",".join(value)
+    if not isinstance(value, str):
+        raise MinitronError(f'{where}: eval-tasks takes task names or YAML paths, e.g. "hellaswag,./task.yaml"')
+    return value
 
 
 def command_args(option: Option, value: Any, where: str = "") -> list[str]:
@@ -142,6 +172,8 @@ def _key(key: str) -> str:
 
 
 def _check_key(key: str, stage: str | None, where: str, options) -> None:
+    if key == "tasks" and stage == "evaluate":
+        raise MinitronError(f"{where}: [evaluate] tasks: set eval-tasks at the top level (or --eval-tasks)")
     if key in MANAGED:
         raise MinitronError(f"{where}: {key!r} is set by the run itself (it chains the stages); remove it")
     if stage is not None and key not in options[stage]:

@@ -30,15 +30,20 @@ def write_report(config, paths, console) -> Path:
     teacher_loss = evaluation["models"]["teacher"]["loss"]
     for name, row in evaluation["models"].items():
         losses.add_row(name, f"{row['params']:,}", f"{row['loss']:.3f}", f"{row['loss'] - teacher_loss:+.3f}")
+    benchmarks = benchmark_results(config, paths, models)
     console.rule("[bold]report")
     console.print(losses)
+    if benchmarks:
+        from minitron.evaluate import table
+
+        console.print(table(benchmarks))
     for name, row in evaluation["models"].items():
         console.print(f"[bold]{name}[/bold]: {row['generations'][0]['prompt'] + row['generations'][0]['text']!r}")
     steps = next_steps(config, paths)
     console.print("[bold]next:[/bold]")
     for line in steps:
         console.print(f"  {line}", markup=False)
-    text = _markdown(config, paths, evaluation, candidates, compare, steps)
+    text = _markdown(config, paths, evaluation, candidates, compare, steps, benchmarks)
     report = write_text(config.out / "report.md", text)
     console.print(f"wrote {report}")
     return report
@@ -88,6 +93,14 @@ def evaluate_models(models: dict[str, str], distill_options: dict[str, Any]) -> 
     return out
 
 
+def benchmark_results(config, paths, models: dict[str, str]) -> dict[str, dict[str, dict[str, float]]]:
+    """The evaluate stage's lm-eval scores keyed teacher / pruned / distilled ({} without eval-tasks)."""
+    results = _read(paths.evaluate / "results.json") if config.enabled("evaluate") else None
+    if not results:
+        return {}
+    return {label: results[path] for label, path in models.items() if path in results}
+
+
 def next_steps(config, paths) -> list[str]:
     student = paths.student
     return [
@@ -119,7 +132,7 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", "\\n")
 
 
-def _markdown(config, paths, evaluation, candidates, compare, steps) -> str:
+def _markdown(config, paths, evaluation, candidates, compare, steps, benchmarks) -> str:
     run = config.out
     parts = [f"# minitron run: {config.teacher}", "", f"Run file: `{config.source or '-'}`; run directory: `{run}`.", ""]
     teacher_loss = evaluation["models"]["teacher"]["loss"]
@@ -129,6 +142,14 @@ def _markdown(config, paths, evaluation, candidates, compare, steps) -> str:
               _md_table(["model", "params", "loss (nats/token)", "vs teacher", "path"],
                         [[n, r["params"], r["loss"], r["loss"] - teacher_loss, f"`{r['path']}`"]
                          for n, r in evaluation["models"].items()]), ""]  # fmt: skip
+    if benchmarks:
+        from minitron.evaluate import rows as benchmark_rows
+
+        parts += ["## Benchmarks (lm-eval)", "",
+                  f"Tasks: `{config.eval_tasks}`; scores from `{paths.evaluate / 'results.json'}`.", "",
+                  _md_table(["task", "metric", *benchmarks],
+                            [[task, metric, *values] for task, metric, values in benchmark_rows(benchmarks)]),
+                  ""]  # fmt: skip
     if candidates:
         rows = candidates["candidates"][:10]
         keys = [k for k in ("rank", "layers", "hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads",

@@ -6,6 +6,7 @@
     RUN/compare/                 short distillation of the top candidates (minitron compare)
     RUN/prune/                   the chosen candidate, pruned (minitron prune)
     RUN/distill/final/           the distilled student (minitron distill)
+    RUN/evaluate/results.json    lm-eval scores of teacher, pruned and distilled (with eval-tasks)
     RUN/report.md                what came out, side by side
     RUN/.stages/NAME.json        the key of a stage's inputs, written when it starts and when it is done
 
@@ -61,6 +62,10 @@ class Paths:
     def student(self) -> Path:
         return self.run / "distill" / "final"
 
+    @property
+    def evaluate(self) -> Path:
+        return self.run / "evaluate"
+
     def marker(self, stage: str) -> Path:
         return self.run / ".stages" / f"{stage}.json"
 
@@ -77,6 +82,7 @@ def run_pipeline(
     paths = Paths(config.out)
     teacher = resolve_model(config.teacher)
     teacher.require_weights("minitron run")
+    preflight(config)
     try:
         config.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -99,15 +105,20 @@ def run_pipeline(
          lambda: [paths.scores, paths.candidates], paths.compare / "compare.json", paths.compare),
         ("prune", lambda: ["prune", config.teacher, "--scores", str(paths.scores), "--candidate",
                            str(paths.candidates), "--rank", str(chosen_rank(config, paths)), "--out",
-                           str(paths.pruned), "--overwrite"],
+                           str(paths.pruned), "--overwrite", *opts("prune")],
          lambda: [paths.scores, paths.candidates], paths.pruned / "minitron.json", paths.pruned),
         ("distill", lambda: ["distill", config.teacher, str(paths.pruned), "--out", str(paths.distill),
                              *opts("distill")],
          lambda: [paths.pruned / "minitron.json"], paths.student / "config.json", paths.distill),
+        ("evaluate", lambda: ["evaluate", config.teacher, str(paths.pruned), str(paths.student), "--tasks",
+                              str(config.eval_tasks), "--out", str(paths.evaluate), *opts("evaluate")],
+         lambda: [paths.pruned / "minitron.json", paths.student / "minitron.json", *task_files(config)],
+         paths.evaluate / "results.json", paths.evaluate),
     ]  # fmt: skip
     for stage, argv_of, inputs_of, done_file, directory in plan:
         if not config.enabled(stage):
-            console.print(f"[dim]{stage}: off (top = 0)[/dim]")
+            why = "no eval-tasks" if stage == "evaluate" else "top = 0"
+            console.print(f"[dim]{stage}: off ({why})[/dim]")
             continue
         argv = argv_of()
         key = _key({**base, "argv": argv, "inputs": {str(p): _digest(p) for p in inputs_of()}})
@@ -133,6 +144,42 @@ def run_pipeline(
 
     write_report(config, paths, console)
     return 0
+
+
+def preflight(config: RunConfig) -> None:
+    """What would only fail hours in, checked before the first stage: each stage's devices exist, and
+    with eval-tasks, lm-eval is installed and the task files are there."""
+    from minitron.device import resolve_device
+    from minitron.importance.distributed import launched_distributed
+
+    if launched_distributed():
+        raise MinitronError(
+            "minitron run runs its stages one after another in one process; run it without torchrun "
+            "(or run the stages by hand under torchrun: minitron score, distill and train take it)"
+        )
+
+    where = config.source or "run file"
+    for stage, stage_options in config.stages.items():
+        if not config.enabled(stage):
+            continue
+        for name, value in stage_options.items():
+            if name.endswith("device") and isinstance(value, str):
+                resolve_device(value, f"{where} [{stage}] {name.replace('_', '-')}")
+    if config.eval_tasks is not None:
+        from minitron.evaluate import INSTALL_HINT, EvalConfig, lm_eval_installed
+
+        if not lm_eval_installed():
+            raise MinitronError(f"eval-tasks: {INSTALL_HINT}, or run without eval-tasks")
+        try:
+            EvalConfig(models=[config.teacher], tasks=config.eval_tasks)
+        except MinitronError as e:
+            raise MinitronError(f"eval-tasks: {str(e).removeprefix('--tasks: ')}") from None
+
+
+def task_files(config: RunConfig) -> list[Path]:
+    """The local task YAML files among eval-tasks: editing one makes the evaluate stage run again."""
+    entries = [Path(t.strip()).expanduser() for t in (config.eval_tasks or "").split(",") if t.strip()]
+    return [p for p in entries if p.is_file()]
 
 
 def chosen_rank(config: RunConfig, paths: Paths) -> int:

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import struct
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +202,7 @@ def atomic_output_dir(out: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        old = make_temp_dir(prefix=f".{out.name}.", suffix=".old", dir=out.parent)
         os.replace(out, old / "previous")
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)

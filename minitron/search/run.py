@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -30,7 +31,10 @@ def parse_params(text: str | None, flag: str, source_params: int) -> int | None:
     if not match:
         raise MinitronError(f"{flag}: cannot read {text!r}; write 8.9B, 500M, 7e9, 72% or a count")
     scale = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9}[match[2].lower()]
-    value = int(float(match[1]) * scale)
+    number = float(match[1]) * scale
+    if not math.isfinite(number):
+        raise MinitronError(f"{flag}: {text!r} is too large to be a parameter count such as 8.9B or 500M")
+    value = int(number)
     if value < 1:
         raise MinitronError(f"{flag}: must be positive, got {text!r}")
     return value
@@ -176,6 +180,9 @@ def _proxy(space, scores):
 def run(config: SearchConfig, console=None) -> SearchResult:
     from rich.console import Console
 
+    from minitron.device import resolve_device
+
+    resolve_device(config.device)  # a device this machine lacks: one line, before any work
     # The table has 13 columns: when stdout is not a terminal (logs, pipes) do not squeeze it into 80.
     console = console or Console(width=None if sys.stdout.isatty() else 180)
     source, scores, space, constraint, enumeration = _prepare(config)
@@ -306,10 +313,12 @@ def _teacher_cache(config: SearchConfig, source, model):
 def _load(config: SearchConfig, source):
     import torch
 
+    from minitron.device import resolve_device
     from minitron.model.load import load_model
 
     torch.manual_seed(config.seed)
-    return load_model(source, dtype=config.eval_dtype, device=config.device, command="minitron search")
+    device = str(resolve_device(config.device))
+    return load_model(source, dtype=config.eval_dtype, device=device, command="minitron search")
 
 
 def _evaluator(config, model, scores, space, constraint, cache):
@@ -342,9 +351,11 @@ def _open(config, source, space, constraint, cache_key, worker: int):
 def _search(config, source, scores, space, constraint, enumeration, proxy, console) -> dict[str, Any]:
     import multiprocessing
 
+    from minitron.device import resolve_device
     from minitron.search.frontier import rank_by
     from minitron.search.study import TrialSpace, evaluated_trials, recover_dead_trials, run_worker
 
+    resolve_device(config.device)  # a device this machine lacks: one line, before anything is written
     config.out.mkdir(parents=True, exist_ok=True)
     model = _load(config, source)
     cache, key = _teacher_cache(config, source, model)

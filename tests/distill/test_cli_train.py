@@ -27,6 +27,22 @@ def test_train_command_runs_and_resumes(tmp_path, corpus, tokenizer, make_model)
     assert header["config"]["data"]["seq_len"] == 16 and header["model"]["model"] == str(ckpt)
 
 
+def test_the_same_command_again_continues_its_run_and_another_is_refused(tmp_path, corpus, tokenizer, make_model):
+    ckpt = tmp_path / "ckpt"
+    make_model(0).save_pretrained(ckpt)
+    tokenizer.save_pretrained(ckpt)
+    out = tmp_path / "run"
+    args = ["train", str(ckpt), "--data", str(corpus), "--seq-len", "16", "--batch-size", "2", "--steps", "3"]
+    args += ["--out", str(out), "--eval-batches", "1", "--warmup-steps", "1", "--device", "cpu"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert f"note: --out {out} holds this same run; continuing it (as --resume)" in again.output
+    assert json.loads((out / "result.json").read_text())["step"] == 3
+    other = CliRunner().invoke(app, [*args, "--lr", "0.01"])
+    assert other.exit_code == 1 and "already holds a run" in other.output
+
+
 def test_train_command_errors_are_one_line(tmp_path):
     result = CliRunner().invoke(app, ["train", str(tmp_path / "nope")])
     assert result.exit_code == 1
@@ -38,6 +54,21 @@ def test_train_command_errors_are_one_line(tmp_path):
     if not torch.cuda.is_available():
         result = CliRunner().invoke(app, ["train", "tiny", "--device", "cuda", "--out", str(tmp_path / "run")])
         assert result.exit_code == 1 and "CUDA" in result.output and not (tmp_path / "run").exists()
+
+
+def test_unusable_data_is_one_line_naming_train_options_and_leaves_out_empty(tmp_path, corpus, tokenizer, make_model):
+    ckpt = tmp_path / "ckpt"
+    make_model(0).save_pretrained(ckpt)
+    tokenizer.save_pretrained(ckpt)
+    out = tmp_path / "run"
+    args = ["train", str(ckpt), "--data", str(corpus), "--seq-len", "100000", "--out", str(out), "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: data '{corpus}': the heldout split has fewer than --seq-len 100000 tokens; "
+        "use more text, a shorter --seq-len or another --heldout-fraction"
+    ]
+    assert not (out / "train_config.json").exists() and not (out.exists() and any(out.iterdir()))
 
 
 def test_train_help():

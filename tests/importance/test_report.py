@@ -29,3 +29,32 @@ def test_plot_labels_are_the_table_ranks_and_json_is_strict(scored_checkpoint, t
         raise AssertionError(f"non-standard JSON constant {constant}")
 
     json.loads(out.with_suffix(".json").read_text(), parse_constant=refuse)
+
+
+def test_unbounded_spread_is_null_in_json_output_and_file(scored_checkpoint, tmp_path):
+    """An FFN neuron that never fires scores 0, so the spread max/min is infinite: JSON null, not a
+    bare Infinity, on stdout (--json) and in the .json summary."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    ckpt, data = scored_checkpoint
+    dead = tmp_path / "dead-neuron"
+    shutil.copytree(ckpt, dead)
+    weights = load_file(dead / "model.safetensors")
+    up = next(k for k in sorted(weights) if k.endswith("up_proj.weight"))
+    weights[up][0] = 0.0  # neuron 0 of that MLP block: relu2(0) = 0 on every token
+    save_file(weights, dead / "model.safetensors", metadata={"format": "pt"})
+    out = tmp_path / "scores.safetensors"
+    args = ["score", str(dead), "--data", str(data), "--samples", "4", "--seq-len", "24", "--batch-size", "4",
+            "--depth", "none", "--json", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    for text in (result.stdout, out.with_suffix(".json").read_text()):
+        summary = json.loads(text, parse_constant=refuse)
+        assert summary["width"]["FFN neurons"]["min"] == 0.0
+        assert summary["width"]["FFN neurons"]["max/min"] is None

@@ -91,6 +91,18 @@ def test_cli_bad_options_are_one_line_errors(scored_checkpoint, tmp_path, extra,
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
 
 
+def test_short_data_error_names_only_options_score_has(scored_checkpoint, tmp_path):
+    ckpt, data = scored_checkpoint
+    out = tmp_path / "s" / "x.safetensors"
+    result = runner.invoke(app, _score_args(ckpt, data, out, "--seq-len", "100000"))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: data '{data}': the train split has fewer than --seq-len 100000 tokens; "
+        "use more text or a shorter --seq-len"
+    ]  # score has no --heldout-fraction to suggest
+    assert not out.exists()
+
+
 def test_cli_config_only_preset_is_refused(tmp_path):
     result = runner.invoke(app, ["score", "nemotron-nano-9b-v2", "--out", str(tmp_path / "s.safetensors")])
     assert result.exit_code == 1 and "config-only preset" in result.output

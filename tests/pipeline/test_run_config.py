@@ -24,6 +24,7 @@ OPTIONS = {
     "prune": {"dtype": Option("dtype", "--dtype")},
     "distill": {"steps": Option("steps", "--steps"), "seq_len": Option("seq_len", "--seq-len"),
                 "data": Option("data", "--data")},
+    "evaluate": {"limit": Option("limit", "--limit"), "tasks": Option("tasks", "--tasks")},
 }  # fmt: skip
 
 
@@ -36,8 +37,8 @@ def test_top_level_keys_reach_every_stage_that_has_them_and_sections_win():
     assert config.stages["score"] == {"data": "corpus.jsonl", "seq_len": 64, "width": False}
     assert config.stages["distill"] == {"data": "corpus.jsonl", "seq_len": 128, "steps": 9}
     assert "seq_len" not in config.stages["search"] and config.stages["search"]["data"] == "corpus.jsonl"
-    assert config.stages["prune"] == {}
-    assert str(config.out) == "runs/run"
+    assert config.stages["prune"] == {} and config.stages["evaluate"] == {}
+    assert str(config.out) == "runs/run" and config.eval_tasks is None and not config.enabled("evaluate")
 
 
 def test_values_become_the_command_line_words():
@@ -47,6 +48,14 @@ def test_values_become_the_command_line_words():
     assert command_args(OPTIONS["search"]["no_eval"], False) == []
     assert command_args(OPTIONS["search"]["budget"], "17MiB") == ["--budget", "17MiB"]
     assert command_args(OPTIONS["score"]["samples"], 16) == ["--samples", "16"]
+
+
+def test_eval_tasks_is_a_top_level_key_and_the_command_line_wins():
+    assert resolve({"teacher": "t", "eval_tasks": "a,b"}, OPTIONS).eval_tasks == "a,b"
+    config = resolve({"teacher": "t", "eval-tasks": ["a", "./b.yaml"], "limit": 5}, OPTIONS)
+    assert config.eval_tasks == "a,./b.yaml" and config.enabled("evaluate")
+    assert config.stages["evaluate"] == {"limit": 5}
+    assert resolve({"teacher": "t", "eval-tasks": "a"}, OPTIONS, eval_tasks="c").eval_tasks == "c"
 
 
 def test_compare_off_with_top_zero():
@@ -67,6 +76,9 @@ def test_compare_off_with_top_zero():
         ({"teacher": "t", "score": {"width": "yes"}}, r"\[score\] width: must be true or false"),
         ({"teacher": "t", "search": {"layers": []}}, r"a list must hold plain values"),
         ({"teacher": "t", "search": {"budget": True}}, r"takes a value"),
+        ({"teacher": "t", "tasks": "x"}, r"'tasks' is set by the run itself"),
+        ({"teacher": "t", "evaluate": {"tasks": "x"}}, r"\[evaluate\] tasks: set eval-tasks at the top level"),
+        ({"teacher": "t", "eval-tasks": 3}, r"eval-tasks takes task names or YAML paths"),
     ],
 )
 def test_mistakes_are_one_clear_error(raw, message):

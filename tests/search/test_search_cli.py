@@ -104,6 +104,11 @@ def test_search_candidate_without_depth_order_is_refused_by_prune(tmp_path, tiny
         (["--budget", "22G"], "error: --budget: cannot read '22G'"),
         (["--max-prune", "depth=10%"], "error: --max-prune: unknown axis 'depth'"),
         (["--max-params", "lots"], "error: --max-params: cannot read 'lots'"),
+        (["--min-params", "1e400"], "error: --min-params: '1e400' is too large to be a parameter count"),
+        (["--budget", "1e400"], "error: --budget: '1e400' is too large"),
+        (["--reserve", "1e400"], "error: --reserve: '1e400' is too large"),
+        (["--context", "1e400"], "error: --context: '1e400' is too large"),
+        (["--budget", "22"], "error: --budget: a bare number is bytes, so '22' means 22 bytes"),
         (["--trials", "0"], "error: --trials must be at least 1"),
     ],
 )
