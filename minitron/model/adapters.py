@@ -88,6 +88,8 @@ class Family:
     name: str = ""
     model_types: tuple[str, ...] = ()
     block_kinds: str = ""  # pattern characters this family's models are made of
+    vocab_tensors: tuple[str, ...] = ()  # names (suffixes) of the (vocab, hidden) tensors outside the blocks
+    final_norm: str = ""  # name (suffix) of the final norm's weight
 
     # ---- config (torch-free) ------------------------------------------------------------------
     def read_config(self, d: dict[str, Any]) -> Architecture:
@@ -113,7 +115,11 @@ class Family:
     # ---- tensor layout (torch-free) -----------------------------------------------------------
     def global_axes(self, arch: Architecture, key: str) -> tuple[Axis, ...] | None:
         """Axes of a tensor outside the blocks (embeddings, final norm, lm_head); None: unknown."""
-        raise NotImplementedError
+        if key.endswith(self.vocab_tensors):
+            return (None, "hidden")
+        if self.final_norm and key.endswith(self.final_norm):
+            return ("hidden",)
+        return None
 
     def block_axes(self, arch: Architecture, kind: str, name: str) -> tuple[Axis, ...] | None:
         """Axes of tensor `name` (relative to its block) of a `kind` block; None: unknown."""

@@ -61,6 +61,8 @@ MISTRAL_DEFAULT_SLIDING_WINDOW = 4096
 class LlamaFamily(Family):
     name = "Llama"
     model_types = tuple(HF_CLASSES)
+    vocab_tensors = ("embed_tokens.weight", "lm_head.weight")
+    final_norm = "norm.weight"
     block_kinds = DENSE
 
     # ---- config -------------------------------------------------------------------------------
@@ -146,13 +148,6 @@ class LlamaFamily(Family):
         return arch.n_blocks * (3 * arch.hidden + (2 if arch.mlp_bias else 0))
 
     # ---- tensor layout ------------------------------------------------------------------------
-    def global_axes(self, arch: Architecture, key: str) -> tuple[Axis, ...] | None:
-        if key.endswith(("embed_tokens.weight", "lm_head.weight")):
-            return (None, "hidden")
-        if key.endswith("norm.weight"):
-            return ("hidden",)
-        return None
-
     def block_axes(self, arch: Architecture, kind: str, name: str) -> tuple[Axis, ...] | None:
         return _LAYER_AXES.get(name)
 

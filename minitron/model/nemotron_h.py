@@ -60,6 +60,8 @@ def conv_layout(arch: Architecture) -> tuple[Segment, ...]:
 class NemotronHFamily(Family):
     name = "NemotronH"
     model_types = ("nemotron_h",)
+    vocab_tensors = ("embeddings.weight", "lm_head.weight")
+    final_norm = "norm_f.weight"
     block_kinds = MAMBA + MLP + ATTENTION
 
     # ---- config -------------------------------------------------------------------------------
@@ -153,13 +155,6 @@ class NemotronHFamily(Family):
         return arch.vocab * arch.hidden
 
     # ---- tensor layout ------------------------------------------------------------------------
-    def global_axes(self, arch: Architecture, key: str) -> tuple[Axis, ...] | None:
-        if key.endswith(("embeddings.weight", "lm_head.weight")):
-            return (None, "hidden")
-        if key.endswith("norm_f.weight"):
-            return ("hidden",)
-        return None
-
     def block_axes(self, arch: Architecture, kind: str, name: str) -> tuple[Axis, ...] | None:
         if name == "norm.weight":
             return ("hidden",)
