@@ -108,6 +108,17 @@ class Architecture:
     def has_part(self, part: str) -> bool:
         return any(c in self.pattern for c, parts in BLOCK_PARTS.items() if part in parts)
 
+    def absent_axes(self) -> set[str]:
+        """Prunable axes this architecture has no blocks for (a dense model's Mamba axes, ...)."""
+        absent = set()
+        if not self.has_part(MLP):
+            absent.add("ffn")
+        if not self.has_part(ATTENTION):
+            absent.add("attn_heads")
+        if not self.has_part(MAMBA):
+            absent |= {"mamba_heads", "mamba_head_dim"}
+        return absent
+
     @property
     def family(self):
         """The model-family adapter of `model_type` (config keys, parameter counts, tensor layouts)."""

@@ -144,6 +144,10 @@ def _drop_blocks_field(row: dict[str, Any], path: Path) -> tuple[int, ...] | Non
 
 def resolve_target(source: Architecture, spec: TargetSpec, scores: Scores | None) -> Target:
     """The target architecture of `spec` applied to `source`; one clear error when it is not reachable."""
+    absent = sorted(set(spec.sizes()) & source.absent_axes())
+    if absent:
+        flags = ", ".join(AXIS_FLAGS[a] for a in absent)
+        raise MinitronError(f"{flags}: {source.family.name} models have no such axis")
     drop = _blocks_to_drop(source, spec, scores)
     if len(set(drop)) != len(drop):
         raise MinitronError(f"--drop-blocks lists a block twice: {sorted(drop)}")

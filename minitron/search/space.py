@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minitron.errors import MinitronError
-from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, MLP, Architecture
+from minitron.model.arch import BLOCK_NAMES, Architecture
 
 # Axis name -> command-line flag; `layers` is depth, the rest are Architecture fields.
 AXIS_FLAGS = {
@@ -247,14 +247,8 @@ class SearchSpace:
     def pruned_sizes(self, sizes: dict[str, int]) -> dict[str, int | None]:
         """`sizes` with the axes the source does not have (Mamba axes of a dense model, ...) as None:
         what a candidate row and a TargetSpec hold ("keep the source's")."""
-        present = {
-            "hidden": True,
-            "ffn": self.source.has_part(MLP),
-            "attn_heads": self.source.has_part(ATTENTION),
-            "mamba_heads": self.source.has_part(MAMBA),
-            "mamba_head_dim": self.source.has_part(MAMBA),
-        }
-        return {axis: value if present[axis] else None for axis, value in sizes.items()}
+        absent = self.source.absent_axes()
+        return {axis: None if axis in absent else value for axis, value in sizes.items()}
 
     def arch(self, depth: DepthOption, **sizes: int) -> Architecture:
         import dataclasses
@@ -279,12 +273,11 @@ def build_space(
         raise MinitronError(f"unknown axis {sorted(unknown)[0]!r}; axes: {', '.join(AXIS_FLAGS)}")
     max_prune = DEFAULT_MAX_PRUNE if max_prune is None else max_prune
     # An axis whose blocks are absent (no MLP, no attention, no Mamba) has one meaningless size.
-    absent = {"ffn": not source.has_part(MLP), "attn_heads": not source.has_part(ATTENTION)}
-    absent["mamba_heads"] = absent["mamba_head_dim"] = not source.has_part(MAMBA)
+    absent = source.absent_axes()
     values: dict[str, tuple[int, ...]] = {}
     for axis in AXIS_FLAGS:
         text = axes.get(axis)
-        if absent.get(axis):
+        if axis in absent:
             if text is not None:
                 raise MinitronError(f"{AXIS_FLAGS[axis]}: {source.family.name} models have no such axis")
             values[axis] = (getattr(source, axis),)

@@ -91,3 +91,22 @@ def test_score_search_prune_distill_generate(dense_checkpoint, tmp_path):
     got = generate_in_fresh_process(final, pruned, "def f1(x):", 8)
     assert got["type"] == arch.model_type and got["cached"] == got["plain"]
     assert len(got["cached"][0]) == len(got["prompt"][0]) + 8
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--mamba-heads", "4"], r"^error: --mamba-heads: Llama models have no such axis$"),
+        (["--hidden", "30"], r"^error: hidden \(30\) must be a multiple of the attention heads \(4\) for a Llama"),
+        (["--attn-heads", "3"], r"^error: attention heads \(3\) must be a multiple of KV heads \(2\)"),
+    ],
+)
+def test_bad_dense_targets_are_one_line_and_write_nothing(tmp_path, extra, message):
+    import re
+
+    ckpt = tmp_path / "ckpt"
+    build_model(dense_arch("llama"), seed=0).save_pretrained(ckpt)
+    result = runner.invoke(app, ["prune", str(ckpt), *extra, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1, result.output
+    assert re.search(message, result.stderr.strip()), result.stderr
+    assert not (tmp_path / "out").exists()
