@@ -76,6 +76,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--heldout-samples", type=int, default=64, help="held-out sequences for every loss")
     parser.add_argument("--distill-steps", type=int, default=100)
     parser.add_argument("--distill-lr", type=float, default=1e-3)
+    parser.add_argument("--distill-seed", type=int, default=0, help="data order and torch seed of every KD run")
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args()
 
@@ -140,19 +141,28 @@ def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def heldout_loss(model, heldout: list) -> float:
-    """Mean next-token cross-entropy (nats/token) over every predicted position of the held-out batches."""
+def sequence_losses(model, heldout: list) -> list[float]:
+    """Mean next-token cross-entropy (nats/token) of each held-out sequence (all are SEQ_LEN long)."""
     import torch
 
-    total, count = 0.0, 0
+    losses = []
     with torch.no_grad():
         for ids in heldout:
             logits = model(input_ids=ids).logits[:, :-1]
-            total += torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum"
-            ).item()
-            count += ids[:, 1:].numel()
-    return total / count
+            per_token = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none"
+            )
+            losses += per_token.reshape(ids.shape[0], -1).mean(1).tolist()
+    return losses
+
+
+def paired(ours: list[float], theirs: list[float]) -> dict:
+    """theirs - ours over the same sequences: mean, its standard error (sequences as the unit) and
+    how many sequences ours predicts better. Held-out evaluation noise only, not training noise."""
+    diffs = [t - o for o, t in zip(ours, theirs, strict=True)]
+    mean = sum(diffs) / len(diffs)
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+    return {"mean": mean, "se": se, "ours_better": sum(d > 0 for d in diffs), "sequences": len(diffs)}
 
 
 def unigram_entropy(heldout: list) -> float:
@@ -275,7 +285,7 @@ def distill_command(teacher: Path, student: Path, out: Path, args) -> list[str]:
         sys.executable, "-m", "minitron", "distill", str(teacher), str(student), "--data", "builtin",
         "--steps", str(args.distill_steps), "--seq-len", str(SEQ_LEN), "--batch-size", str(BATCH_SIZE),
         "--lr", str(args.distill_lr), "--warmup-steps", str(max(1, args.distill_steps // 10)),
-        "--eval-every", "0", "--eval-batches", "1", "--save-every", "0", "--seed", "0",
+        "--eval-every", "0", "--eval-batches", "1", "--save-every", "0", "--seed", str(args.distill_seed),
         "--device", "cpu", "--out", str(out),
     ]  # fmt: skip
 
@@ -300,6 +310,12 @@ def cached(path: Path, compute) -> dict:
     return result
 
 
+def teacher_training(final: Path) -> dict:
+    """Steps, tokens, seconds and last held-out loss of the teacher's run (the trainer's result.json)."""
+    result = json.loads((final.parent / "result.json").read_text())
+    return {k: result[k] for k in ("step", "tokens", "elapsed_s", "eval_loss")}
+
+
 def main() -> None:
     args = parse_args()
     import torch
@@ -313,7 +329,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     # Torch-Pruning warns that it will prune the RMSNorm weights it found outside known layers: wanted.
     warnings.filterwarnings("ignore", module="torch_pruning")
-    console = Console(width=120)
+    console = Console(width=150)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     teacher = train_teacher(args, cache)
@@ -324,7 +340,8 @@ def main() -> None:
     heldout = batches("heldout", args.heldout_samples)
     calib = batches("train", args.calib_samples)
     teacher_model = load(teacher)
-    base = {"params": n_params(teacher_model), "heldout_loss": heldout_loss(teacher_model, heldout)}
+    teacher_losses = sequence_losses(teacher_model, heldout)
+    base = {"params": n_params(teacher_model), "heldout_loss": sum(teacher_losses) / len(teacher_losses)}
     del teacher_model
     tag = f"r{args.pruning_ratio}-c{args.calib_samples}"
     students: dict[str, dict] = {}
@@ -346,22 +363,30 @@ def main() -> None:
     for name, row in students.items():
         model = load(Path(row["path"]))  # what was saved reloads with from_pretrained
         row["params"] = n_params(model)
-        row["pruned_loss"] = heldout_loss(model, heldout)
+        row["pruned_losses"] = sequence_losses(model, heldout)
         del model
-        run = Path(row["path"] + f"-kd{args.distill_steps}")
+        seed = f"-seed{args.distill_seed}" if args.distill_seed else ""
+        run = Path(row["path"] + f"-kd{args.distill_steps}{seed}")
         row.update(cached(run.with_name(run.name + ".json"),
                           lambda row=row, run=run: {"distill_s": distill(teacher, Path(row["path"]), run, args)}))  # fmt: skip
-        row["distilled_loss"] = heldout_loss(load(run / "final"), heldout)
+        row["distilled_losses"] = sequence_losses(load(run / "final"), heldout)
+        for stage in ("pruned", "distilled"):
+            row[f"{stage}_loss"] = sum(row[f"{stage}_losses"]) / len(row[f"{stage}_losses"])
         console.print(f"{name}: {row['params']:,} params, held-out {row['pruned_loss']:.4f} -> "
                       f"{row['distilled_loss']:.4f} after {args.distill_steps} KD steps")  # fmt: skip
 
+    reference = {stage: students["minitron"][f"{stage}_losses"] for stage in ("pruned", "distilled")}
+    for row in students.values():
+        for stage, ours in reference.items():
+            row[f"{stage}_vs_minitron"] = paired(ours, row.pop(f"{stage}_losses"))
+
     results = {
-        "teacher": {**base, "path": str(teacher), "config": TEACHER_CONFIG, "train_steps": args.train_steps},
+        "teacher": {**base, "path": str(teacher), "config": TEACHER_CONFIG, "train": teacher_training(teacher)},
         "heldout": {"sequences": args.heldout_samples, "seq_len": SEQ_LEN,
                     "tokens": sum(b[:, 1:].numel() for b in heldout), "unigram_entropy": unigram_entropy(heldout)},
         "calibration_sequences": args.calib_samples,
         "pruning_ratio": args.pruning_ratio,
-        "distill": {"steps": args.distill_steps, "lr": args.distill_lr,
+        "distill": {"steps": args.distill_steps, "lr": args.distill_lr, "seed": args.distill_seed,
                     "command": " ".join(distill_command(Path("TEACHER"), Path("STUDENT"), Path("OUT"), args)[1:])},
         "students": students,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} torch "
@@ -372,17 +397,24 @@ def main() -> None:
     table = Table(title=f"teacher {base['params']:,} params, held-out loss {base['heldout_loss']:.4f} "
                         f"(unigram {results['heldout']['unigram_entropy']:.4f}); "
                         f"KD {args.distill_steps} steps x {BATCH_SIZE} x {SEQ_LEN} tokens")  # fmt: skip
-    for column in ("method", "hidden/ffn/heads", "params", "prune s", "loss pruned", "loss after KD",
-                   "gap after KD", "KD s"):  # fmt: skip
+    for column in ("method", "hidden/ffn/heads", "params", "prune s", "loss pruned", "- minitron's",
+                   "loss after KD", "- minitron's", "gap to teacher", "KD s"):  # fmt: skip
         table.add_column(column, justify="left" if column == "method" else "right")
     for name, row in students.items():
         a = row["architecture"]
         table.add_row(name, f"{a['hidden']}/{a['ffn']}/{a['attn_heads']}",
                       f"{row['params']:,} ({row['params'] / base['params']:.1%})", f"{row['prune_s']:.1f}",
-                      f"{row['pruned_loss']:.4f}", f"{row['distilled_loss']:.4f}",
+                      f"{row['pruned_loss']:.4f}", versus(row["pruned_vs_minitron"]), f"{row['distilled_loss']:.4f}",
+                      versus(row["distilled_vs_minitron"]),
                       f"{row['distilled_loss'] - base['heldout_loss']:+.4f}", f"{row['distill_s']:.0f}")  # fmt: skip
     console.print(table)
+    console.print("- minitron's: the row's loss minus minitron's on the same held-out sequences, +- its standard "
+                  "error over sequences (evaluation noise only)")
     console.print(f"results: {args.out}")
+
+
+def versus(stats: dict) -> str:
+    return "" if stats["mean"] == 0 and stats["se"] == 0 else f"{stats['mean']:+.4f} +- {stats['se']:.4f}"
 
 
 def version(package: str) -> str:
