@@ -79,8 +79,9 @@ def test_score_search_prune_distill_generate(dense_checkpoint, tmp_path):
     assert best["objective"] is not None and best["params"] < arch.n_params
 
     pruned = tmp_path / "pruned"
-    _ok(["prune", ckpt, "--scores", scores, "--candidate", search / "candidates.json", "--rank", "1",
-         "--out", pruned])  # fmt: skip
+    printed = _ok(["prune", ckpt, "--scores", scores, "--candidate", search / "candidates.json", "--rank", "1",
+                   "--out", pruned]).output  # fmt: skip
+    assert "attn_heads" in printed and "mamba" not in printed  # no rows for axes a dense model lacks
     config = json.loads((pruned / "config.json").read_text())
     assert config["model_type"] == arch.model_type and config["hidden_size"] == best["hidden"]
 
