@@ -234,6 +234,7 @@ class Architecture:
         }
 
 
+
 _FAMILIES: dict = {}  # model_type -> family adapter, filled on first use
 
 PRUNABLE_AXES = frozenset({"hidden", "ffn", "attn_heads", "mamba_heads", "mamba_head_dim"})
@@ -252,6 +253,20 @@ HF_BOOKKEEPING_KEYS = frozenset(
         "_attn_implementation_autoset",
     }
 )
+
+# Config keys every family adapter owns (reads into Architecture and writes back); each adds its own.
+COMMON_CONFIG_KEYS = HF_BOOKKEEPING_KEYS | {
+    "model_type",
+    "architectures",
+    "num_hidden_layers",
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "vocab_size",
+    "tie_word_embeddings",
+}
 
 
 _FLOAT_TAGS = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}

@@ -22,7 +22,7 @@ from typing import Any
 
 from minitron.errors import MinitronError
 from minitron.model.adapters import Axis, Family, ForwardContext, WidthHook, mask_arguments
-from minitron.model.arch import DENSE, HF_BOOKKEEPING_KEYS, Architecture, decode_special_floats
+from minitron.model.arch import COMMON_CONFIG_KEYS, DENSE, Architecture, decode_special_floats
 
 HF_CLASSES = {
     "llama": "LlamaForCausalLM",
@@ -234,17 +234,7 @@ def _refuse_sliding_window(d: dict[str, Any], model_type: str) -> None:
 
 
 # Config keys the Llama adapter owns (and rewrites); the rest ride along in `extra`.
-OWNED_CONFIG_KEYS = HF_BOOKKEEPING_KEYS | {
-    "model_type",
-    "architectures",
-    "num_hidden_layers",
-    "hidden_size",
-    "intermediate_size",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "head_dim",
-    "vocab_size",
-    "tie_word_embeddings",
+OWNED_CONFIG_KEYS = COMMON_CONFIG_KEYS | {
     "attention_bias",
     "mlp_bias",
     "layer_types",

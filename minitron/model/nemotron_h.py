@@ -28,7 +28,7 @@ from minitron.model.adapters import (
 )
 from minitron.model.arch import (
     ATTENTION,
-    HF_BOOKKEEPING_KEYS,
+    COMMON_CONFIG_KEYS,
     MAMBA,
     MLP,
     Architecture,
@@ -238,18 +238,10 @@ class NemotronHFamily(Family):
 
 
 # Config keys that the NemotronH adapter owns (and rewrites); the rest ride along in `extra`.
-OWNED_CONFIG_KEYS = HF_BOOKKEEPING_KEYS | {
-    "model_type",
-    "architectures",
+OWNED_CONFIG_KEYS = COMMON_CONFIG_KEYS | {
     "layers_block_type",
     "layer_types",
     "hybrid_override_pattern",
-    "num_hidden_layers",
-    "hidden_size",
-    "intermediate_size",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "head_dim",
     "mamba_num_heads",
     "mamba_head_dim",
     "n_groups",
@@ -257,8 +249,6 @@ OWNED_CONFIG_KEYS = HF_BOOKKEEPING_KEYS | {
     "ssm_state_size",
     "conv_kernel",
     "mamba_d_conv",
-    "vocab_size",
-    "tie_word_embeddings",
     "use_bias",
     "use_conv_bias",
     "mamba_conv_bias",
