@@ -2,7 +2,9 @@
 
 Storage: Optuna's journal file (`OUT/study.journal`, safe for several processes on one machine) by
 default, or any RDB URL (`sqlite:///s.db`, `postgresql://...`) for several machines. The study
-remembers the settings it was created with and refuses to continue under others.
+remembers the settings it was created with and refuses to continue under others. Every trial
+carries its architecture, parameters, serving memory and objective as user attributes, so
+`optuna-dashboard` (given the same storage) shows them.
 
 Every trial proposes a point of the space. A point over the budget is told back at once as
 infeasible (never evaluated; its `Trial.set_constraint` value ranks it below every feasible one),
@@ -273,6 +275,7 @@ def run_worker(
         trial.set_user_attr("worker", worker_id())
         point = trial_space.suggest(trial)
         arch = space.arch(point.depth, **point.sizes())
+        _describe_trial(trial, arch, constraint)
         violation = constraint.violation(arch)
         if violation is not None:
             excess = constraint.memory(arch).total_bytes - constraint.usable_bytes
@@ -289,6 +292,7 @@ def run_worker(
             values = _wait_for(study, owner)
             if values is not None:
                 trial.set_user_attr("duplicate_of", owner)
+                trial.set_user_attr("objective", values[0])
                 study.tell(trial, values)
                 result.duplicates += 1
                 idle += 1
@@ -304,11 +308,20 @@ def run_worker(
             raise
         trial.set_user_attr("evaluated", True)
         trial.set_user_attr("point", point_record(point))
+        trial.set_user_attr("objective", values[0])
         study.tell(trial, values)
         result.evaluated += 1
         if on_trial is not None:
             on_trial(len(evaluated_trials(study)))
     return result
+
+
+def _describe_trial(trial, arch, constraint: Constraint) -> None:
+    """What `optuna-dashboard` shows of every trial: its architecture, parameters and serving memory
+    (the objective is added once known)."""
+    trial.set_user_attr("architecture", arch.summary())
+    trial.set_user_attr("params", arch.n_params)
+    trial.set_user_attr("memory_bytes", constraint.memory(arch).total_bytes)
 
 
 def _wait_for(study, number: int, poll_s: float = 0.2) -> list[float] | None:

@@ -261,3 +261,31 @@ def test_throughput_objective_runs_nsga2_and_candidates_carry_the_estimate(
             tokens_per_s == pytest.approx(decode_tokens_per_s(constraint.memory(arch), a10g))
             and tokens_per_s > 0
         )
+
+
+def test_dashboard_reads_every_trials_attributes(searched):
+    """optuna-dashboard opens the journal with Optuna's storage API; every trial carries what it shows."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    out, doc = searched
+    storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert trials
+    teacher = resolve_model("tiny").architecture
+    for trial in trials:
+        attrs = trial.user_attrs
+        assert attrs["params"] == attrs["architecture"]["params"] < teacher.n_params
+        assert attrs["architecture"]["blocks"] <= teacher.n_blocks
+        assert attrs["memory_bytes"] > 0
+        if "infeasible" not in attrs:
+            assert attrs["objective"] == trial.values[0]
+    # The candidates file and the dashboard tell the same story.
+    for row in doc["candidates"][:3]:
+        match = [t.user_attrs for t in trials if t.user_attrs.get("objective") == row["objective"]]
+        assert any(a["params"] == row["params"] and a["memory_bytes"] == row["memory"]["total_bytes"]
+                   for a in match)  # fmt: skip
