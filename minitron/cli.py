@@ -360,6 +360,12 @@ RESUME_OPTION = typer.Option(False, "--resume", help="Continue the run in --out 
 STOP_AT_OPTION = typer.Option(
     0, "--stop-at-step", help="Checkpoint and stop after this step (0 = run to --steps)."
 )
+REPORT_TO_OPTION = typer.Option(
+    "none",
+    "--report-to",
+    help="Also log metrics and the config to: none, tensorboard, wandb, mlflow, trackio (comma-separated "
+    "for several; pip install 'minitron[track]').",
+)
 TOKENS_OPTION = typer.Option(
     0, "--tokens", help="Train on this many tokens instead of --steps (0 = use --steps)."
 )
@@ -375,7 +381,7 @@ FSDP_OPTION = typer.Option(
 TRAIN_OPTIONS = (
     "steps", "tokens", "lr", "min_lr_ratio", "warmup_steps", "schedule", "decay_fraction", "weight_decay",
     "grad_clip", "grad_accum", "precision", "seed", "eval_every", "eval_batches", "save_every", "device",
-    "fsdp", "resume", "stop_at_step",
+    "fsdp", "resume", "stop_at_step", "report_to",
 )  # fmt: skip
 
 
@@ -555,6 +561,7 @@ def train(
     fsdp: bool = FSDP_OPTION,
     resume: bool = RESUME_OPTION,
     stop_at_step: int = STOP_AT_OPTION,
+    report_to: str = REPORT_TO_OPTION,
 ) -> None:
     """Train a model on text with next-token cross-entropy (resumable, torchrun-aware)."""
     from minitron.distill import result_table
@@ -638,6 +645,7 @@ def distill(
     fsdp: bool = FSDP_OPTION,
     resume: bool = RESUME_OPTION,
     stop_at_step: int = STOP_AT_OPTION,
+    report_to: str = REPORT_TO_OPTION,
 ) -> None:
     """Distil the teacher's logits into the student (KL on chunked logits; resumable, torchrun-aware)."""
     from minitron.distill import result_table
@@ -785,6 +793,7 @@ def compare(
     eval_batches: int = EVAL_BATCHES_OPTION,
     save_every: int = typer.Option(50, "--save-every", help="Checkpoint each candidate's run every N steps."),
     device: str = DEVICE_OPTION,
+    report_to: str = REPORT_TO_OPTION,
 ) -> None:
     """Prune the top candidates of a search, distil each the same way, and rank them again."""
     from minitron.device import resolve_device
@@ -821,6 +830,7 @@ def compare(
                 eval_batches=eval_batches,
                 save_every=save_every,
                 device=device,
+                report_to=report_to,
             ),
         )
     )

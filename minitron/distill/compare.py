@@ -132,7 +132,8 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
                   objective=objective, model=student, tokenizer=tokenizer,
                   provenance={"teacher": {"model": source.name, "fingerprint": source.fingerprint()},
                               "candidate": {"file": str(Path(config.candidates).resolve()), "rank": rank,
-                                            "row": row}})  # fmt: skip
+                                            "row": row}},
+                  group=out.resolve().name)  # fmt: skip
             teacher.cpu()
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         evals = [r for r in records if "eval_kd" in r]
@@ -179,7 +180,7 @@ def _describe(arch, dropped: tuple[int, ...]) -> str:
 
 
 def _settings(config: CompareConfig, fingerprint: str) -> dict[str, Any]:
-    train = asdict(dataclasses.replace(config.train, model="", out="", resume=False))
+    train = asdict(dataclasses.replace(config.train, model="", out="", resume=False, report_to="none"))
     return json.loads(json.dumps({
         "teacher": config.teacher, "teacher_fingerprint": fingerprint,
         "candidates": str(Path(config.candidates).resolve()), "scores": config.scores, "top": config.top,

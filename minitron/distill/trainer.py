@@ -56,6 +56,7 @@ from minitron.distill.checkpoint import (
 from minitron.distill.kd import unwrap
 from minitron.distill.objectives import NextTokenCE, Objective, loss_sums
 from minitron.distill.schedule import SCHEDULES, lr_multiplier
+from minitron.distill.tracking import Trackers, open_trackers, parse_report_to
 from minitron.errors import MinitronError
 
 # Too little text for one sequence: what train, distill and compare can change.
@@ -73,6 +74,7 @@ _RESUME_FREE = {
     "model",
     "steps",
     "tokens",
+    "report_to",
 }
 
 
@@ -107,8 +109,10 @@ class TrainConfig:
     progress: bool = True
     tokens: int | None = None
     fsdp: bool = False
+    report_to: str = "none"  # experiment trackers, comma-separated (tracking.py)
 
     def __post_init__(self) -> None:
+        parse_report_to(self.report_to)
         for name in ("steps", "grad_accum", "eval_batches", "log_every"):
             if getattr(self, name) < 1:
                 raise MinitronError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -167,12 +171,14 @@ def train(
     model: torch.nn.Module | None = None,
     tokenizer: Any = None,
     provenance: dict[str, Any] | None = None,
+    group: str | None = None,
 ) -> TrainResult:
     """Train `model` (or the model `config.model` names) on `config.data`, minimising `objective`.
 
     `objective` defaults to next-token cross-entropy; distillation passes one that holds a teacher
     (objectives with a `setup(device, fsdp)` method get it called once the device is known).
     `provenance` is extra JSON stored in train_config.json (e.g. the teacher, the pruning source).
+    Runs sharing a `group` (compare's candidates) show together in the experiment trackers.
     """
     from minitron.importance.distributed import init_from_env, launched_distributed, rank_and_world
 
@@ -222,17 +228,26 @@ def train(
             print(f"note: --out {out} holds this same run; continuing it (as --resume)", file=sys.stderr)
         config = dataclasses.replace(config, resume=True)
     start = _start_state(config, out, wrapped, optimizer, scheduler, identity)
+    trackers = Trackers([])
+    if rank == 0:
+        header = _run_header(config, objective, model_info, provenance, world)
+        trackers = open_trackers(config.report_to, out, header, start["step"] if config.resume else None, group)
+    failed = True
     try:
-        return _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, start, heldout,
-                    autocast, device, out, total_steps, model_info, provenance, identity)  # fmt: skip
+        result = _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, start, heldout,
+                      autocast, device, out, total_steps, model_info, provenance, identity, trackers)  # fmt: skip
+        failed = False
+        return result
     except MinitronError:
         if created and rank == 0 and latest_checkpoint(out) is None:
             shutil.rmtree(out, ignore_errors=True)  # a fresh run that never checkpointed leaves nothing
         raise
+    finally:
+        trackers.finish(failed)
 
 
 def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, start, heldout, autocast, device,
-         out, total_steps, model_info, provenance, identity) -> TrainResult:  # fmt: skip
+         out, total_steps, model_info, provenance, identity, trackers) -> TrainResult:  # fmt: skip
     from minitron.importance.distributed import rank_and_world
 
     rank, world = rank_and_world()
@@ -243,7 +258,8 @@ def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, sta
         )
     _barrier()
     metrics = _Metrics(
-        out / "metrics.jsonl", keep_through_step=start["step"] if config.resume else -1, enabled=main
+        out / "metrics.jsonl", keep_through_step=start["step"] if config.resume else -1, enabled=main,
+        trackers=trackers,
     )
     step, tokens, elapsed = start["step"], start["tokens"], start["elapsed_s"]
     if start["data"] is not None and "legacy" in start["data"]:
@@ -574,7 +590,8 @@ def _same_run_again(out: Path, config, objective, model_info, provenance) -> boo
         return False  # an in-memory model: nothing says its weights are the ones the run started from
     ignored = {"world_size", "global_batch_sequences"}
     for header in (saved, now):
-        header["config"] = {k: v for k, v in header.get("config", {}).items() if k not in ("resume", "progress")}
+        header["config"] = {k: v for k, v in header.get("config", {}).items()
+                            if k not in ("resume", "progress", "report_to")}  # fmt: skip
     return {k: v for k, v in saved.items() if k not in ignored} == {k: v for k, v in now.items() if k not in ignored}
 
 
@@ -618,10 +635,11 @@ def _evaluate(model, objective, batches: list[torch.Tensor], autocast, device) -
 
 
 class _Metrics:
-    """Append-only JSONL; on resume, records after the checkpoint (from the lost tail) are dropped."""
+    """Append-only JSONL; on resume, records after the checkpoint (from the lost tail) are dropped.
+    Every record also goes to the run's experiment trackers."""
 
-    def __init__(self, path: Path, keep_through_step: int, enabled: bool = True):
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, keep_through_step: int, enabled: bool = True, trackers: Trackers | None = None):
+        self.path, self.enabled, self.trackers = path, enabled, trackers
         if enabled and path.exists():
             kept = [
                 line
@@ -634,6 +652,8 @@ class _Metrics:
         if self.enabled:
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self.trackers is not None:
+                self.trackers.log(record)
 
 
 def _save_final(out: Path, wrapped, model, tokenizer, fsdp: bool) -> Path:
