@@ -78,7 +78,12 @@ def wandb_segments(out: Path) -> list[tuple[str, list[dict]]]:
                 pending = b""
                 which = record.WhichOneof("record_type")
                 if which == "history":
-                    rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
+                    rows.append(
+                        {
+                            i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                            for i in record.history.item
+                        }
+                    )
                 elif which == "run":
                     run_id = record.run.run_id
         segments.append((run_id, rows))
@@ -134,9 +139,13 @@ def test_unknown_or_missing_tracker_is_one_line_before_any_work(tmp_path, monkey
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
+    )
     out = tmp_path / "never"
-    result = CliRunner().invoke(app, ["train", "tiny", "--report-to", "wandb", "--out", str(out), "--steps", "1"])
+    result = CliRunner().invoke(
+        app, ["train", "tiny", "--report-to", "wandb", "--out", str(out), "--steps", "1"]
+    )
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         "error: --report-to wandb: not installed; pip install wandb (or 'minitron[track]')"
