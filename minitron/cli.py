@@ -64,7 +64,8 @@ def friendly(fn: F) -> F:
 DATA_OPTION = typer.Option(
     "builtin",
     "--data",
-    help="Text: 'builtin' (the shipped corpus), a text/JSONL/Parquet file, a save_to_disk or plain directory.",
+    help="Text: 'builtin' (the shipped corpus), a text/JSONL/Parquet file, a save_to_disk or plain directory, "
+    "or a Hub dataset streamed by name: hf:NAME[:CONFIG][@SPLIT].",
 )
 TEXT_FIELD_OPTION = typer.Option(
     "text", "--text-field", help="JSONL field / Parquet or Arrow column holding the text."

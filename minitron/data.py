@@ -11,7 +11,11 @@ A data source (`DataSpec.source`) is one of:
 - a directory saved by `datasets.save_to_disk` (its Arrow files are read with pyarrow; for a
   DatasetDict, its `train` split);
 - any other directory: every file matching `glob` (comma-separated patterns, searched recursively),
-  each read by its own kind, in sorted path order.
+  each read by its own kind, in sorted path order;
+- `hf:NAME[:CONFIG][@SPLIT]`: a dataset on the Hugging Face Hub (or a local directory laid out as a
+  Hub dataset repository: `hf:/path/to/repo`), streamed with `datasets.load_dataset(...,
+  streaming=True)` (split `train` by default), text in `text_field`. Its position is the
+  IterableDataset's own `state_dict()`, so a resumed stream restarts there instead of re-reading.
 
 Documents are split into train / held-out by the SHA-256 of their text, so the split is the same on
 every run and machine and a document never lands on both sides. Each document is tokenised with the
@@ -39,6 +43,7 @@ from typing import Any
 from minitron.errors import MinitronError
 
 BUILTIN = "builtin"
+HUB_PREFIX = "hf:"
 BUILTIN_CORPUS = Path(str(resources.files("minitron"))) / "assets" / "corpus" / "python-stdlib.jsonl.xz"
 DEFAULT_GLOB = "**/*.txt,**/*.md,**/*.rst,**/*.py,**/*.jsonl,**/*.parquet"
 SPLITS = ("train", "heldout")
@@ -71,7 +76,9 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         if not self.source:
-            raise MinitronError("--data must name a file, a directory or 'builtin'")
+            raise MinitronError("--data must name a file, a directory, hf:NAME or 'builtin'")
+        if self.source.startswith(HUB_PREFIX):
+            hub_dataset(self.source)
         if self.seq_len < 2:
             raise MinitronError(f"--seq-len must be at least 2, got {self.seq_len}")
         if self.batch_size < 1:
@@ -133,6 +140,9 @@ def too_short(spec: DataSpec, hint: str) -> MinitronError:
 def describe(spec: DataSpec) -> dict[str, Any]:
     """A JSON-able description of the data for provenance headers (no file contents read)."""
     d: dict[str, Any] = asdict(spec)
+    if spec.source.startswith(HUB_PREFIX):
+        name, config, split = hub_dataset(spec.source)
+        return {**d, "kind": "hub", "dataset": name, "config": config, "hub_split": split}
     kind, path = _resolve(spec.source)
     d["kind"] = kind
     if kind == BUILTIN:
@@ -186,14 +196,17 @@ def _all_documents(spec: DataSpec) -> Iterator[str]:
 
 # Where the document stream stands: (file index, offset in that file, line number). The offset is a byte
 # offset for JSONL (of the decompressed stream for .gz/.xz), a row index for Parquet and Arrow, and 1
-# for a text file already read. `_positioned_documents` restarts from a position without parsing or
-# tokenising anything before it.
-Position = tuple[int, int, int]
+# for a text file already read. A Hub stream's position is its IterableDataset `state_dict()`.
+# `_positioned_documents` restarts from a position without parsing or tokenising anything before it.
+Position = tuple[int, int, int] | dict[str, Any]
 START: Position = (0, 0, 0)
 
 
 def _positioned_documents(spec: DataSpec, start: Position) -> Iterator[tuple[str, Position]]:
     """Every document (both splits) from `start` on, each with the position just after it."""
+    if spec.source.startswith(HUB_PREFIX):
+        yield from _hub_documents(spec, None if start == START else start)
+        return
     kind, path = _resolve(spec.source)
     if kind == BUILTIN:
         files, field = [path], "text"
@@ -215,6 +228,52 @@ def _positioned_documents(spec: DataSpec, start: Position) -> Iterator[tuple[str
         for text, (new_offset, new_line) in reader(file, field, offset, line_no):
             yield text, (index, new_offset, new_line)
         offset, line_no = 0, 0
+
+
+def hub_dataset(source: str) -> tuple[str, str | None, str]:
+    """`hf:NAME[:CONFIG][@SPLIT]` -> (name, config or None, split), e.g. hf:HuggingFaceFW/fineweb-edu:sample-10BT@train."""
+    rest, at, split = source.removeprefix(HUB_PREFIX).partition("@")
+    name, colon, config = rest.partition(":")
+    if not name or (colon and not config) or (at and not split):
+        raise MinitronError(
+            f"--data {source}: expected hf:NAME[:CONFIG][@SPLIT], e.g. hf:HuggingFaceFW/fineweb-edu:sample-10BT@train"
+        )
+    return name, config or None, split or "train"
+
+
+def _hub_documents(spec: DataSpec, state: dict[str, Any] | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The documents of a streamed Hub dataset from `state` on, each with the stream state just after it."""
+    try:
+        import datasets
+    except ImportError:
+        raise MinitronError(
+            f"--data {spec.source}: reading Hub datasets needs datasets: pip install 'minitron[data]'"
+        ) from None
+    name, config, split = hub_dataset(spec.source)
+    try:
+        stream = datasets.load_dataset(name, config, split=split, streaming=True)
+    except ConnectionError:
+        offline = "1" if datasets.config.HF_DATASETS_OFFLINE else "0"
+        raise MinitronError(
+            f"--data {spec.source}: cannot reach the Hub and the dataset is not in the cache "
+            f"{datasets.config.HF_DATASETS_CACHE} (HF_DATASETS_OFFLINE={offline}); connect once, or pass a local copy"
+        ) from None
+    except Exception as e:  # datasets raises many types: not found, gated, bad config or split
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MinitronError(f"--data {spec.source}: {first}") from None
+    if stream.column_names is not None and spec.text_field not in stream.column_names:
+        raise MinitronError(
+            f"--data {spec.source}: no column '{spec.text_field}' (has {stream.column_names}; set --text-field)"
+        )
+    if state is not None:
+        stream.load_state_dict(state)
+    for record in stream:
+        text = record.get(spec.text_field)
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise MinitronError(f"--data {spec.source}: column '{spec.text_field}' is not text")
+        yield text, stream.state_dict()
 
 
 def _text_document(
@@ -568,7 +627,7 @@ class BatchStream:
         return {
             "epoch": self.epoch,
             "produced": self.produced,
-            "position": list(self.position),
+            "position": self.position if isinstance(self.position, dict) else list(self.position),
             "buffer": list(self.buffer),
             "pool": list(self.pool),
             "rng": self.rng.getstate(),
@@ -600,7 +659,8 @@ class BatchStream:
             raise MinitronError("the saved data position belongs to other data settings")
         self._start_epoch(int(state["epoch"]))
         self.produced = int(state["produced"])
-        self.position = tuple(int(v) for v in state["position"])
+        position = state["position"]
+        self.position = position if isinstance(position, dict) else tuple(int(v) for v in position)
         self.buffer = state["buffer"].tolist()
         self.pool = state["pool"].tolist()
         self.rng.setstate(_rng_from_tensor(state["rng"]))

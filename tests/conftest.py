@@ -71,3 +71,27 @@ def random_checkpoint(tmp_path):
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def hub_repo(tmp_path):
+    """`hub_repo(texts)`: a local directory laid out as a Hub dataset repository (Parquet shards in data/,
+    a dataset card whose YAML names them), read through the same `hf:` path as a Hub name."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    def make(texts: list[str], shards: int = 2, name: str = "hub-repo"):
+        root = tmp_path / name
+        (root / "data").mkdir(parents=True)
+        per = -(-len(texts) // shards)
+        for k in range(shards):
+            part = texts[k * per : (k + 1) * per]
+            table = pa.table({"text": part, "id": list(range(k * per, k * per + len(part)))})
+            pq.write_table(table, root / "data" / f"train-{k:05d}-of-{shards:05d}.parquet", row_group_size=7)
+        (root / "README.md").write_text(
+            "---\nlicense: cc-by-4.0\nconfigs:\n- config_name: default\n  data_files:\n"
+            "  - split: train\n    path: data/train-*.parquet\n---\n# A tiny test corpus\n"
+        )
+        return root
+
+    return make

@@ -50,11 +50,13 @@ def test_stream_is_token_batches_epoch_after_epoch(tmp_path, tokenizer, small_po
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.xz", ".parquet"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.xz", ".parquet", "hf:"])
 def test_resumed_stream_continues_exactly_without_rereading(
-    tmp_path, tokenizer, small_pool, suffix, monkeypatch
+    tmp_path, tokenizer, small_pool, suffix, monkeypatch, hub_repo
 ):
     source = write_corpus(tmp_path / "c.jsonl")
+    if suffix == "hf:":  # a local Hub-style repository: the datasets stream's own state_dict resumes it
+        source = "hf:" + str(hub_repo([json.loads(line)["text"] for line in source.read_text().splitlines()]))
     if suffix == ".jsonl.xz":
         import lzma
 

@@ -198,3 +198,36 @@ def test_accumulation_gives_the_gradient_of_one_big_batch(tmp_path, pair, corpus
     b = load_file(tmp_path / "acc" / "final" / "model.safetensors")
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=2e-5, msg=name)
+
+
+def test_stopped_distill_on_a_streamed_hub_dataset_resumes_at_the_same_document(
+    tmp_path, pair, corpus, hub_repo, monkeypatch
+):
+    import minitron.data as data_module
+    from minitron.distill.checkpoint import latest_checkpoint, load_checkpoint
+
+    # A shuffle buffer of 5 sequences: the checkpoint falls mid-stream, in the repository's second shard.
+    monkeypatch.setattr(data_module, "SHUFFLE_SEQUENCES", 5)
+    texts = [json.loads(line)["text"] for line in corpus.read_text().splitlines()]
+    source = f"hf:{hub_repo(texts)}@train"
+    common = [*args(pair, source, tmp_path / "x")[:-2], "--steps", "8", "--save-every", "2", "--eval-every", "4"]
+    whole = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "whole")])
+    assert whole.exit_code == 0, whole.output
+    split = tmp_path / "split"
+    stopped = CliRunner().invoke(app, [*common, "--out", str(split), "--stop-at-step", "3"])
+    assert stopped.exit_code == 0, stopped.output
+    position = load_checkpoint(latest_checkpoint(split))["data"]["position"]
+    assert position["examples_iterable"]["examples_iterable"]["shard_idx"] == 1  # the stream's own state
+    resumed = CliRunner().invoke(app, [*common, "--out", str(split), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+
+    def evals(out):
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["eval_kd"], r["eval_lm_loss"]) for r in records if "eval_kd" in r]
+
+    assert [r[0] for r in evals(split)] == [0, 4, 8]
+    assert evals(split) == pytest.approx(evals(tmp_path / "whole"), rel=1e-4)
+    a, b = final_weights(tmp_path / "whole"), final_weights(split)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert json.loads((split / "final" / "minitron.json").read_text())["data"]["kind"] == "hub"
