@@ -603,6 +603,7 @@ KD_LR_OPTION = typer.Option(1e-4, "--lr", help="Peak learning rate (AdamW); deca
 @app.command()
 @friendly
 def distill(
+    ctx: typer.Context,
     teacher: str = typer.Argument(..., help="Teacher checkpoint directory or built-in name (tiny)."),
     student: str = typer.Argument(..., help="Student checkpoint directory (e.g. from `minitron prune`)."),
     data: str = DATA_OPTION,
@@ -663,6 +664,7 @@ def distill(
         chunk_tokens=chunk_tokens,
         teacher_device=teacher_device,
         teacher_dtype=teacher_dtype,
+        command=command_line(ctx),
     )
     result = run_distill(config)
     if rank_and_world()[0] == 0:

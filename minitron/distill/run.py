@@ -21,6 +21,7 @@ class DistillConfig:
     chunk_tokens: int = 256
     teacher_device: str | None = None
     teacher_dtype: str = "auto"
+    command: str = ""  # the command line, recorded in the provenance and the model card
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 1:
@@ -62,6 +63,7 @@ def distill(
                     "fingerprint": teacher_source.fingerprint(), **teacher_source.architecture.summary()},
         "student_source": student_info or {"model": "in-memory"},
         "vocab_compared": vocab,
+        **({"command": config.command} if config.command else {}),
     }  # fmt: skip
     torch.manual_seed(config.train.seed)
     return train(config.train, objective=objective, model=student, tokenizer=tokenizer, provenance=provenance)

@@ -45,6 +45,7 @@ from minitron.atomic import atomic_path, json_text, make_temp_dir, write_json, w
 from minitron.data import BatchStream, DataSpec, describe, token_batches
 from minitron.device import autocast as precision_autocast
 from minitron.device import check_precision, resolve_device
+from minitron.distill.card import write_run_card
 from minitron.distill.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -678,6 +679,7 @@ def _save_final(out: Path, wrapped, model, tokenizer, fsdp: bool) -> Path:
             tokenizer.save_pretrained(tmp)
             shutil.copyfile(out / "train_config.json", tmp / "train_config.json")
             _write_provenance(out, tmp)
+            write_run_card(tmp, title=out.resolve().name)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

@@ -78,10 +78,11 @@ def run(config: PruneConfig, console=None) -> PruneResult:
 
     from minitron import __version__
     from minitron.importance.scores import load_scores
+    from minitron.model.card import CARD_FILE, licence_of, model_card
     from minitron.model.load import resolve_model
     from minitron.prune.select import select_units
     from minitron.prune.slicing import plan_tensor, pruned_shape
-    from minitron.prune.target import read_candidate, resolve_target
+    from minitron.prune.target import candidate_serving, read_candidate, resolve_target
     from minitron.prune.writer import (
         SourceTensors,
         TensorSpec,
@@ -136,6 +137,7 @@ def run(config: PruneConfig, console=None) -> PruneResult:
         return reader.read(key, index, s.dtype)
 
     record = _provenance(config, source, fingerprint, scores, target, sel, shards, __version__)
+    record["serving"] = candidate_serving(config.candidate, config.rank) if config.candidate else None
     out_arch = target.arch
     if config.dtype != "keep":
         out_arch = dataclasses.replace(out_arch, extra={**out_arch.extra, "dtype": config.dtype})
@@ -156,6 +158,11 @@ def run(config: PruneConfig, console=None) -> PruneResult:
         (tmp / "config.json").write_text(out_arch.to_config_json())
         record["tokenizer_files"] = copy_tokenizer_files(src_path, tmp)
         (tmp / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        (tmp / CARD_FILE).write_text(model_card(
+            title=config.out.name, stage="pruned", base_model=source.name, before=src_arch.summary(),
+            after=target.arch.summary(), commands=[config.command] if config.command else [],
+            serving=record["serving"], licence=licence_of(src_path),
+        ))  # fmt: skip
 
     result = PruneResult(out=config.out, source=src_arch, target=target.arch, record=record)
     console.print(summary_table(result))

@@ -100,6 +100,18 @@ def candidate_rows(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def candidate_serving(path: str | Path, rank: int) -> dict[str, Any] | None:
+    """The serving memory the search estimated for candidate `rank` with the settings it used (context,
+    batch, dtypes), or None when the file does not say."""
+    data = json.loads(Path(path).read_text())
+    row = next((r for r in candidate_rows(path) if r.get("rank") == rank), {})
+    memory, constraint = row.get("memory"), data.get("constraint")
+    if not isinstance(memory, dict) or not isinstance(memory.get("total_bytes"), int):
+        return None
+    settings = ("context_tokens", "batch", "weight_dtype", "kv_dtype", "ssm_dtype", "engine")
+    return {**memory, **{k: constraint.get(k) for k in settings if isinstance(constraint, dict)}}
+
+
 def read_candidate(path: str | Path, rank: int) -> TargetSpec:
     """The TargetSpec of the candidate with `rank` in a search candidates file (format: module doc)."""
     path = Path(path)

@@ -231,3 +231,41 @@ def test_stopped_distill_on_a_streamed_hub_dataset_resumes_at_the_same_document(
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
     assert json.loads((split / "final" / "minitron.json").read_text())["data"]["kind"] == "hub"
+
+
+def test_distilled_model_card_holds_the_printed_figures_and_both_commands(tmp_path, pair, corpus):
+    from huggingface_hub import ModelCard
+
+    teacher, _ = pair
+    (teacher / "README.md").write_text("---\nlicense: apache-2.0\n---\n# teacher\n")
+    candidates = tmp_path / "candidates.json"
+    candidates.write_text(json.dumps({
+        "constraint": {"context_tokens": 4096, "batch": 2, "weight_dtype": "bfloat16"},
+        "candidates": [{"rank": 1, "drop_blocks": [1], "memory": {"weights_bytes": 900, "total_bytes": 999}}],
+    }))  # fmt: skip
+    student = tmp_path / "pruned"
+    pruned = CliRunner().invoke(app, ["prune", str(teacher), "--candidate", str(candidates), "--out", str(student)])
+    assert pruned.exit_code == 0, pruned.output
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app, [*args((teacher, student), corpus, out)[:-2], "--steps", "4", "--eval-every", "4", "--out", str(out)],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+    card = ModelCard.load(out / "final" / "README.md")
+    assert card.data.base_model == str(teacher) and card.data.license == "apache-2.0"
+    assert "distilled" in card.data.tags and card.data.pipeline_tag == "text-generation"
+    printed = {line.split("│")[1].strip(): line.split("│")[2].strip()
+               for line in result.output.splitlines() if line.count("│") >= 3}  # fmt: skip
+    record = json.loads((out / "final" / "minitron.json").read_text())
+    for key, value in record["heldout_after"].items():
+        if key.startswith("eval_") and key != "eval_loss":
+            before = record["heldout_before"][key]
+            assert printed[key.replace("eval_", "held-out ")] == f"{value:.4f}"
+            assert f"| {key.removeprefix('eval_')} | {before:.4f} | {value:.4f} |" in card.text
+    blocks = record["provenance"]["teacher"]["blocks"]
+    assert f"| blocks | {blocks} | {blocks - 1} |" in card.text
+    assert f"minitron prune {teacher} --out {student} --candidate {candidates}" in card.text
+    assert f"minitron distill {teacher} {student} --data {corpus}" in card.text
+    assert "999 bytes) at context 4096, batch 2" in card.text

@@ -102,3 +102,41 @@ def test_pruned_checkpoint_directory_is_world_readable(tmp_path, tiny_checkpoint
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # what mkdir gives, not mkdtemp's 0700
+
+
+def test_pruned_checkpoint_carries_a_model_card_with_the_printed_figures(tmp_path, tiny_checkpoint, scores_file):
+    from huggingface_hub import ModelCard
+
+    from minitron.model.load import resolve_model
+
+    (tiny_checkpoint / "README.md").write_text("---\nlicense: other\nlicense_name: tiny-licence\n---\n# teacher\n")
+    memory = {"weights_bytes": 1000, "kv_cache_bytes": 200, "ssm_state_bytes": 30, "conv_state_bytes": 4,
+              "total_bytes": 1234}  # fmt: skip
+    candidates = tmp_path / "candidates.json"
+    candidates.write_text(json.dumps({
+        "constraint": {"context_tokens": 8192, "batch": 1, "weight_dtype": "bfloat16"},
+        "candidates": [{"rank": 1, "drop_blocks": [0], "hidden": 24, "ffn": 48, "attn_heads": 4, "mamba_heads": 8,
+                        "mamba_head_dim": 4, "memory": memory}],
+    }))  # fmt: skip
+    out = tmp_path / "out"
+    args = ["prune", str(tiny_checkpoint), "--out", str(out), "--scores", str(scores_file), "--candidate",
+            str(candidates)]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model == str(tiny_checkpoint) and card.data.library_name == "transformers"
+    assert card.data.pipeline_tag == "text-generation" and "pruned" in card.data.tags
+    assert (card.data.license, card.data.license_name) == ("other", "tiny-licence")  # the teacher's, carried over
+    source = resolve_model(str(tiny_checkpoint)).architecture
+    target = resolve_model(str(out)).architecture
+    printed = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:5]]
+               for line in result.output.splitlines() if line.count("│") >= 5}  # fmt: skip
+    for axis in ("params", "hidden", "ffn", "mamba_heads", "mamba_head_dim", "blocks"):
+        before, after, kept = printed[axis]
+        assert f"| {axis} | {before} | {after} | {kept} |" in card.text
+    assert f"| hidden | {source.hidden:,} | {target.hidden:,} |" in card.text
+    assert "1,234 bytes) at context 8192, batch 1, weights in bfloat16" in card.text
+    assert "| KV cache | 200 |" in card.text
+    assert f"minitron prune {tiny_checkpoint} --out {out}" in card.text
+    assert "released under other (tiny-licence)" in card.text
