@@ -116,3 +116,25 @@ def test_killed_compare_picks_up_where_it_stopped(tmp_path, setup, corpus):
     metrics = [json.loads(line) for line in (out / "rank-2" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in metrics if "eval_kd" in r] == [0, 12]  # resumed, not restarted
     assert len(json.loads((out / "compare.json").read_text())["candidates"]) == 2
+
+
+def test_compare_reports_one_tracker_run_per_candidate_grouped_together(tmp_path, setup, corpus, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "compare-test")
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, args(setup, corpus, out, "--steps", "2", "--report-to", "mlflow,tensorboard"))
+    assert result.exit_code == 0, result.output
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("compare-test").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["rank-1", "rank-2"]
+    assert {r.data.tags["minitron.group"] for r in runs} == {"cmp"}
+    for run in runs:
+        metrics = [json.loads(line) for line in (out / run.info.run_name / "metrics.jsonl").read_text().splitlines()]
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "eval_kd"))
+        assert history == pytest.approx([(r["step"], r["eval_kd"]) for r in metrics if "eval_kd" in r])
+        assert any((out / run.info.run_name / "tensorboard").glob("events.out.tfevents.*"))
+    # The trackers are not part of the comparison's settings: the same compare continues without them.
+    again = CliRunner().invoke(app, args(setup, corpus, out, "--steps", "2"))
+    assert again.exit_code == 0, again.output
