@@ -133,7 +133,7 @@ def test_compare_reports_one_tracker_run_per_candidate_grouped_together(tmp_path
     for run in runs:
         metrics = [json.loads(line) for line in (out / run.info.run_name / "metrics.jsonl").read_text().splitlines()]
         history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "eval_kd"))
-        assert history == pytest.approx([(r["step"], r["eval_kd"]) for r in metrics if "eval_kd" in r])
+        assert history == [(r["step"], r["eval_kd"]) for r in metrics if "eval_kd" in r]  # float64, exactly
         assert any((out / run.info.run_name / "tensorboard").glob("events.out.tfevents.*"))
     # The trackers are not part of the comparison's settings: the same compare continues without them.
     again = CliRunner().invoke(app, args(setup, corpus, out, "--steps", "2"))
