@@ -534,6 +534,7 @@ def search(
 @app.command()
 @friendly
 def train(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="Checkpoint directory or built-in name (tiny) to train."),
     data: str = DATA_OPTION,
     text_field: str = TEXT_FIELD_OPTION,
@@ -571,7 +572,7 @@ def train(
 
     spec = _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed)
     result = run_training(
-        _train_config(model, spec, out, locals())
+        _train_config(model, spec, out, locals()), provenance={"command": command_line(ctx)}
     )
     if rank_and_world()[0] == 0:
         from rich.console import Console

@@ -17,19 +17,20 @@ def write_run_card(final: Path, title: str) -> Path:
     provenance = record.get("provenance") or {}
     teacher = provenance.get("teacher")
     student = provenance.get("student_source") or record["model"]
+    base = teacher or student
     pruned = _pruned_record(student.get("path"))
     commands = [c for c in (pruned.get("command"), provenance.get("command")) if c]
     data = record.get("data") or {}
     text = model_card(
         title=title,
         stage="distilled" if teacher else "trained",
-        base_model=(teacher or student).get("model"),
+        base_model=base.get("model") if base.get("model") != "in-memory" else None,
         before=_sizes(teacher) if teacher else None,
-        after=_sizes(student),
+        after=_sizes(student) or _sizes(record["model"]),
         commands=commands,
         serving=pruned.get("serving"),
         heldout=(record.get("heldout_before"), record.get("heldout_after")),
-        licence=licence_of((teacher or student).get("path")),
+        licence=licence_of(base.get("path")),
         datasets=[data["dataset"]] if data.get("kind") == "hub" else None,
     )
     return write_text(final / CARD_FILE, text)

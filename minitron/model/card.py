@@ -64,10 +64,8 @@ def model_card(
     )  # fmt: skip
     lines = [f"# {title}", "", _intro(stage, base_model), ""]
     lines += ["## Architecture", "", *_architecture_table(before, after), ""]
-    lines += [
-        f"Parameters: {after['params']:,}" + (f" (teacher: {before['params']:,})" if before else ""),
-        "",
-    ]
+    teacher_params = f" (teacher: {before['params']:,})" if before and "params" in before else ""
+    lines += [f"Parameters: {after['params']:,}{teacher_params}", ""]
     if serving:
         lines += ["## Serving memory", "", *_serving_lines(serving), ""]
     if heldout and (heldout[0] or heldout[1]):
