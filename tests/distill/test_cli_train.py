@@ -25,6 +25,11 @@ def test_train_command_runs_and_resumes(tmp_path, corpus, tokenizer, make_model)
     assert (out / "final" / "model.safetensors").exists()
     header = json.loads((out / "train_config.json").read_text())
     assert header["config"]["data"]["seq_len"] == 16 and header["model"]["model"] == str(ckpt)
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "final" / "README.md")  # the card names the command that started the run
+    assert card.data.base_model == str(ckpt) and card.data.tags == ["minitron", "trained"]
+    assert f"minitron train {ckpt} --data {corpus}" in card.text and "--stop-at-step 2" in card.text
 
 
 def test_the_same_command_again_continues_its_run_and_another_is_refused(tmp_path, corpus, tokenizer, make_model):

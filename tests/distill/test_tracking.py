@@ -162,3 +162,18 @@ def test_report_to_is_a_run_file_key_of_every_training_stage():
         config.stages["distill"]["report_to"] == config.stages["compare"]["report_to"] == "tensorboard,wandb"
     )
     assert "report_to" not in config.stages["prune"]
+
+
+def test_tensorboard_resume_drops_what_a_killed_run_logged_after_its_checkpoint(tmp_path):
+    from minitron.distill.tracking import open_trackers
+
+    out = tmp_path / "run"
+    killed = open_trackers("tensorboard", out, {"steps": 6}, resume_step=None)
+    for step in range(1, 6):  # logged through step 5, checkpointed at step 3, then killed
+        killed.log({"step": step, "loss": float(step)})
+    killed.finish(failed=True)
+    resumed = open_trackers("tensorboard", out, {"steps": 6}, resume_step=3)
+    for step in range(4, 7):
+        resumed.log({"step": step, "loss": 10.0 * step})
+    resumed.finish()
+    assert tensorboard_series(out, "loss") == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0), (5, 50.0), (6, 60.0)]
