@@ -79,6 +79,7 @@ class DataSpec:
             raise MinitronError("--data must name a file, a directory, hf:NAME or 'builtin'")
         if self.source.startswith(HUB_PREFIX):
             hub_dataset(self.source)
+            _require_datasets(self.source)
         if self.seq_len < 2:
             raise MinitronError(f"--seq-len must be at least 2, got {self.seq_len}")
         if self.batch_size < 1:
@@ -241,14 +242,17 @@ def hub_dataset(source: str) -> tuple[str, str | None, str]:
     return name, config or None, split or "train"
 
 
-def _hub_documents(spec: DataSpec, state: dict[str, Any] | None) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The documents of a streamed Hub dataset from `state` on, each with the stream state just after it."""
+def _require_datasets(source: str):
     try:
         import datasets
     except ImportError:
-        raise MinitronError(
-            f"--data {spec.source}: reading Hub datasets needs datasets: pip install 'minitron[data]'"
-        ) from None
+        raise MinitronError(f"--data {source}: reading Hub datasets needs datasets: pip install 'minitron[data]'") from None
+    return datasets
+
+
+def _hub_documents(spec: DataSpec, state: dict[str, Any] | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The documents of a streamed Hub dataset from `state` on, each with the stream state just after it."""
+    datasets = _require_datasets(spec.source)
     name, config, split = hub_dataset(spec.source)
     try:
         stream = datasets.load_dataset(name, config, split=split, streaming=True)

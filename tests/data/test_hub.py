@@ -68,3 +68,9 @@ def test_offline_and_not_cached_is_one_line_naming_the_setting(tmp_path):
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error")]
     assert "HF_DATASETS_OFFLINE=1" in line and str(tmp_path / "hf") in line
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_without_datasets_installed_a_hub_source_is_refused_when_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
+    with pytest.raises(MinitronError, match=r"needs datasets: pip install 'minitron\[data\]'"):
+        DataSpec(source="hf:org/name")
