@@ -123,6 +123,7 @@ def test_compare_reports_one_tracker_run_per_candidate_grouped_together(tmp_path
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "compare-test")
+    MlflowClient().create_experiment("compare-test", artifact_location=(tmp_path / "artifacts").as_uri())
     out = tmp_path / "cmp"
     result = CliRunner().invoke(app, args(setup, corpus, out, "--steps", "2", "--report-to", "mlflow,tensorboard"))
     assert result.exit_code == 0, result.output

@@ -38,6 +38,10 @@ def offline_trackers(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")  # MLflow's local store
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "minitron-test")
+    from mlflow import MlflowClient
+
+    # An experiment with its artifacts under tmp_path too (the default root is ./mlruns in the cwd).
+    MlflowClient().create_experiment("minitron-test", artifact_location=(tmp_path / "artifacts").as_uri())
     # Trackio reads TRACKIO_DIR once, at import.
     monkeypatch.setattr(trackio.sqlite_storage, "TRACKIO_DIR", tmp_path / "trackio")
     monkeypatch.setattr(trackio.utils, "TRACKIO_DIR", tmp_path / "trackio")
