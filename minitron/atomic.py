@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,3 +73,16 @@ def make_temp_dir(prefix: str, suffix: str = "", dir: str | Path | None = None) 
     path = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=dir))
     os.chmod(path, 0o777 & ~_umask())
     return path
+
+
+@contextmanager
+def replace_dir(tmp: Path, final: Path) -> Iterator[Path]:
+    """Fill the temp directory `tmp` in the block; it then replaces `final` (removed on any failure)."""
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -304,9 +304,9 @@ def score(
 ) -> None:
     """Importance of blocks, hidden channels, FFN neurons, attention and Mamba heads (torchrun-aware)."""
     from minitron.atomic import json_text
-    from minitron.importance.distributed import rank_and_world
     from minitron.importance.report import summary
     from minitron.importance.run import ScoreConfig, run
+    from minitron.parallel import rank_and_world
 
     scores = run(
         ScoreConfig(
@@ -559,7 +559,7 @@ def train(
     """Train a model on text with next-token cross-entropy (resumable, torchrun-aware)."""
     from minitron.distill import result_table
     from minitron.distill import train as run_training
-    from minitron.importance.distributed import rank_and_world
+    from minitron.parallel import rank_and_world
 
     spec = _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed)
     result = run_training(
@@ -644,7 +644,7 @@ def distill(
     from minitron.distill.losses import KDLoss
     from minitron.distill.run import DistillConfig
     from minitron.distill.run import distill as run_distill
-    from minitron.importance.distributed import rank_and_world
+    from minitron.parallel import rank_and_world
 
     spec = _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed)
     config = DistillConfig(

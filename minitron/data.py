@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from minitron.errors import MinitronError
+from minitron.runs import file_digest
 
 BUILTIN = "builtin"
 BUILTIN_CORPUS = Path(str(resources.files("minitron"))) / "assets" / "corpus" / "python-stdlib.jsonl.xz"
@@ -101,26 +102,16 @@ def documents(spec: DataSpec) -> Iterator[str]:
 
 
 def token_batches(spec: DataSpec, tokenizer, hint: str = SHORT_DATA_HINT) -> Iterator[Any]:
-    """(batch_size, seq_len) int64 tensors of packed token ids; the same batches for the same spec.
+    """(batch_size, seq_len) int64 tensors of packed token ids: one epoch of `BatchStream`, the same
+    batches for the same spec.
 
     The last batch may hold fewer sequences; sequences are never padded. Too little text for one
     sequence is an error that ends with `hint` (what the running command's options can do about it).
     """
-    import torch
-
-    batch: list[list[int]] = []
-    produced = 0
-    for seq in _shuffled(_packed(spec, tokenizer), spec.seed):
-        batch.append(seq)
-        produced += 1
-        if len(batch) == spec.batch_size:
-            yield torch.tensor(batch, dtype=torch.int64)
-            batch = []
-        if spec.samples is not None and produced >= spec.samples:
-            break
-    if batch:
-        yield torch.tensor(batch, dtype=torch.int64)
-    if produced == 0:
+    stream = BatchStream(spec, tokenizer, hint=hint)
+    while (batch := stream.next_in_epoch()) is not None:
+        yield batch
+    if stream.produced == 0:
         raise too_short(spec, hint)
 
 
@@ -137,7 +128,7 @@ def describe(spec: DataSpec) -> dict[str, Any]:
     d["kind"] = kind
     if kind == BUILTIN:
         d["corpus"] = "Python 3.11.7 standard-library sources (PSF licence)"
-        d["sha256"] = _sha256(path)
+        d["sha256"] = file_digest(path)
     else:
         d["path"] = str(path.resolve())
         files = _matching_files(path, spec.glob) if kind == "directory" else _kind_files(kind, path)
@@ -364,58 +355,6 @@ def _strings(column, path: Path, text_field: str, keep_none: bool = False) -> It
             yield value
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# ---- tokens and packing --------------------------------------------------------------------------
-
-
-def _packed(spec: DataSpec, tokenizer) -> Iterator[list[int]]:
-    """Sequences of exactly seq_len tokens: documents joined with EOS after each, cut in order."""
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise MinitronError("the tokenizer has no EOS token; packing needs one between documents")
-    buffer: list[int] = []
-    for ids in _tokenised(documents(spec), tokenizer):
-        buffer.extend(ids)
-        buffer.append(eos)
-        while len(buffer) >= spec.seq_len:
-            yield buffer[: spec.seq_len]
-            del buffer[: spec.seq_len]
-
-
-def _tokenised(docs: Iterable[str], tokenizer) -> Iterator[list[int]]:
-    chunk: list[str] = []
-    for doc in docs:
-        chunk.append(doc)
-        if len(chunk) == TOKENIZE_DOCS:
-            yield from tokenizer(chunk, add_special_tokens=False)["input_ids"]
-            chunk = []
-    if chunk:
-        yield from tokenizer(chunk, add_special_tokens=False)["input_ids"]
-
-
-def _shuffled(items: Iterable[list[int]], seed: int, size: int | None = None) -> Iterator[list[int]]:
-    """A bounded-memory shuffle: hold `size` items (SHUFFLE_SEQUENCES), emit a random one as each new one arrives."""
-    size = SHUFFLE_SEQUENCES if size is None else size
-    rng = random.Random(seed)
-    pool: list[list[int]] = []
-    for item in items:
-        if len(pool) < size:
-            pool.append(item)
-            continue
-        i = rng.randrange(size)
-        yield pool[i]
-        pool[i] = item
-    rng.shuffle(pool)
-    yield from pool
-
-
 # ---- tokenizer -----------------------------------------------------------------------------------
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}  # ids 0, 1, 2
@@ -449,8 +388,8 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int):
 class BatchStream:
     """Packed batches epoch after epoch, resumable from a small state dict in O(1).
 
-    Epoch e yields exactly `token_batches(spec with seed = spec.seed + e)`, batch for batch, then
-    the next epoch starts. `state_dict()` between batches captures where the stream stands: the
+    Epoch e shuffles with seed spec.seed + e (epoch 0 is `token_batches(spec)`), then the next epoch
+    starts. `state_dict()` between batches captures where the stream stands: the
     position in the document files, the tokens read but not yet packed, the shuffle buffer and its
     RNG. `BatchStream(spec, tokenizer, state)` continues from there by seeking the files (byte
     offsets, row indices); nothing already consumed is tokenised again. The state's size is bounded
@@ -468,18 +407,6 @@ class BatchStream:
         else:
             self._load(state)
 
-    @classmethod
-    def replayed(cls, spec: DataSpec, tokenizer, epoch: int, batches: int) -> BatchStream:
-        """The stream after `batches` batches of `epoch`, by reading them again (O(position)).
-
-        Only for checkpoints written before streams saved their state; new ones resume in O(1).
-        """
-        stream = cls(spec, tokenizer)
-        stream._start_epoch(epoch)
-        for _ in range(batches):
-            next(stream)
-        return stream
-
     def _start_epoch(self, epoch: int) -> None:
         self.epoch, self.produced, self.position = epoch, 0, START
         self.buffer: list[int] = []
@@ -492,23 +419,30 @@ class BatchStream:
         return self
 
     def __next__(self):
-        import torch
-
         while True:
-            batch: list[list[int]] = []
-            while len(batch) < self.spec.batch_size:
-                seq = self._next_sequence()
-                if seq is None:
-                    break
-                batch.append(seq)
-            if batch:
-                return torch.tensor(batch, dtype=torch.int64)
+            batch = self.next_in_epoch()
+            if batch is not None:
+                return batch
             if self.produced == 0:
                 raise too_short(self.spec, self.hint)
             self._start_epoch(self.epoch + 1)
 
+    def next_in_epoch(self):
+        """The next batch of this epoch, or None at its end (the stream stays at the end)."""
+        import torch
+
+        batch: list[list[int]] = []
+        while len(batch) < self.spec.batch_size:
+            seq = self._next_sequence()
+            if seq is None:
+                break
+            batch.append(seq)
+        return torch.tensor(batch, dtype=torch.int64) if batch else None
+
     def _next_sequence(self) -> list[int] | None:
-        """The next shuffled sequence of this epoch, or None at its end (mirrors `_shuffled`)."""
+        """The next sequence of this epoch, or None at its end. A bounded shuffle: the pool holds
+        SHUFFLE_SEQUENCES sequences and each new one takes the place of a random one, which is emitted;
+        at the end of the text the pool is shuffled and emptied."""
         if self.spec.samples is not None and self.produced >= self.spec.samples:
             return None
         while not self.draining:
@@ -531,7 +465,7 @@ class BatchStream:
         return self.pool.pop()
 
     def _next_packed(self) -> list[int] | None:
-        """The next seq_len tokens of the document stream (mirrors `_packed` and `_tokenised`)."""
+        """The next seq_len tokens of the document stream: documents joined with EOS after each, cut in order."""
         n = self.spec.seq_len
         while len(self.buffer) < n:
             if not self._read_documents():

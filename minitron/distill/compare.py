@@ -24,6 +24,7 @@ from minitron.atomic import atomic_path, write_json, write_text
 from minitron.distill.losses import KDLoss
 from minitron.distill.trainer import TrainConfig
 from minitron.errors import MinitronError
+from minitron.runs import claim
 
 COLUMNS = ("rank_before", "rank_after", "candidate", "params", "memory_bytes", "objective_before",
            "kd_before", "kd_after", "lm_loss_before", "lm_loss_after", "teacher_lm_loss")  # fmt: skip
@@ -74,10 +75,10 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
 
     from minitron.distill.kd import Distillation, shared_vocab
     from minitron.distill.trainer import train
-    from minitron.importance.distributed import launched_distributed
     from minitron.importance.scores import load_scores
     from minitron.memory import estimate_memory
     from minitron.model.load import load_model, load_tokenizer, resolve_model
+    from minitron.parallel import launched_distributed
     from minitron.prune.slicing import prune_to
     from minitron.prune.target import read_candidate, resolve_target
     from minitron.units import parse_tokens
@@ -103,7 +104,7 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
             f"candidates {needs_scores} narrow width axes: give --scores (from `minitron score`)"
         )
     settings = _settings(config, source.fingerprint())
-    _claim(out, settings)
+    claim(out, "compare_config.json", settings, "compare")
 
     teacher = load_model(source, dtype="float32", device="cpu", command="minitron compare")
     tokenizer = load_tokenizer(source, command="minitron compare")
@@ -185,22 +186,6 @@ def _settings(config: CompareConfig, fingerprint: str) -> dict[str, Any]:
         "candidates": str(Path(config.candidates).resolve()), "scores": config.scores, "top": config.top,
         "context": config.context, "loss": asdict(config.loss), "chunk_tokens": config.chunk_tokens, "train": train,
     }))  # fmt: skip
-
-
-def _claim(out: Path, settings: dict[str, Any]) -> None:
-    """Start a compare in `out`, or continue the one there if it has the same settings."""
-    path = out / "compare_config.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        changed = sorted(k for k in settings if saved.get(k) != settings[k])
-        if changed:
-            raise MinitronError(f"--out {out} holds a compare with other settings ({', '.join(changed)}); "
-                                "use another --out")  # fmt: skip
-        return
-    if out.exists() and any(out.iterdir()):
-        raise MinitronError(f"--out {out} is not empty and holds no compare; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(path, settings)
 
 
 def _write_outputs(out: Path, results: list[CandidateResult], settings: dict[str, Any]) -> None:

@@ -84,27 +84,24 @@ def run(config: ScoreConfig) -> Scores:
     """Score a checkpoint and write the scores file (+ JSON summary and depth plot) on rank 0."""
     import torch
 
-    from minitron import __version__
+    from minitron import __version__, parallel
     from minitron.atomic import write_json
     from minitron.data import DataSpec, describe, token_batches
-    from minitron.device import resolve_device
-    from minitron.importance import distributed
+    from minitron.device import resolve_device, weights_dtype
     from minitron.importance.batches import n_samples
-    from minitron.importance.progress import progress_bar
     from minitron.importance.report import plot_depth, print_report, summary
     from minitron.importance.scores import save_scores
     from minitron.importance.width import score_width
     from minitron.model.load import load_model, load_tokenizer, resolve_model
+    from minitron.progress import progress_bar
 
     device = str(resolve_device(config.device))
     source = resolve_model(config.model)
     source.require_weights("minitron score")
     arch = source.architecture
-    dtype = (
-        config.dtype if config.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
-    )
-    distributed.init_from_env(device)
-    rank, world = distributed.rank_and_world()
+    dtype = weights_dtype(config.dtype, device)
+    parallel.init_from_env(device)
+    rank, world = parallel.rank_and_world()
     show = config.progress and rank == 0
 
     spec = DataSpec(
@@ -127,7 +124,7 @@ def run(config: ScoreConfig) -> Scores:
             f"(asked for {config.samples}); scoring on those",
             file=sys.stderr,
         )
-    mine = distributed.shard(batches)
+    mine = parallel.shard(batches)
     model = load_model(source, dtype=dtype, device=device, command="minitron score")
 
     depth_batches = first_samples(mine, config.depth_samples) if config.depth_samples else mine

@@ -54,6 +54,7 @@ def evaluate_models(models: dict[str, str], distill_options: dict[str, Any]) -> 
     import torch
 
     from minitron.data import DataSpec, token_batches
+    from minitron.distill.objectives import heldout_loss
     from minitron.model.load import load_model, load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model(models["teacher"]))
@@ -70,14 +71,8 @@ def evaluate_models(models: dict[str, str], distill_options: dict[str, Any]) -> 
     out: dict[str, Any] = {"heldout": {"sequences": HELDOUT_SEQUENCES, "seq_len": spec.seq_len}, "models": {}}
     for name, path in models.items():
         model = load_model(resolve_model(path), command="minitron run")
+        loss = heldout_loss(model, batches)
         with torch.no_grad():
-            total, count = 0.0, 0
-            for ids in batches:
-                logits = model(input_ids=ids).logits[:, :-1].float()
-                total += torch.nn.functional.cross_entropy(
-                    logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="sum"
-                ).item()
-                count += ids[:, 1:].numel()
             generations = []
             for prompt in PROMPTS:
                 ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
@@ -86,7 +81,7 @@ def evaluate_models(models: dict[str, str], distill_options: dict[str, Any]) -> 
         out["models"][name] = {
             "path": path,
             "params": sum(p.numel() for p in model.parameters()),
-            "loss": total / max(count, 1),
+            "loss": loss,
             "generations": generations,
         }
         del model

@@ -19,17 +19,16 @@ directory kept as NAME.previous.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from minitron.atomic import write_json
 from minitron.errors import MinitronError
 from minitron.pipeline.config import Option, RunConfig, command_args
+from minitron.runs import digest, file_digest
 
 Invoke = Callable[[list[str]], int]  # runs one `minitron ...` command line, returns its exit code
 
@@ -121,7 +120,8 @@ def run_pipeline(
             console.print(f"[dim]{stage}: off ({why})[/dim]")
             continue
         argv = argv_of()
-        key = _key({**base, "argv": argv, "inputs": {str(p): _digest(p) for p in inputs_of()}})
+        inputs = {str(p): file_digest(p) if p.exists() else None for p in inputs_of()}
+        key = digest({**base, "argv": argv, "inputs": inputs})
         marker = paths.marker(stage)
         state = json.loads(marker.read_text()) if marker.exists() else {}
         if state.get("key") == key and state.get("done") and done_file.exists():
@@ -150,7 +150,7 @@ def preflight(config: RunConfig) -> None:
     """What would only fail hours in, checked before the first stage: each stage's devices exist, and
     with eval-tasks, lm-eval is installed and the task files are there."""
     from minitron.device import resolve_device
-    from minitron.importance.distributed import launched_distributed
+    from minitron.parallel import launched_distributed
 
     if launched_distributed():
         raise MinitronError(
@@ -190,20 +190,6 @@ def chosen_rank(config: RunConfig, paths: Paths) -> int:
     rows = json.loads(table.read_text())["candidates"]
     best = min(rows, key=lambda r: r["rank_after"])  # rank after the short distillation
     return int(best["rank_before"])  # its rank in the search's candidates file
-
-
-def _key(data: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def _digest(path: Path) -> str | None:
-    if not path.exists():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _has_checkpoint(run: Path) -> bool:

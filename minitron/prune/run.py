@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import Any
 from minitron.errors import MinitronError
 from minitron.model.arch import Architecture
 from minitron.prune.target import TargetSpec
+from minitron.runs import file_digest
 
 DTYPES = ("keep", "bfloat16", "float16", "float32")
 PROVENANCE_FILE = "minitron.json"
@@ -74,11 +74,11 @@ def run(config: PruneConfig, console=None) -> PruneResult:
     """Prune `config.model` to the configured target and write the checkpoint to `config.out`."""
     import torch
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     from minitron import __version__
     from minitron.importance.scores import load_scores
     from minitron.model.load import resolve_model
+    from minitron.progress import progress_bar
     from minitron.prune.select import select_units
     from minitron.prune.slicing import plan_tensor, pruned_shape
     from minitron.prune.target import read_candidate, resolve_target
@@ -141,17 +141,10 @@ def run(config: PruneConfig, console=None) -> PruneResult:
         out_arch = dataclasses.replace(out_arch, extra={**out_arch.extra, "dtype": config.dtype})
 
     with atomic_output_dir(config.out) as tmp:
-        with Progress(
-            TextColumn("[bold]pruning[/]"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("write", total=sum(s.nbytes for s in specs))
+        total = sum(s.nbytes for s in specs)
+        with progress_bar("pruning", total, True, unit="bytes", console=console, transient=True) as advance:
             for file, group in shards:
-                write_shard(tmp / file, group, produce, on_tensor=lambda s: progress.advance(task, s.nbytes))
+                write_shard(tmp / file, group, produce, on_tensor=lambda s: advance(s.nbytes))
         write_index(tmp, shards)
         (tmp / "config.json").write_text(out_arch.to_config_json())
         record["tokenizer_files"] = copy_tokenizer_files(src_path, tmp)
@@ -211,7 +204,7 @@ def _provenance(config, source, fingerprint, scores, target, sel, shards, versio
     if config.scores is not None:
         scores_info = {
             "path": str(Path(config.scores).resolve()),
-            "sha256": hashlib.sha256(Path(config.scores).read_bytes()).hexdigest()[:16],
+            "sha256": file_digest(config.scores, 16),
             "header": scores.header,
         }
     return {

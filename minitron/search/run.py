@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from minitron.errors import MinitronError
+from minitron.runs import file_digest
 from minitron.search.objective import OBJECTIVES
 from minitron.search.space import AXIS_FLAGS
 
@@ -244,7 +244,7 @@ def _header(config, source, space, constraint, enumeration, scores) -> dict[str,
         },
         "scores": None
         if config.scores is None
-        else {"path": str(Path(config.scores).resolve()), "sha256": _sha(config.scores)},
+        else {"path": str(Path(config.scores).resolve()), "sha256": file_digest(config.scores, 16)},
         "budget": {**asdict(config.budget_), "usable_bytes": config.budget_.usable_bytes},
         "constraint": asdict(constraint),
         "space": space.describe(),
@@ -258,17 +258,13 @@ def _header(config, source, space, constraint, enumeration, scores) -> dict[str,
     }
 
 
-def _sha(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def study_settings(config: SearchConfig, source, space, constraint, cache_key: str) -> dict[str, Any]:
     """What a study's results depend on: resuming under other settings is refused."""
     from dataclasses import asdict
 
     return {
         "model": source.fingerprint(),
-        "scores": _sha(config.scores) if config.scores else None,
+        "scores": file_digest(config.scores, 16) if config.scores else None,
         "space": space.describe(),
         "constraint": asdict(constraint),
         "objective": config.objective,
@@ -352,6 +348,7 @@ def _search(config, source, scores, space, constraint, enumeration, proxy, conso
     import multiprocessing
 
     from minitron.device import resolve_device
+    from minitron.progress import progress_bar
     from minitron.search.frontier import rank_by
     from minitron.search.study import TrialSpace, evaluated_trials, recover_dead_trials, run_worker
 
@@ -379,10 +376,11 @@ def _search(config, source, scores, space, constraint, enumeration, proxy, conso
     run_point = _evaluator(config, model, scores, space, constraint, cache)
     target = min(config.trials, enumeration.feasible)
     try:
-        with _progress(config.progress, target, len(evaluated_trials(study))) as advance:
+        done = min(len(evaluated_trials(study)), target)
+        with progress_bar("trials", target, config.progress, completed=done) as bar:
             result = run_worker(
                 study, trial_space, constraint, claims, run_point, config.trials, enumeration.feasible,
-                config.timeout_s, on_trial=advance,
+                config.timeout_s, on_trial=lambda n: bar.update(completed=min(n, target)),
             )  # fmt: skip
     finally:
         for child in children:
@@ -448,29 +446,3 @@ def worker_main(config: SearchConfig, worker: int, ready=None) -> None:
     except MinitronError as e:
         print(f"error: worker {worker}: {e}", file=sys.stderr)
         raise SystemExit(1) from None
-
-
-class _progress:
-    """A rich bar over evaluated trials (stderr), or nothing."""
-
-    def __init__(self, enabled: bool, total: int, done: int):
-        self.enabled, self.total, self.done = enabled, total, done
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(
-            TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )  # fmt: skip
-        self.bar.__enter__()
-        task = self.bar.add_task("trials", total=self.total, completed=min(self.done, self.total))
-        return lambda n: self.bar.update(task, completed=min(n, self.total))
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.__exit__(*exc)
-        return False

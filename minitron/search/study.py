@@ -17,7 +17,6 @@ evaluated twice, whichever worker proposes it. Trials left RUNNING by a dead wor
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from minitron.errors import MinitronError
+from minitron.runs import differences, short_json
 from minitron.search.frontier import Constraint, Point
 from minitron.search.space import DepthOption, SearchSpace
 
@@ -83,20 +83,14 @@ def open_study(storage, settings: dict[str, Any], two_objectives: bool, sampler,
     before = study.user_attrs.get("settings")
     if before is None:
         study.set_user_attr("settings", settings)
-    elif before != settings:
-        differ = sorted(set(before) | set(settings))
-        differ = [k for k in differ if before.get(k) != settings.get(k)]
-        parts = [f"{k} (was {_short(before.get(k))}, now {_short(settings.get(k))})" for k in differ]
+    elif differences(before, settings):
+        parts = [f"{k} (was {short_json(before.get(k))}, now {short_json(settings.get(k))})"
+                 for k in differences(before, settings)]  # fmt: skip
         raise MinitronError(
             f"the study in {where} was created with other settings: {'; '.join(parts)}; "
             "use another --out/--storage or the same settings"
         )
     return study
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ---- points <-> trial parameters ----------------------------------------------------------------
