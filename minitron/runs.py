@@ -38,9 +38,9 @@ def differences(saved: dict[str, Any], now: dict[str, Any], ignore: tuple[str, .
     return sorted(k for k in keys if _plain(saved.get(k)) != _plain(now.get(k)))
 
 
-def changes(saved: dict[str, Any], now: dict[str, Any], keys: list[str], width: int = 60) -> str:
-    """`key: old -> new` for each of `keys`, values shortened to `width` characters."""
-    return ", ".join(f"{k}: {short_json(saved.get(k), width)} -> {short_json(now.get(k), width)}" for k in keys)
+def changes(saved: dict[str, Any], now: dict[str, Any], keys: list[str]) -> str:
+    """`key: old -> new` for each of `keys`, values as JSON."""
+    return ", ".join(f"{k}: {short_json(saved.get(k), None)} -> {short_json(now.get(k), None)}" for k in keys)
 
 
 def claim(out: Path, file: str, settings: dict[str, Any], what: str) -> bool:
@@ -69,7 +69,7 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def short_json(value: Any, width: int = 60) -> str:
-    """A value as JSON, cut to `width` characters for an error line."""
+def short_json(value: Any, width: int | None = 60) -> str:
+    """A value as JSON, cut to `width` characters (None: whole) for an error line."""
     text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return text if width is None or len(text) <= width else text[: width - 3] + "..."

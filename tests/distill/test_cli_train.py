@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from minitron.cli import app
@@ -49,11 +50,12 @@ def test_train_command_errors_are_one_line(tmp_path):
     assert result.output.strip().startswith("error:") and len(result.output.strip().splitlines()) == 1
     result = CliRunner().invoke(app, ["train", "tiny", "--steps", "0"])
     assert result.exit_code == 1 and "--steps" in result.output
-    import torch
 
-    if not torch.cuda.is_available():
-        result = CliRunner().invoke(app, ["train", "tiny", "--device", "cuda", "--out", str(tmp_path / "run")])
-        assert result.exit_code == 1 and "CUDA" in result.output and not (tmp_path / "run").exists()
+
+@pytest.mark.no_cuda
+def test_train_on_cuda_without_cuda_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["train", "tiny", "--device", "cuda", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "CUDA" in result.output and not (tmp_path / "run").exists()
 
 
 def test_unusable_data_is_one_line_naming_train_options_and_leaves_out_empty(tmp_path, corpus, tokenizer, make_model):

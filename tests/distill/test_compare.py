@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
+from paused import paused_command, subprocess_env, wait_for_flag
 from typer.testing import CliRunner
 
 from minitron.cli import app
-
-REPO = Path(__file__).parents[2]
 
 
 @pytest.fixture
@@ -93,19 +89,14 @@ def test_compare_refuses_torchrun(tmp_path, setup, corpus, monkeypatch):
 @pytest.mark.slow
 def test_killed_compare_picks_up_where_it_stopped(tmp_path, setup, corpus):
     out = tmp_path / "cmp"
-    command = [
-        sys.executable,
-        "-m",
-        "minitron",
-        *args(setup, corpus, out, "--steps", "12", "--save-every", "2"),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    latest = out / "rank-2" / "checkpoints" / "latest"
-    while not (latest.exists() and latest.read_text().strip() >= "step-00000004"):
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.05)
+    argv = args(setup, corpus, out, "--steps", "12", "--save-every", "2")
+    command, env = [sys.executable, "-m", "minitron", *argv], subprocess_env()
+    # Stopped after the 8th checkpoint: candidate 1's six (steps 2 .. 12), then candidate 2's steps 2 and 4.
+    flag = tmp_path / "paused"
+    paused = paused_command(argv, "minitron.distill.rundir:RunDir.save", 8, flag)
+    proc = subprocess.Popen(paused, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_flag(flag, proc)
+    assert (out / "rank-2" / "checkpoints" / "latest").read_text().strip() == "step-00000004"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     first_final = (out / "rank-1" / "final" / "model.safetensors").stat().st_mtime_ns

@@ -69,16 +69,6 @@ def stand_in_stages(monkeypatch, random_checkpoint):
     return called
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_eval_tasks_scores_three_models_side_by_side_and_skips_when_done(
     run_file, task_yaml, stand_in_stages, tmp_path
 ):
