@@ -351,15 +351,6 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    # Decay matrices only: norms, biases and the Mamba per-head scalars (A_log, D, dt_bias) keep their scale.
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def _heldout_batches(config: TrainConfig, tokenizer) -> list[torch.Tensor]:
     spec = dataclasses.replace(
         config.data, split="heldout", samples=config.eval_batches * config.data.batch_size
