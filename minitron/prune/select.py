@@ -8,8 +8,6 @@ change keeps every unit and needs no scores.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 import torch
@@ -19,6 +17,7 @@ from minitron.importance.ranking import rank_attention_heads, rank_mamba, top_k
 from minitron.importance.scores import Scores
 from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP, Architecture
 from minitron.prune.target import AXIS_FLAGS, Target
+from minitron.runs import digest
 
 
 @dataclass
@@ -78,7 +77,7 @@ def _compact(idx: torch.Tensor, total: int) -> object:
     entry: dict[str, object] = {
         "count": idx.numel(),
         "of": total,
-        "sha256": hashlib.sha256(json.dumps(idx.tolist()).encode()).hexdigest()[:16],
+        "sha256": digest(idx.tolist(), 16),
     }
     if total - idx.numel() <= 64:
         entry["removed"] = sorted(set(range(total)) - set(idx.tolist()))
