@@ -118,7 +118,8 @@ class RunDir:
             raise MinitronError(f"--resume with a different {' and '.join(changed)} than the checkpoint "
                                 f"({changes(saved_identity, self.identity, changed)})")  # fmt: skip
         if "data" not in state:
-            raise MinitronError(f"{checkpoint}: holds no data position; the run directory is damaged")
+            raise MinitronError(f"{checkpoint}: holds no data position (damaged, or written before checkpoints "
+                                "kept the data stream's state); start the run again in another --out")  # fmt: skip
         if self.config.fsdp:
             load_sharded(checkpoint, wrapped, optimizer)
         else:

@@ -10,13 +10,19 @@ from typer.testing import CliRunner
 from minitron.cli import app
 
 
-def test_train_command_runs_and_resumes(tmp_path, corpus, tokenizer, make_model):
+def train_args(tmp_path, corpus, tokenizer, make_model):
+    """A 3-step `minitron train` of a saved tiny model into tmp_path/run: (checkpoint, out, argv)."""
     ckpt = tmp_path / "ckpt"
     make_model(0).save_pretrained(ckpt)
     tokenizer.save_pretrained(ckpt)
     out = tmp_path / "run"
     args = ["train", str(ckpt), "--data", str(corpus), "--seq-len", "16", "--batch-size", "2", "--steps", "3"]
     args += ["--out", str(out), "--eval-batches", "1", "--warmup-steps", "1", "--device", "cpu"]
+    return ckpt, out, args
+
+
+def test_train_command_runs_and_resumes(tmp_path, corpus, tokenizer, make_model):
+    ckpt, out, args = train_args(tmp_path, corpus, tokenizer, make_model)
     first = CliRunner().invoke(app, [*args, "--stop-at-step", "2"])
     assert first.exit_code == 0, first.output
     assert json.loads((out / "result.json").read_text())["step"] == 2
@@ -29,12 +35,7 @@ def test_train_command_runs_and_resumes(tmp_path, corpus, tokenizer, make_model)
 
 
 def test_the_same_command_again_continues_its_run_and_another_is_refused(tmp_path, corpus, tokenizer, make_model):
-    ckpt = tmp_path / "ckpt"
-    make_model(0).save_pretrained(ckpt)
-    tokenizer.save_pretrained(ckpt)
-    out = tmp_path / "run"
-    args = ["train", str(ckpt), "--data", str(corpus), "--seq-len", "16", "--batch-size", "2", "--steps", "3"]
-    args += ["--out", str(out), "--eval-batches", "1", "--warmup-steps", "1", "--device", "cpu"]
+    _, out, args = train_args(tmp_path, corpus, tokenizer, make_model)
     assert CliRunner().invoke(app, args).exit_code == 0
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
