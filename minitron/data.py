@@ -191,6 +191,7 @@ class BatchStream:
     def _start_epoch(self, epoch: int) -> None:
         self.epoch, self.produced, self.position = epoch, 0, START
         self.buffer: list[int] = []
+        self.packed = 0  # tokens at the front of `buffer` already cut into sequences
         self.pool: list[list[int]] = []
         self.rng = random.Random(self.spec.seed + epoch)
         self.draining = False
@@ -248,11 +249,15 @@ class BatchStream:
     def _next_packed(self) -> list[int] | None:
         """The next seq_len tokens of the document stream: documents joined with EOS after each, cut in order."""
         n = self.spec.seq_len
-        while len(self.buffer) < n:
+        while len(self.buffer) - self.packed < n:
+            # Drop the packed front only before reading more: one shift per TOKENIZE_DOCS documents,
+            # not one per sequence.
+            del self.buffer[: self.packed]
+            self.packed = 0
             if not self._read_documents():
                 return None
-        seq = self.buffer[:n]
-        del self.buffer[:n]
+        seq = self.buffer[self.packed : self.packed + n]
+        self.packed += n
         return seq
 
     def _read_documents(self) -> bool:
@@ -284,7 +289,7 @@ class BatchStream:
             "epoch": self.epoch,
             "produced": self.produced,
             "position": list(self.position),
-            "buffer": list(self.buffer),
+            "buffer": self.buffer[self.packed :],
             "pool": list(self.pool),
             "rng": self.rng.getstate(),
             "draining": self.draining,
@@ -316,7 +321,7 @@ class BatchStream:
         self._start_epoch(int(state["epoch"]))
         self.produced = int(state["produced"])
         self.position = tuple(int(v) for v in state["position"])
-        self.buffer = state["buffer"].tolist()
+        self.buffer, self.packed = state["buffer"].tolist(), 0
         self.pool = state["pool"].tolist()
         self.rng.setstate(_rng_from_tensor(state["rng"]))
         self.draining = bool(state["draining"])
