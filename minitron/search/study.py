@@ -81,11 +81,11 @@ def open_study(storage, settings: dict[str, Any], two_objectives: bool, sampler,
     except ValueError as e:  # e.g. a study of the same name with other directions
         raise MinitronError(f"study in {where} cannot be used: {e}") from None
     before = study.user_attrs.get("settings")
+    changed = [] if before is None else differences(before, settings)
     if before is None:
         study.set_user_attr("settings", settings)
-    elif differences(before, settings):
-        parts = [f"{k} (was {short_json(before.get(k))}, now {short_json(settings.get(k))})"
-                 for k in differences(before, settings)]  # fmt: skip
+    elif changed:
+        parts = [f"{k} (was {short_json(before.get(k))}, now {short_json(settings.get(k))})" for k in changed]
         raise MinitronError(
             f"the study in {where} was created with other settings: {'; '.join(parts)}; "
             "use another --out/--storage or the same settings"
