@@ -91,7 +91,9 @@ class RunDir:
         if not (now["model"].get("fingerprint") or student.get("fingerprint")):
             return False  # an in-memory model: nothing says its weights are the ones the run started from
         for header in (saved, now):
-            header["config"] = {k: v for k, v in header.get("config", {}).items() if k not in ("resume", "progress")}
+            header["config"] = {
+                k: v for k, v in header.get("config", {}).items() if k not in ("resume", "progress")
+            }
         return not differences(saved, now, ignore=("world_size", "global_batch_sequences"))
 
     def start(self, wrapped, optimizer, scheduler) -> dict[str, Any]:
@@ -100,7 +102,9 @@ class RunDir:
         checkpoint = latest_checkpoint(self.out) if self.out.exists() else None
         if not self.config.resume:
             if checkpoint is not None or (self.out / "final").exists():
-                raise MinitronError(f"--out {self.out} already holds a run; pass --resume or choose another --out")
+                raise MinitronError(
+                    f"--out {self.out} already holds a run; pass --resume or choose another --out"
+                )
             return dict(FRESH)
         if checkpoint is None:
             raise MinitronError(f"--resume: no checkpoint in {self.out}")
@@ -181,7 +185,9 @@ class RunDir:
     def write_result(self, result) -> None:
         if self.main:
             fields = dataclasses.asdict(result)
-            write_json(self.out / "result.json", {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()})
+            write_json(
+                self.out / "result.json", {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}
+            )
 
     def _write_provenance(self, final: Path) -> None:
         """minitron.json (where the model came from, how it was trained, its losses) and loss_curves.png."""
