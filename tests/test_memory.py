@@ -12,11 +12,10 @@ from minitron.memory import (
     ENGINES,
     GPUS,
     Budget,
-    EstimateConfig,
     conv_state_bytes,
     estimate_memory,
-    run_estimate,
 )
+from minitron.estimate import EstimateConfig, run_estimate
 from minitron.model.arch import Architecture
 from minitron.model.load import build_model, resolve_model
 from minitron.units import format_bytes, format_tokens, parse_bytes, parse_dtype, parse_fraction, parse_tokens

@@ -15,6 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from minitron.cli import app
+from minitron.memory import ServingSpec
+from minitron.model.load import resolve_model
 
 REPO = Path(__file__).parents[2]
 
@@ -26,9 +28,9 @@ def setup(tmp_path, tokenizer, make_model):
     tokenizer.save_pretrained(teacher)
     # TINY's pattern M-*M-*-M: drop one MLP block, another MLP block, the first Mamba block.
     candidates = tmp_path / "candidates.json"
-    candidates.write_text(json.dumps({"candidates": [
+    candidates.write_text(json.dumps({"serving": {"context_tokens": 8192}, "candidates": [
         {"rank": 2, "drop_blocks": [6], "objective": 0.6},
-        {"rank": 1, "drop_blocks": [1], "objective": 0.5, "memory_bytes": 123456},
+        {"rank": 1, "drop_blocks": [1], "objective": 0.5, "memory": {"total_bytes": 123456}},
         {"rank": 3, "drop_blocks": [0], "objective": 0.9},
     ]}))  # fmt: skip
     return teacher, candidates
@@ -48,7 +50,10 @@ def test_compare_distils_the_top_candidates_and_writes_the_table(tmp_path, setup
     data = json.loads((out / "compare.json").read_text())
     rows = {r["rank_before"]: r for r in data["candidates"]}
     assert set(rows) == {1, 2}  # the top 2 by rank, whatever the file order
-    assert rows[1]["memory_bytes"] == 123456 and rows[2]["memory_bytes"] > 0  # from the file, else estimated
+    # the file's figure, else sized at the file's serving spec (8k), never at a default context
+    rank2 = resolve_model(str(setup[0])).architecture.drop_blocks([6])
+    assert rows[1]["memory_bytes"] == 123456
+    assert rows[2]["memory_bytes"] == ServingSpec(context_tokens=8192).memory(rank2).total_bytes
     assert rows[1]["objective_before"] == 0.5 and "drop 1" in rows[1]["candidate"]
     assert sorted(r["rank_after"] for r in rows.values()) == [1, 2]
     best = min(rows.values(), key=lambda r: r["lm_loss_after"])
