@@ -132,7 +132,8 @@ def generated_options(after: str, groups: Callable[[], list[dict[str, tuple[type
 
 
 def option_values(values: dict) -> dict:
-    """A command's parsed options by name (its locals: ctx left out, the generated ones spread)."""
+    """A command's parsed options by name, from its locals() taken first thing (ctx left out, the
+    generated ones spread)."""
     return {k: v for k, v in values.items() if k not in ("ctx", "generated")} | values.get("generated", {})
 
 
@@ -203,9 +204,10 @@ def prune(
     **generated,
 ) -> None:
     """Slice a checkpoint to a smaller architecture and write a Hugging Face checkpoint."""
+    options = option_values(locals())
     from minitron.prune import PruneConfig, run
 
-    run(PruneConfig.from_options(**option_values(locals()), command=command_line(ctx)))
+    run(PruneConfig.from_options(**options, command=command_line(ctx)))
 
 
 @app.command()
@@ -220,9 +222,10 @@ def estimate(
     **generated,
 ) -> None:
     """Parameters and serving memory (weights, KV cache, SSM and conv state) against a budget."""
+    options = option_values(locals())
     from minitron.estimate import EstimateConfig, run
 
-    run(EstimateConfig.from_options(**option_values(locals())))
+    run(EstimateConfig.from_options(**options))
 
 
 @app.command()
@@ -415,9 +418,10 @@ def search(
     **generated,
 ) -> None:
     """Search the architectures that fit a memory budget; rank them against the teacher."""
+    options = option_values(locals())
     from minitron.search.run import SearchConfig, run
 
-    run(SearchConfig.from_options(**option_values(locals())))
+    run(SearchConfig.from_options(**options))
 
 
 @app.command()
