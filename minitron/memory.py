@@ -305,6 +305,12 @@ class ServingSpec:
             gpu=gpu,
         )
 
+    def usable_bytes(self, command: str) -> int:
+        """The budget's usable bytes; one error line when `command` needs a budget and has none."""
+        if self.budget is None:
+            raise MinitronError(f"{command} needs a memory budget: give --budget (e.g. 22GiB) or --gpu (e.g. a10g)")
+        return self.budget.usable_bytes
+
     @property
     def gpu_preset(self) -> GPU | None:
         return get_gpu(self.gpu) if self.gpu is not None else None

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from minitron.errors import MinitronError
+from minitron.estimate import EstimateConfig, run_estimate
 from minitron.memory import (
     ENGINES,
     GPUS,
@@ -15,7 +16,6 @@ from minitron.memory import (
     conv_state_bytes,
     estimate_memory,
 )
-from minitron.estimate import EstimateConfig, run_estimate
 from minitron.model.arch import Architecture
 from minitron.model.load import build_model, resolve_model
 from minitron.units import format_bytes, format_tokens, parse_bytes, parse_dtype, parse_fraction, parse_tokens

@@ -74,7 +74,12 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
     from minitron.importance.scores import load_scores
     from minitron.model.load import load_model, load_tokenizer, resolve_model
     from minitron.prune.slicing import prune_to
-    from minitron.prune.target import candidates_document, read_candidate, resolve_target, searched_memory_bytes
+    from minitron.prune.target import (
+        candidates_document,
+        read_candidate,
+        resolve_target,
+        searched_memory_bytes,
+    )
 
     if launched_distributed():
         raise MinitronError(

@@ -52,13 +52,13 @@ class PruneConfig:
     @classmethod
     def from_options(cls, *, drop_blocks: str | None = None, **options: Any) -> PruneConfig:
         """From the `prune` command's options by name (one per axis of the table, --drop-blocks as text)."""
-        from minitron.model.axes import axes
+        from minitron.model.axes import axes, depth_axis, width_axes
         from minitron.prune.target import parse_block_list
 
         sizes = {a.name: options.pop(a.option, None) for a in axes()}
         target = TargetSpec(drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None, **sizes)
         if options.get("candidate") is None and target.empty():
-            flags = ", ".join(a.flag for a in axes())
+            flags = ", ".join(a.flag for a in (*width_axes(), depth_axis()))
             raise MinitronError(
                 f"nothing to prune: give target sizes ({flags} or --drop-blocks) "
                 "or a search result (--candidate FILE)"

@@ -98,10 +98,7 @@ class SearchConfig:
             raise MinitronError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.eval_dtype not in ("float32", "bfloat16", "float16"):
             raise MinitronError(f"--eval-dtype must be float32, bfloat16 or float16, got {self.eval_dtype!r}")
-        if self.serving.budget is None:
-            raise MinitronError(
-                "search needs a memory budget: give --budget (e.g. 22GiB) or --gpu (e.g. a10g)"
-            )
+        self.serving.usable_bytes("search")  # a budget is required
         self.gpu_name = self.serving.gpu or DEFAULT_GPU
         self.gpu_ = get_gpu(self.gpu_name)
         from minitron.search.space import parse_max_prune
