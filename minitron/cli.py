@@ -112,6 +112,14 @@ def axis_options(kind: type, help_of: str) -> dict[str, tuple[type, object]]:
     return {a.option: (kind, typer.Option(None, a.flag, help=getattr(a, help_of)())) for a in axes()}
 
 
+def granularity_axes() -> str:
+    """'hidden and FFN': the axes whose ranges step by --granularity."""
+    from minitron.model.axes import GRANULARITY, axes
+
+    names = [a.column or a.name for a in axes() if a.step == GRANULARITY]
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
 def generated_options(after: str, groups: Callable[[], list[dict[str, tuple[type, object]]]]):
     """Give a command generated options: its `**generated` becomes these, listed after `after`."""
     import inspect
@@ -382,7 +390,7 @@ def search(
     drop_blocks: str = typer.Option(
         None, "--drop-blocks", help="Comma-separated source blocks to drop (instead of --layers)."
     ),
-    granularity: int = typer.Option(64, "--granularity", help="Step of hidden and FFN ranges."),
+    granularity: int = typer.Option(64, "--granularity", help=f"Step of {granularity_axes()} ranges."),
     max_prune: str = typer.Option(
         None, "--max-prune", help="Largest share pruned on a default axis: 40% (all) or hidden=30%,ffn=50%."
     ),

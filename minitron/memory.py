@@ -333,6 +333,13 @@ class ServingSpec:
             d["budget"]["usable_bytes"] = self.budget.usable_bytes
         return d
 
+    @staticmethod
+    def option_names() -> tuple[str, ...]:
+        """The serving options by name (what from_options takes; the CLI declares one option each)."""
+        import inspect
+
+        return tuple(inspect.signature(ServingSpec.from_options).parameters)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ServingSpec:
         budget = d.get("budget")

@@ -358,3 +358,14 @@ def test_serving_spec_round_trips_through_a_candidates_file():
     assert spec.to_dict()["budget"]["usable_bytes"] == spec.budget.usable_bytes
     arch = resolve_model("tiny").architecture
     assert spec.memory(arch) == estimate_memory(arch, 8192)
+
+
+def test_estimate_and_search_declare_each_serving_option_once():
+    import minitron.cli
+    from minitron.memory import ServingSpec
+
+    assert set(minitron.cli.SERVING_OPTIONS) == set(ServingSpec.option_names())
+    for command in ("estimate", "search"):
+        params = {p.name: p for p in minitron.cli.typer.main.get_command(minitron.cli.app).commands[command].params}
+        for name in ServingSpec.option_names():
+            assert params[name].help == minitron.cli.SERVING_OPTIONS[name][1].help

@@ -12,9 +12,6 @@ from minitron.errors import MinitronError
 from minitron.memory import DEFAULT_GPU, ServingSpec, get_gpu
 from minitron.search.objective import OBJECTIVES
 
-SERVING_OPTIONS = ("context", "batch", "budget", "gpu", "headroom", "reserve", "dtype", "kv_dtype", "ssm_dtype",
-                   "engine")  # fmt: skip
-
 
 def parse_params(text: str | None, flag: str, source_params: int) -> int | None:
     """'8.9B', '7e9', '500M', '72%' (of the source) or a plain count -> parameters."""
@@ -113,7 +110,7 @@ class SearchConfig:
         from minitron.model.axes import axes
         from minitron.prune.target import parse_block_list
 
-        serving = ServingSpec.from_options(**{k: options.pop(k) for k in SERVING_OPTIONS if k in options})
+        serving = ServingSpec.from_options(**{k: options.pop(k) for k in ServingSpec.option_names() if k in options})
         axis_values = {a.name: options.pop(a.option, None) for a in axes()}
         drop_blocks = options.pop("drop_blocks", None)
         renamed = {"no_eval": "evaluate", "throughput": "throughput_objective", "timeout": "timeout_s"}
