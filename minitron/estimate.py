@@ -27,7 +27,9 @@ class EstimateConfig:
             object.__setattr__(self, "out", out)
 
     @classmethod
-    def from_options(cls, model: str, as_json: bool = False, out: str | None = None, **serving: Any) -> EstimateConfig:
+    def from_options(
+        cls, model: str, as_json: bool = False, out: str | None = None, **serving: Any
+    ) -> EstimateConfig:
         """From the `estimate` command's options by name; every error names its flag."""
         return cls(model=model, serving=ServingSpec.from_options(**serving), as_json=as_json, out=out)
 

@@ -38,7 +38,8 @@ def test_toy_axis_reaches_prune_options_and_target(toy_cli, tmp_path):
     assert "--head-dim <int> Target attention head width (toy)." in flat
     # The option reaches the TargetSpec: with --candidate it is one of the flags to drop.
     result = runner.invoke(
-        toy_cli.app, ["prune", "tiny", "--out", str(tmp_path / "o"), "--candidate", "c.json", "--head-dim", "8"]
+        toy_cli.app,
+        ["prune", "tiny", "--out", str(tmp_path / "o"), "--candidate", "c.json", "--head-dim", "8"],
     )
     assert result.exit_code == 1 and "drop --head-dim" in result.output, result.output
     from minitron.prune.run import PruneConfig, PruneResult, summary_table
@@ -97,7 +98,14 @@ def test_table_matches_the_family_adapters():
     from tiny_models import TINY as TINY_NEMOTRON
     from tiny_models import dense_arch
 
-    assert [a.name for a in axes()] == ["layers", "hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads"]
+    assert [a.name for a in axes()] == [
+        "layers",
+        "hidden",
+        "ffn",
+        "mamba_heads",
+        "mamba_head_dim",
+        "attn_heads",
+    ]
     for arch in (TINY_NEMOTRON, dense_arch("llama")):
         config = arch.to_config_dict()
         present = [a for a in width_axes() if a.in_family(arch.family)]

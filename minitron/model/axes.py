@@ -86,7 +86,11 @@ class Axis:
             parts.append(self.step_help())
         if self.note:
             parts.append(self.note)
-        default = "the source size" if self.max_prune is None else f"down to {self.max_prune:.0%} pruned (--max-prune)"
+        default = (
+            "the source size"
+            if self.max_prune is None
+            else f"down to {self.max_prune:.0%} pruned (--max-prune)"
+        )
         return f"{self.help[0].upper()}{self.help[1:]} to try: {'; '.join(parts)} [default: {default}]."
 
     @property

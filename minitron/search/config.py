@@ -102,7 +102,6 @@ class SearchConfig:
 
         self.max_prune_ = parse_max_prune(self.max_prune)
 
-
     @classmethod
     def from_options(cls, **options: Any) -> SearchConfig:
         """From the `search` command's options by name: one per axis of the table, the serving options
@@ -110,7 +109,9 @@ class SearchConfig:
         from minitron.model.axes import axes
         from minitron.prune.target import parse_block_list
 
-        serving = ServingSpec.from_options(**{k: options.pop(k) for k in ServingSpec.option_names() if k in options})
+        serving = ServingSpec.from_options(
+            **{k: options.pop(k) for k in ServingSpec.option_names() if k in options}
+        )
         axis_values = {a.name: options.pop(a.option, None) for a in axes()}
         drop_blocks = options.pop("drop_blocks", None)
         renamed = {"no_eval": "evaluate", "throughput": "throughput_objective", "timeout": "timeout_s"}
@@ -125,5 +126,3 @@ class SearchConfig:
             drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None,
             **options,
         )
-
-
