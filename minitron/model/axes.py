@@ -54,9 +54,13 @@ class Axis:
             return self.step
         return granularity if self.step == GRANULARITY else getattr(source, self.step)
 
+    @property
+    def unit_field(self) -> str | None:
+        """The Architecture field every size must be a multiple of (None: any size)."""
+        return self.step if isinstance(self.step, str) and self.step != GRANULARITY else None
+
     def unit(self, source: Architecture) -> int | None:
-        """What every size must be a multiple of (None: any size)."""
-        return getattr(source, self.step) if isinstance(self.step, str) and self.step != GRANULARITY else None
+        return getattr(source, self.unit_field) if self.unit_field else None
 
     def source_size(self, source: Architecture) -> int:
         return source.n_blocks if self.depth else getattr(source, self.name)
@@ -76,7 +80,7 @@ class Axis:
         return f"multiples of the {self.step_name}"
 
     def prune_help(self) -> str:
-        multiple = f" (multiple of the {self.step_name})" if self.unit_named else ""
+        multiple = f" (multiple of the {self.step_name})" if self.unit_field else ""
         note = f"; {self.note}" if self.note else ""
         return f"Target {self.help}{multiple}{note}."
 
@@ -92,10 +96,6 @@ class Axis:
             else f"down to {self.max_prune:.0%} pruned (--max-prune)"
         )
         return f"{self.help[0].upper()}{self.help[1:]} to try: {'; '.join(parts)} [default: {default}]."
-
-    @property
-    def unit_named(self) -> bool:
-        return isinstance(self.step, str) and self.step != GRANULARITY
 
 
 AXIS_SYNTAX = "a value (4480), a list (4352,4480), a range LO:HI in axis steps or LO:HI:STEP, or 'source'"
