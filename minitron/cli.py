@@ -78,6 +78,73 @@ GLOB_OPTION = typer.Option(
 DEVICE_OPTION = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 or auto (cuda when available).")
 
 
+def _serving_options() -> dict[str, tuple[type, object]]:
+    from minitron.memory import DEFAULT_CONTEXT, DEFAULT_GPU, ENGINES, GPUS
+
+    return {
+        "budget": (str, typer.Option(None, "--budget", help="Memory budget: 22GiB, 24GB, 19660MiB, 0.5TiB or bytes.")),
+        "gpu": (str, typer.Option(None, "--gpu", help=f"GPU preset ({', '.join(GPUS)}): its memory is the budget "
+                                  "unless --budget is given; its bandwidth gives the decode-speed estimate "
+                                  f"[search's default: {DEFAULT_GPU}].")),
+        "headroom": (str, typer.Option(None, "--headroom", help="Share of the budget kept free, e.g. 5% or 0.05.")),
+        "reserve": (str, typer.Option(None, "--reserve", help="Bytes kept for something else, e.g. 1.3GiB.")),
+        "context": (str, typer.Option(DEFAULT_CONTEXT, "--context",
+                                      help="Tokens per sequence served: 128k (=131072), 8k, 1M, 131072.")),
+        "batch": (int, typer.Option(1, "--batch", help="Sequences served at once.")),
+        "dtype": (str, typer.Option("bfloat16", "--dtype", help="Serving weight dtype: bfloat16, float16, float32, fp8.")),
+        "kv_dtype": (str, typer.Option(None, "--kv-dtype", help="KV cache dtype (default: the compute dtype: "
+                                       "bfloat16 for fp8 weights, else --dtype).")),
+        "ssm_dtype": (str, typer.Option(None, "--ssm-dtype", help="Mamba SSM state dtype (default: float32 for "
+                                        "transformers, the config's mamba_ssm_cache_dtype for vllm).")),
+        "engine": (str, typer.Option("transformers", "--engine", help=f"Whose caches to size ({', '.join(ENGINES)}): "
+                                     "transformers keeps conv_kernel conv columns, vllm conv_kernel - 1.")),
+    }  # fmt: skip
+
+
+# The serving settings (minitron.memory.ServingSpec) of estimate and search: one option and help each.
+SERVING_OPTIONS = _serving_options()
+
+
+def axis_options(kind: type, help_of: str) -> dict[str, tuple[type, object]]:
+    """One option per axis of minitron.model.axes (prune: sizes, search: value lists)."""
+    from minitron.model.axes import axes
+
+    return {a.option: (kind, typer.Option(None, a.flag, help=getattr(a, help_of)())) for a in axes()}
+
+
+def granularity_axes() -> str:
+    """'hidden and FFN': the axes whose ranges step by --granularity."""
+    from minitron.model.axes import GRANULARITY, axes
+
+    names = [a.column or a.name for a in axes() if a.step == GRANULARITY]
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+def generated_options(after: str, groups: Callable[[], list[dict[str, tuple[type, object]]]]):
+    """Give a command generated options: its `**generated` becomes these, listed after `after`."""
+    import inspect
+
+    def decorate(fn):
+        signature = inspect.signature(fn)
+        params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        at = [p.name for p in params].index(after) + 1
+        extra = [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=kind)
+            for group in groups()
+            for name, (kind, option) in group.items()
+        ]
+        fn.__signature__ = signature.replace(parameters=params[:at] + extra + params[at:])
+        return fn
+
+    return decorate
+
+
+def option_values(values: dict) -> dict:
+    """A command's parsed options by name, from its locals() taken first thing (ctx left out, the
+    generated ones spread)."""
+    return {k: v for k, v in values.items() if k not in ("ctx", "generated")} | values.get("generated", {})
+
+
 def command_line(ctx: typer.Context) -> str:
     """The running command as a shell line rebuilt from its parsed options (defaults left out).
 
@@ -120,22 +187,13 @@ def _root(
 
 @app.command()
 @friendly
+@generated_options(after="scores", groups=lambda: [axis_options(int, "prune_help")])
 def prune(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="Checkpoint directory (or built-in name) to prune."),
     out: str = typer.Option(..., "--out", help="Output directory for the pruned checkpoint."),
     scores: str = typer.Option(
         None, "--scores", help="Scores file from `minitron score`; needed for width pruning and --layers."
-    ),
-    hidden: int = typer.Option(None, "--hidden", help="Target hidden size (embedding channels)."),
-    ffn: int = typer.Option(None, "--ffn", help="Target FFN size (neurons per MLP block)."),
-    mamba_heads: int = typer.Option(None, "--mamba-heads", help="Target Mamba heads (multiple of groups)."),
-    mamba_head_dim: int = typer.Option(None, "--mamba-head-dim", help="Target Mamba head dimension."),
-    attn_heads: int = typer.Option(
-        None, "--attn-heads", help="Target attention query heads (multiple of KV heads)."
-    ),
-    layers: int = typer.Option(
-        None, "--layers", help="Target block count; drops the least important blocks (depth scores)."
     ),
     drop_blocks: str = typer.Option(
         None, "--drop-blocks", help="Comma-separated source block indices to drop, e.g. 3,17."
@@ -151,108 +209,31 @@ def prune(
     max_shard_size: str = typer.Option(
         "2GB", "--max-shard-size", help="Largest safetensors shard, e.g. 2GB."
     ),
+    **generated,
 ) -> None:
     """Slice a checkpoint to a smaller architecture and write a Hugging Face checkpoint."""
-    from minitron.errors import MinitronError
+    options = option_values(locals())
     from minitron.prune import PruneConfig, run
-    from minitron.prune.target import TargetSpec, parse_block_list
 
-    spec = TargetSpec(
-        hidden=hidden,
-        ffn=ffn,
-        attn_heads=attn_heads,
-        mamba_heads=mamba_heads,
-        mamba_head_dim=mamba_head_dim,
-        layers=layers,
-        drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None,
-    )
-    if candidate is None and not spec.sizes() and spec.layers is None and spec.drop_blocks is None:
-        raise MinitronError(
-            "nothing to prune: give target sizes (--hidden, --ffn, --mamba-heads, --mamba-head-dim, "
-            "--attn-heads, --layers or --drop-blocks) or a search result (--candidate FILE)"
-        )
-    run(
-        PruneConfig(
-            model=model,
-            out=out,
-            scores=scores,
-            target=spec,
-            candidate=candidate,
-            rank=rank,
-            overwrite=overwrite,
-            dtype=dtype,
-            max_shard_size=max_shard_size,
-            command=command_line(ctx),
-        )
-    )
+    run(PruneConfig.from_options(**options, command=command_line(ctx)))
 
 
 @app.command()
 @friendly
+@generated_options(after="model", groups=lambda: [SERVING_OPTIONS])
 def estimate(
     model: str = typer.Argument(
         ..., help="Checkpoint directory or built-in name (its config.json is enough)."
     ),
-    context: str = typer.Option(
-        "128k", "--context", help="Tokens per sequence: 128k (=131072), 8k, 1M, 131072."
-    ),
-    batch: int = typer.Option(1, "--batch", help="Sequences served at once."),
-    budget: str = typer.Option(
-        None, "--budget", help="Memory budget: 22GiB, 24GB, 19660MiB, 0.5TiB or bytes."
-    ),
-    gpu: str = typer.Option(
-        None,
-        "--gpu",
-        help="GPU preset (a10g, l4, a100-40g, a100-80g, h100-80g, rtx4090): its memory "
-        "is the budget unless --budget is given; its bandwidth gives a decode-speed bound.",
-    ),
-    headroom: str = typer.Option(None, "--headroom", help="Share of the budget kept free, e.g. 5% or 0.05."),
-    reserve: str = typer.Option(None, "--reserve", help="Bytes kept for something else, e.g. 1.3GiB."),
-    dtype: str = typer.Option("bfloat16", "--dtype", help="Weight dtype: bfloat16, float16, float32, fp8."),
-    kv_dtype: str = typer.Option(None, "--kv-dtype", help="KV cache dtype (default: the compute dtype: bfloat16 for fp8 weights, else --dtype)."),
-    ssm_dtype: str = typer.Option(
-        None,
-        "--ssm-dtype",
-        help="Mamba SSM state dtype (default: float32 for transformers, "
-        "the config's mamba_ssm_cache_dtype for vllm).",
-    ),
-    engine: str = typer.Option(
-        "transformers",
-        "--engine",
-        help="Whose caches to size: transformers (conv keeps conv_kernel columns) or vllm (conv_kernel - 1).",
-    ),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables."),
     out: str = typer.Option(None, "--out", help="Also write the JSON to this file."),
+    **generated,
 ) -> None:
     """Parameters and serving memory (weights, KV cache, SSM and conv state) against a budget."""
-    from minitron.atomic import json_text
-    from minitron.memory import EstimateConfig, estimate_tables, run_estimate, save_json
+    options = option_values(locals())
+    from minitron.estimate import EstimateConfig, run
 
-    config = EstimateConfig.from_options(
-        model=model,
-        context=context,
-        batch=batch,
-        budget=budget,
-        gpu=gpu,
-        headroom=headroom,
-        reserve=reserve,
-        dtype=dtype,
-        kv_dtype=kv_dtype,
-        ssm_dtype=ssm_dtype,
-        engine=engine,
-    )
-    report = run_estimate(config)
-    data = report.to_dict()
-    if out is not None:
-        save_json(data, out)
-    if as_json:
-        typer.echo(json_text(data))
-        return
-    from rich.console import Console
-
-    console = Console()
-    for table in estimate_tables(report):
-        console.print(table)
+    run(EstimateConfig.from_options(**options))
 
 
 @app.command()
@@ -395,13 +376,9 @@ def _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fra
                     batch_size=batch_size, samples=samples or None, heldout_fraction=heldout_fraction, seed=seed)  # fmt: skip
 
 
-AXIS_HELP = (
-    "a value (4480), a list (4352,4480), a range LO:HI in axis steps or LO:HI:STEP, or 'source'"
-)
-
-
 @app.command()
 @friendly
+@generated_options(after="scores", groups=lambda: [SERVING_OPTIONS, axis_options(str, "search_help")])
 def search(
     model: str = typer.Argument(
         ..., help="Checkpoint directory or built-in name; a config-only preset ranks without weights."
@@ -410,33 +387,10 @@ def search(
     scores: str = typer.Option(
         None, "--scores", help="Scores file from `minitron score` (width rankings, depth order)."
     ),
-    budget: str = typer.Option(None, "--budget", help="Memory budget: 22GiB, 24GB, 19660MiB or bytes."),
-    gpu: str = typer.Option(
-        None, "--gpu", help="GPU preset (a10g, l4, a100-80g, h100-80g, ...): the budget without --budget, "
-        "and the bandwidth of the decode estimate [default: a10g for the estimate]."
-    ),
-    headroom: str = typer.Option(None, "--headroom", help="Share of the budget kept free, e.g. 5%."),
-    reserve: str = typer.Option(None, "--reserve", help="Bytes kept for something else, e.g. 1.3GiB."),
-    context: str = typer.Option("128k", "--context", help="Tokens per sequence served: 128k, 8k, 131072."),
-    batch: int = typer.Option(1, "--batch", help="Sequences served at once."),
-    dtype: str = typer.Option("bfloat16", "--dtype", help="Serving weight dtype."),
-    kv_dtype: str = typer.Option(None, "--kv-dtype", help="KV cache dtype [default: the compute dtype]."),
-    ssm_dtype: str = typer.Option(None, "--ssm-dtype", help="Mamba SSM state dtype [default: per engine]."),
-    engine: str = typer.Option("transformers", "--engine", help="transformers or vllm (conv state columns)."),
-    layers: str = typer.Option(
-        None, "--layers", help=f"Block counts: {AXIS_HELP}; removed blocks follow the depth order."
-    ),
-    hidden: str = typer.Option(None, "--hidden", help=f"Hidden sizes: {AXIS_HELP}."),
-    ffn: str = typer.Option(None, "--ffn", help=f"FFN sizes: {AXIS_HELP}."),
-    mamba_heads: str = typer.Option(None, "--mamba-heads", help="Mamba heads (multiples of the groups)."),
-    mamba_head_dim: str = typer.Option(None, "--mamba-head-dim", help="Mamba head dims (step 8)."),
-    attn_heads: str = typer.Option(
-        None, "--attn-heads", help="Attention heads (multiples of KV heads) [default: source, as Nano 2]."
-    ),
     drop_blocks: str = typer.Option(
         None, "--drop-blocks", help="Comma-separated source blocks to drop (instead of --layers)."
     ),
-    granularity: int = typer.Option(64, "--granularity", help="Step of hidden and FFN ranges."),
+    granularity: int = typer.Option(64, "--granularity", help=f"Step of {granularity_axes()} ranges."),
     max_prune: str = typer.Option(
         None, "--max-prune", help="Largest share pruned on a default axis: 40% (all) or hidden=30%,ffn=50%."
     ),
@@ -469,59 +423,13 @@ def search(
     batch_size: int = typer.Option(4, "--batch-size", help="Sequences per evaluation forward."),
     top_k: int = typer.Option(64, "--top-k", help="Teacher log-probabilities kept per token."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 or auto (cuda when available)."),
+    **generated,
 ) -> None:
     """Search the architectures that fit a memory budget; rank them against the teacher."""
-    from minitron.prune.target import parse_block_list
+    options = option_values(locals())
     from minitron.search.run import SearchConfig, run
 
-    run(
-        SearchConfig(
-            model=model,
-            out=out,
-            scores=scores,
-            axes={
-                "layers": layers,
-                "hidden": hidden,
-                "ffn": ffn,
-                "mamba_heads": mamba_heads,
-                "mamba_head_dim": mamba_head_dim,
-                "attn_heads": attn_heads,
-            },
-            drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None,
-            granularity=granularity,
-            max_prune=max_prune,
-            budget=budget,
-            gpu=gpu,
-            headroom=headroom,
-            reserve=reserve,
-            context=context,
-            batch=batch,
-            dtype=dtype,
-            kv_dtype=kv_dtype,
-            ssm_dtype=ssm_dtype,
-            engine=engine,
-            min_params=min_params,
-            max_params=max_params,
-            evaluate=not no_eval,
-            objective=objective,
-            throughput_objective=throughput,
-            trials=trials,
-            timeout_s=timeout,
-            workers=workers,
-            storage=storage,
-            seed=seed,
-            seed_trials=seed_trials,
-            top=top,
-            data=data,
-            text_field=text_field,
-            glob=glob,
-            eval_samples=eval_samples,
-            seq_len=seq_len,
-            batch_size=batch_size,
-            top_k=top_k,
-            device=device,
-        )
-    )
+    run(SearchConfig.from_options(**options))
 
 
 @app.command()
@@ -750,9 +658,6 @@ def compare(
         None, "--scores", help="Scores file from `minitron score`; needed for width pruning."
     ),
     top: int = typer.Option(3, "--top", help="Distil the candidates ranked 1..N."),
-    context: str = typer.Option(
-        "128k", "--context", help="Context of the memory column when the candidates file gives none."
-    ),
     data: str = DATA_OPTION,
     text_field: str = TEXT_FIELD_OPTION,
     glob: str = GLOB_OPTION,
@@ -802,7 +707,6 @@ def compare(
             out=out,
             scores=scores,
             top=top,
-            context=context,
             loss=KDLoss(divergence=loss, tau=tau, beta=beta, ce_weight=ce_weight, teacher_topk=teacher_topk),
             chunk_tokens=chunk_tokens,
             train=TrainConfig(

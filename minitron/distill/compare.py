@@ -38,16 +38,12 @@ class CompareConfig:
     train: TrainConfig  # the recipe every candidate gets; its model and out are set per candidate
     scores: str | None = None
     top: int = 3
-    context: str = "128k"
     loss: KDLoss = field(default_factory=KDLoss)
     chunk_tokens: int = 256
 
     def __post_init__(self) -> None:
-        from minitron.units import parse_tokens
-
         if self.top < 1:
             raise MinitronError(f"--top must be at least 1, got {self.top}")
-        parse_tokens(self.context, "--context")
         if self.train.stop_at_step is not None:
             raise MinitronError("--stop-at-step does not apply to compare (interrupt it and run it again)")
 
@@ -57,7 +53,7 @@ class CandidateResult:
     rank_before: int
     candidate: str
     params: int
-    memory_bytes: int
+    memory_bytes: int | None  # at the spec the search served it at (the candidates file's figure)
     objective_before: float | None  # the search's objective, from the candidates file
     kd_before: float
     kd_after: float
@@ -76,12 +72,15 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
     from minitron.distill.kd import Distillation, shared_vocab
     from minitron.distill.trainer import train
     from minitron.importance.scores import load_scores
-    from minitron.memory import estimate_memory
     from minitron.model.load import load_model, load_tokenizer, resolve_model
     from minitron.parallel import launched_distributed
     from minitron.prune.slicing import prune_to
-    from minitron.prune.target import read_candidate, resolve_target
-    from minitron.units import parse_tokens
+    from minitron.prune.target import (
+        candidates_document,
+        read_candidate,
+        resolve_target,
+        searched_memory_bytes,
+    )
 
     if launched_distributed():
         raise MinitronError(
@@ -108,7 +107,7 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
 
     teacher = load_model(source, dtype="float32", device="cpu", command="minitron compare")
     tokenizer = load_tokenizer(source, command="minitron compare")
-    context = parse_tokens(config.context, "--context")
+    document = candidates_document(config.candidates)
     results = []
     for row in rows:
         rank = row["rank"]
@@ -138,9 +137,7 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         evals = [r for r in records if "eval_kd" in r]
         first, last = evals[0], evals[-1]
-        memory = row.get("memory_bytes")
-        if not isinstance(memory, int):
-            memory = estimate_memory(arch, context).total_bytes
+        memory = searched_memory_bytes(document, row, arch)
         results.append(CandidateResult(
             rank_before=rank, candidate=name, params=arch.n_params, memory_bytes=memory,
             objective_before=row.get("objective") if isinstance(row.get("objective"), (int, float)) else None,
@@ -173,10 +170,12 @@ def _narrows_width(source, target) -> bool:
 
 
 def _describe(arch, dropped: tuple[int, ...]) -> str:
+    from minitron.model.axes import width_axes
+
     counts = f"{arch.count('M')}M/{arch.count('-')}-/{arch.count('*')}*"
     drop = f" (drop {','.join(map(str, dropped))})" if dropped else ""
-    return (f"{counts}{drop} h{arch.hidden} ffn{arch.ffn} mamba{arch.mamba_heads}x{arch.mamba_head_dim} "
-            f"attn{arch.attn_heads}")  # fmt: skip
+    sizes = " ".join(f"{a.name}={getattr(arch, a.name)}" for a in width_axes() if a.on(arch))
+    return f"{counts}{drop} {sizes}"
 
 
 def _settings(config: CompareConfig, fingerprint: str) -> dict[str, Any]:
@@ -184,7 +183,7 @@ def _settings(config: CompareConfig, fingerprint: str) -> dict[str, Any]:
     return json.loads(json.dumps({
         "teacher": config.teacher, "teacher_fingerprint": fingerprint,
         "candidates": str(Path(config.candidates).resolve()), "scores": config.scores, "top": config.top,
-        "context": config.context, "loss": asdict(config.loss), "chunk_tokens": config.chunk_tokens, "train": train,
+        "loss": asdict(config.loss), "chunk_tokens": config.chunk_tokens, "train": train,
     }))  # fmt: skip
 
 
@@ -233,7 +232,7 @@ def table(results: list[CandidateResult]):
                  "LM 0", "LM end"):  # fmt: skip
         t.add_column(name, justify="left" if name == "candidate" else "right", overflow="fold")
     for r in sorted(results, key=lambda r: r.rank_after):
-        t.add_row(str(r.rank_after), str(r.rank_before), r.candidate, f"{r.params:,}", format_bytes(r.memory_bytes),
+        t.add_row(str(r.rank_after), str(r.rank_before), r.candidate, f"{r.params:,}", "-" if r.memory_bytes is None else format_bytes(r.memory_bytes),
                   "-" if r.objective_before is None else f"{r.objective_before:.4f}", f"{r.kd_before:.4f}",
                   f"{r.kd_after:.4f}", f"{r.lm_loss_before:.4f}", f"{r.lm_loss_after:.4f}")  # fmt: skip
     if results:

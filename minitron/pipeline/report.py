@@ -146,14 +146,21 @@ def _markdown(config, paths, evaluation, candidates, compare, steps, benchmarks)
                             [[task, metric, *values] for task, metric, values in benchmark_rows(benchmarks)]),
                   ""]  # fmt: skip
     if candidates:
+        from minitron.model.axes import depth_axis, width_names
+
         rows = candidates["candidates"][:10]
-        keys = [k for k in ("rank", "layers", "hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads",
-                            "params", "objective", "decode_tokens_per_s") if rows and k in rows[0]]  # fmt: skip
-        parts += ["## Search: candidates under the budget", "", _md_table(keys, [[r.get(k) for k in keys] for r in rows]), ""]
+        keys = [k for k in ("rank", depth_axis().name, *width_names(), "params", "objective", "decode_tokens_per_s")
+                if rows and k in rows[0]]  # fmt: skip
+        context = candidates.get("serving", {}).get("context_tokens")
+        memory_header = f"memory at {context:,} tokens (bytes)" if context else "memory (bytes)"
+        parts += ["## Search: candidates under the budget", "",
+                  _md_table([*keys, memory_header],
+                            [[r.get(k) for k in keys] + [(r.get("memory") or {}).get("total_bytes")] for r in rows]),
+                  ""]  # fmt: skip
     if compare:
         rows = sorted(compare["candidates"], key=lambda r: r["rank_after"])
-        keys = ["rank_after", "rank_before", "candidate", "params", "objective_before", "lm_loss_before",
-                "lm_loss_after", "kd_after", "teacher_lm_loss"]
+        keys = ["rank_after", "rank_before", "candidate", "params", "memory_bytes", "objective_before",
+                "lm_loss_before", "lm_loss_after", "kd_after", "teacher_lm_loss"]
         parts += ["## Compare: short distillation of the top candidates", "",
                   _md_table(keys, [[r.get(k) for k in keys] for r in rows]), ""]  # fmt: skip
     parts += ["## Generations (greedy)", ""]

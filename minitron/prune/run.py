@@ -36,19 +36,7 @@ class PruneConfig:
 
         self.out = Path(self.out)
         if self.candidate is not None:
-            given = [
-                f"--{k.replace('_', '-')}"
-                for k in (
-                    "hidden",
-                    "ffn",
-                    "attn_heads",
-                    "mamba_heads",
-                    "mamba_head_dim",
-                    "layers",
-                    "drop_blocks",
-                )
-                if getattr(self.target, k) is not None
-            ]
+            given = self.target.given_flags()
             if given:
                 raise MinitronError(f"--candidate sets the whole target; drop {', '.join(given)}")
             if self.rank is None:
@@ -60,6 +48,22 @@ class PruneConfig:
         if self.dtype not in DTYPES:
             raise MinitronError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         self.max_shard_bytes = parse_bytes(self.max_shard_size, "--max-shard-size")
+
+    @classmethod
+    def from_options(cls, *, drop_blocks: str | None = None, **options: Any) -> PruneConfig:
+        """From the `prune` command's options by name (one per axis of the table, --drop-blocks as text)."""
+        from minitron.model.axes import axes, depth_axis, width_axes
+        from minitron.prune.target import parse_block_list
+
+        sizes = {a.name: options.pop(a.option, None) for a in axes()}
+        target = TargetSpec(drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None, **sizes)
+        if options.get("candidate") is None and target.empty():
+            flags = ", ".join(a.flag for a in (*width_axes(), depth_axis()))
+            raise MinitronError(
+                f"nothing to prune: give target sizes ({flags} or --drop-blocks) "
+                "or a search result (--candidate FILE)"
+            )
+        return cls(target=target, **options)
 
 
 @dataclass
@@ -176,22 +180,13 @@ def _weight_files(path: Path, files: list[Path]) -> list[Path]:
 def summary_table(result: PruneResult):
     from rich.table import Table
 
+    from minitron.model.axes import width_names
+
     table = Table(title="prune: source vs target")
     for col in ("", "source", "target", "kept"):
         table.add_column(col, justify="left" if not col else "right")
     src, tgt = result.source.summary(), result.target.summary()
-    for key in (
-        "params",
-        "blocks",
-        "mamba_blocks",
-        "mlp_blocks",
-        "attention_blocks",
-        "hidden",
-        "ffn",
-        "attn_heads",
-        "mamba_heads",
-        "mamba_head_dim",
-    ):
+    for key in ("params", "blocks", "mamba_blocks", "mlp_blocks", "attention_blocks", *width_names()):
         a, b = src[key], tgt[key]
         if not a and not b:  # a row the family does not have (a dense model's Mamba rows)
             continue

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from minitron.errors import MinitronError
+from minitron.model.axes import depth_axis, width_names
 from minitron.runs import differences, short_json
 from minitron.search.frontier import Constraint, Point
 from minitron.search.space import DepthOption, SearchSpace
@@ -108,16 +109,16 @@ class TrialSpace:
         params: dict[str, int] = {}
         depth = self.depth_by_layers()
         layers = sorted(depth, reverse=True)
-        chosen = _suggest(trial, "layers", tuple(layers)) if len(layers) > 1 else layers[0]
+        chosen = _suggest(trial, depth_axis().name, tuple(layers)) if len(layers) > 1 else layers[0]
         for axis, values in self.space.width.items():
             params[axis] = _suggest(trial, axis, values) if len(values) > 1 else values[0]
-        return Point(depth=depth[chosen], **params)
+        return Point(depth[chosen], **params)
 
     def params(self, point: Point) -> dict[str, int]:
         """The Optuna parameters of `point` (for enqueue_trial)."""
         out = {}
         if len(self.space.depth) > 1:
-            out["layers"] = self.space.source.n_blocks - sum(point.depth.counts)
+            out[depth_axis().name] = self.space.source.n_blocks - sum(point.depth.counts)
         for axis, values in self.space.width.items():
             if len(values) > 1:
                 out[axis] = getattr(point, axis)
@@ -336,7 +337,4 @@ def point_record(point: Point) -> dict[str, Any]:
 def point_from_record(record: dict[str, Any]) -> Point:
     dropped = record.get("drop_blocks")
     depth = DepthOption(tuple(dropped) if dropped is not None else None, tuple(record["drop_counts"]))
-    return Point(
-        depth=depth,
-        **{k: record[k] for k in ("hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads")},
-    )
+    return Point(depth, **{name: record[name] for name in width_names()})

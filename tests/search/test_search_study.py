@@ -62,13 +62,13 @@ def test_search_beats_random_feasible_sampling(searched, tiny_scores):
     }
     assert len(keys) == 16  # never the same architecture twice
     assert all(r["spare_bytes"] >= 0 for r in rows)
-    config = SearchConfig(
+    config = SearchConfig.from_options(
         model="tiny",
         scores=tiny_scores,
         budget=tiny_budget(),
         context="8k",
         granularity=8,
-        axes={"layers": "56:62"},
+        layers="56:62",
     )
     _, scores, space, constraint, enumeration = _prepare(config)
     cache = load_cache(Path(doc["objective"]["teacher_cache"]))
@@ -233,8 +233,8 @@ def test_throughput_objective_runs_nsga2_and_candidates_carry_the_estimate(
     assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
     told = {t.number: t.values for t in _evaluated(study.get_trials(deepcopy=False))}
     _, _, space, constraint, _ = _prepare(
-        SearchConfig(model="tiny", scores=tiny_scores, budget=tiny_budget(), context="8k", granularity=8,
-                     axes={"layers": "56:62"})
+        SearchConfig.from_options(model="tiny", scores=tiny_scores, budget=tiny_budget(), context="8k",
+                                  granularity=8, layers="56:62")
     )  # fmt: skip
     a10g = get_gpu("a10g")
     rows = doc["candidates"]
