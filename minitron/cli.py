@@ -8,9 +8,10 @@ User errors (`MinitronError`) print one line on stderr and exit 1, never a trace
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -76,6 +77,25 @@ GLOB_OPTION = typer.Option(
     "(default: .txt .md .rst .py .jsonl .parquet files, recursively).",
 )
 DEVICE_OPTION = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 or auto (cuda when available).")
+
+
+def with_options(*groups: dict[str, tuple[type, Any]]) -> Callable[[F], F]:
+    """Declare option groups once and add them to a command after its own parameters (its own win):
+    the options every training command shares have one definition, so one help text."""
+
+    def add(fn: F) -> F:
+        signature = inspect.signature(fn)
+        params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        for group in groups:
+            for name, (annotation, option) in group.items():
+                if all(p.name != name for p in params):
+                    params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                                    annotation=annotation))  # fmt: skip
+                    fn.__annotations__[name] = annotation
+        fn.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        return fn
+
+    return add
 
 
 def command_line(ctx: typer.Context) -> str:
@@ -153,38 +173,10 @@ def prune(
     ),
 ) -> None:
     """Slice a checkpoint to a smaller architecture and write a Hugging Face checkpoint."""
-    from minitron.errors import MinitronError
+    options = dict(locals())
     from minitron.prune import PruneConfig, run
-    from minitron.prune.target import TargetSpec, parse_block_list
 
-    spec = TargetSpec(
-        hidden=hidden,
-        ffn=ffn,
-        attn_heads=attn_heads,
-        mamba_heads=mamba_heads,
-        mamba_head_dim=mamba_head_dim,
-        layers=layers,
-        drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None,
-    )
-    if candidate is None and not spec.sizes() and spec.layers is None and spec.drop_blocks is None:
-        raise MinitronError(
-            "nothing to prune: give target sizes (--hidden, --ffn, --mamba-heads, --mamba-head-dim, "
-            "--attn-heads, --layers or --drop-blocks) or a search result (--candidate FILE)"
-        )
-    run(
-        PruneConfig(
-            model=model,
-            out=out,
-            scores=scores,
-            target=spec,
-            candidate=candidate,
-            rank=rank,
-            overwrite=overwrite,
-            dtype=dtype,
-            max_shard_size=max_shard_size,
-            command=command_line(ctx),
-        )
-    )
+    run(PruneConfig.from_options(command=command_line(options.pop("ctx")), **options))
 
 
 @app.command()
@@ -303,96 +295,91 @@ def score(
     as_json: bool = typer.Option(False, "--json", help="Print the JSON summary instead of tables."),
 ) -> None:
     """Importance of blocks, hidden channels, FFN neurons, attention and Mamba heads (torchrun-aware)."""
-    from minitron.atomic import json_text
-    from minitron.importance.distributed import rank_and_world
-    from minitron.importance.report import summary
+    options = dict(locals())
+    from minitron.importance.report import print_json
     from minitron.importance.run import ScoreConfig, run
 
-    scores = run(
-        ScoreConfig(
-            model=model,
-            out=out,
-            data=data,
-            text_field=text_field,
-            glob=glob,
-            samples=samples,
-            seq_len=seq_len,
-            batch_size=batch_size,
-            width=width,
-            depth=depth,
-            depth_mode=depth_mode,
-            depth_iterations=depth_iterations,
-            depth_samples=depth_samples,
-            aggregation=aggregation,
-            device=device,
-            dtype=dtype,
-            report=not as_json,
-        )
-    )
-    if as_json and rank_and_world()[0] == 0:
-        typer.echo(json_text(summary(scores), sort_keys=True))
+    scores = run(ScoreConfig.from_options(**options))
+    if as_json:
+        print_json(scores)
 
 
-# Options of every training run (train, distill, compare): defined once, so their help is too.
-SEQ_LEN_OPTION = typer.Option(256, "--seq-len", help="Tokens per packed sequence.")
-BATCH_SIZE_OPTION = typer.Option(
-    8, "--batch-size", help="Sequences per micro-batch (global batch = this x --grad-accum x processes)."
-)
-SAMPLES_OPTION = typer.Option(0, "--samples", help="Sequences per pass over the data (0 = all).")
-HELDOUT_OPTION = typer.Option(
-    0.05, "--heldout-fraction", help="Share of documents held out for evaluation (chosen by text hash)."
-)
-MIN_LR_RATIO_OPTION = typer.Option(0.1, "--min-lr-ratio", help="Final learning rate as a fraction of --lr.")
-WARMUP_OPTION = typer.Option(50, "--warmup-steps", help="Linear warm-up steps.")
-SCHEDULE_OPTION = typer.Option("cosine", "--schedule", help="cosine, or wsd (warm-up, stable, decay).")
-DECAY_FRACTION_OPTION = typer.Option(0.2, "--decay-fraction", help="wsd: share of steps spent decaying.")
-WEIGHT_DECAY_OPTION = typer.Option(0.1, "--weight-decay", help="AdamW weight decay (matrices only).")
-GRAD_CLIP_OPTION = typer.Option(1.0, "--grad-clip", help="Clip the gradient norm to this (0 = off).")
-GRAD_ACCUM_OPTION = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step and process.")
-PRECISION_OPTION = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA), bf16 or fp32.")
-SEED_OPTION = typer.Option(0, "--seed", help="Seed of the data order and of torch.")
-EVAL_EVERY_OPTION = typer.Option(
-    100, "--eval-every", help="Held-out evaluation every N steps (0 = at the end)."
-)
-EVAL_BATCHES_OPTION = typer.Option(8, "--eval-batches", help="Held-out batches per evaluation.")
-SAVE_EVERY_OPTION = typer.Option(100, "--save-every", help="Checkpoint every N steps (0 = at the end).")
-RESUME_OPTION = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint.")
-STOP_AT_OPTION = typer.Option(
-    0, "--stop-at-step", help="Checkpoint and stop after this step (0 = run to --steps)."
-)
-TOKENS_OPTION = typer.Option(
-    0, "--tokens", help="Train on this many tokens instead of --steps (0 = use --steps)."
-)
-FSDP_OPTION = typer.Option(
-    False,
-    "--fsdp",
-    help="Under torchrun: shard student and teacher with FSDP2 instead of data parallel (DDP).",
-)
-
-
-
-# TrainConfig fields that `train` and `distill` take under the same option names.
-TRAIN_OPTIONS = (
-    "steps", "tokens", "lr", "min_lr_ratio", "warmup_steps", "schedule", "decay_fraction", "weight_decay",
-    "grad_clip", "grad_accum", "precision", "seed", "eval_every", "eval_batches", "save_every", "device",
-    "fsdp", "resume", "stop_at_step",
-)  # fmt: skip
-
-
-def _train_config(model: str, spec, out: str, options: dict):
-    """The TrainConfig of a training command from its parsed options (0 = off for --tokens, --stop-at-step)."""
-    from minitron.distill import TrainConfig
-
-    kwargs = {name: options[name] for name in TRAIN_OPTIONS}
-    kwargs["tokens"] = kwargs["tokens"] or None
-    kwargs["stop_at_step"] = kwargs["stop_at_step"] or None
-    return TrainConfig(model=model, data=spec, out=out, **kwargs)
-
-def _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed):
-    from minitron.data import DEFAULT_GLOB, DataSpec
-
-    return DataSpec(source=data, text_field=text_field, glob=glob or DEFAULT_GLOB, seq_len=seq_len,
-                    batch_size=batch_size, samples=samples or None, heldout_fraction=heldout_fraction, seed=seed)  # fmt: skip
+# Options of every training run (train, distill, compare): declared once, so their help is too.
+TRAINING_OPTIONS = {
+    "data": (str, DATA_OPTION),
+    "text_field": (str, TEXT_FIELD_OPTION),
+    "glob": (str, GLOB_OPTION),
+    "seq_len": (int, typer.Option(256, "--seq-len", help="Tokens per packed sequence.")),
+    "batch_size": (int, typer.Option(
+        8, "--batch-size", help="Sequences per micro-batch (global batch = this x --grad-accum x processes)."
+    )),
+    "samples": (int, typer.Option(0, "--samples", help="Sequences per pass over the data (0 = all).")),
+    "heldout_fraction": (float, typer.Option(
+        0.05, "--heldout-fraction", help="Share of documents held out for evaluation (chosen by text hash)."
+    )),
+    "tokens": (int, typer.Option(
+        0, "--tokens", help="Train on this many tokens instead of --steps (0 = use --steps)."
+    )),
+    "min_lr_ratio": (float, typer.Option(
+        0.1, "--min-lr-ratio", help="Final learning rate as a fraction of --lr."
+    )),
+    "warmup_steps": (int, typer.Option(50, "--warmup-steps", help="Linear warm-up steps.")),
+    "schedule": (str, typer.Option("cosine", "--schedule", help="cosine, or wsd (warm-up, stable, decay).")),
+    "grad_clip": (float, typer.Option(1.0, "--grad-clip", help="Clip the gradient norm to this (0 = off).")),
+    "grad_accum": (int, typer.Option(
+        1, "--grad-accum", help="Micro-batches per optimizer step and process."
+    )),
+    "precision": (str, typer.Option(
+        "auto", "--precision", help="auto (bf16 autocast on CUDA), bf16 or fp32."
+    )),
+    "seed": (int, typer.Option(0, "--seed", help="Seed of the data order and of torch.")),
+    "eval_batches": (int, typer.Option(8, "--eval-batches", help="Held-out batches per evaluation.")),
+    "device": (str, DEVICE_OPTION),
+}  # fmt: skip
+# Options of a single run (train, distill) that compare sets itself.
+RUN_OPTIONS = {
+    "decay_fraction": (float, typer.Option(0.2, "--decay-fraction", help="wsd: share of steps spent decaying.")),
+    "weight_decay": (float, typer.Option(0.1, "--weight-decay", help="AdamW weight decay (matrices only).")),
+    "eval_every": (int, typer.Option(
+        100, "--eval-every", help="Held-out evaluation every N steps (0 = at the end)."
+    )),
+    "save_every": (int, typer.Option(100, "--save-every", help="Checkpoint every N steps (0 = at the end).")),
+    "fsdp": (bool, typer.Option(
+        False, "--fsdp",
+        help="Under torchrun: shard student and teacher with FSDP2 instead of data parallel (DDP).",
+    )),
+    "resume": (bool, typer.Option(
+        False, "--resume", help="Continue the run in --out from its latest checkpoint."
+    )),
+    "stop_at_step": (int, typer.Option(
+        0, "--stop-at-step", help="Checkpoint and stop after this step (0 = run to --steps)."
+    )),
+}  # fmt: skip
+# Options of distillation (distill, compare).
+KD_OPTIONS = {
+    "loss": (str, typer.Option(
+        "forward_kl", "--loss",
+        help="forward_kl: KL(teacher || student), the Minitron loss; reverse_kl; jsd (generalised, see --beta).",
+    )),
+    "tau": (float, typer.Option(
+        1.0, "--tau", help="Softmax temperature of both models; the loss is scaled by tau^2."
+    )),
+    "beta": (float, typer.Option(
+        0.5, "--beta", help="jsd: the teacher's weight in the mixture (0.5 = symmetric JSD)."
+    )),
+    "ce_weight": (float, typer.Option(
+        0.0, "--ce-weight", help="Add this x next-token cross-entropy on the data."
+    )),
+    "teacher_topk": (int, typer.Option(
+        0, "--teacher-topk", help="Match the teacher's top-k tokens plus the rest mass (0 = all)."
+    )),
+    "chunk_tokens": (int, typer.Option(
+        256, "--chunk-tokens", help="Tokens projected to the vocabulary at once (logits never exist for more)."
+    )),
+    "lr": (float, typer.Option(
+        1e-4, "--lr", help="Peak learning rate (AdamW); decays to --min-lr-ratio x it."
+    )),
+}  # fmt: skip
 
 
 AXIS_HELP = (
@@ -471,195 +458,102 @@ def search(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 or auto (cuda when available)."),
 ) -> None:
     """Search the architectures that fit a memory budget; rank them against the teacher."""
-    from minitron.prune.target import parse_block_list
+    options = dict(locals())
     from minitron.search.run import SearchConfig, run
 
-    run(
-        SearchConfig(
-            model=model,
-            out=out,
-            scores=scores,
-            axes={
-                "layers": layers,
-                "hidden": hidden,
-                "ffn": ffn,
-                "mamba_heads": mamba_heads,
-                "mamba_head_dim": mamba_head_dim,
-                "attn_heads": attn_heads,
-            },
-            drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None,
-            granularity=granularity,
-            max_prune=max_prune,
-            budget=budget,
-            gpu=gpu,
-            headroom=headroom,
-            reserve=reserve,
-            context=context,
-            batch=batch,
-            dtype=dtype,
-            kv_dtype=kv_dtype,
-            ssm_dtype=ssm_dtype,
-            engine=engine,
-            min_params=min_params,
-            max_params=max_params,
-            evaluate=not no_eval,
-            objective=objective,
-            throughput_objective=throughput,
-            trials=trials,
-            timeout_s=timeout,
-            workers=workers,
-            storage=storage,
-            seed=seed,
-            seed_trials=seed_trials,
-            top=top,
-            data=data,
-            text_field=text_field,
-            glob=glob,
-            eval_samples=eval_samples,
-            seq_len=seq_len,
-            batch_size=batch_size,
-            top_k=top_k,
-            device=device,
-        )
-    )
+    run(SearchConfig.from_options(**options))
 
 
 @app.command()
 @friendly
+@with_options(TRAINING_OPTIONS, RUN_OPTIONS)
 def train(
     model: str = typer.Argument(..., help="Checkpoint directory or built-in name (tiny) to train."),
-    data: str = DATA_OPTION,
-    text_field: str = TEXT_FIELD_OPTION,
-    glob: str = GLOB_OPTION,
-    seq_len: int = SEQ_LEN_OPTION,
-    batch_size: int = BATCH_SIZE_OPTION,
-    samples: int = SAMPLES_OPTION,
-    heldout_fraction: float = HELDOUT_OPTION,
     out: str = typer.Option("runs/train", "--out", help="Run directory: metrics, checkpoints, final model."),
     steps: int = typer.Option(1000, "--steps", help="Optimizer steps."),
-    tokens: int = TOKENS_OPTION,
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW)."),
-    min_lr_ratio: float = MIN_LR_RATIO_OPTION,
-    warmup_steps: int = WARMUP_OPTION,
-    schedule: str = SCHEDULE_OPTION,
-    decay_fraction: float = DECAY_FRACTION_OPTION,
-    weight_decay: float = WEIGHT_DECAY_OPTION,
-    grad_clip: float = GRAD_CLIP_OPTION,
-    grad_accum: int = GRAD_ACCUM_OPTION,
-    precision: str = PRECISION_OPTION,
-    seed: int = SEED_OPTION,
-    eval_every: int = EVAL_EVERY_OPTION,
-    eval_batches: int = EVAL_BATCHES_OPTION,
-    save_every: int = SAVE_EVERY_OPTION,
-    device: str = DEVICE_OPTION,
-    fsdp: bool = FSDP_OPTION,
-    resume: bool = RESUME_OPTION,
-    stop_at_step: int = STOP_AT_OPTION,
+    **options: Any,
 ) -> None:
     """Train a model on text with next-token cross-entropy (resumable, torchrun-aware)."""
-    from minitron.distill import result_table
-    from minitron.distill import train as run_training
-    from minitron.importance.distributed import rank_and_world
+    from minitron.distill.run import main, train_config
 
-    spec = _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed)
-    result = run_training(
-        _train_config(model, spec, out, locals())
-    )
-    if rank_and_world()[0] == 0:
-        from rich.console import Console
-
-        Console().print(result_table(result))
-
-
-KD_LOSS_OPTION = typer.Option(
-    "forward_kl",
-    "--loss",
-    help="forward_kl: KL(teacher || student), the Minitron loss; reverse_kl; jsd (generalised, see --beta).",
-)
-TAU_OPTION = typer.Option(
-    1.0, "--tau", help="Softmax temperature of both models; the loss is scaled by tau^2."
-)
-BETA_OPTION = typer.Option(
-    0.5, "--beta", help="jsd: the teacher's weight in the mixture (0.5 = symmetric JSD)."
-)
-CE_WEIGHT_OPTION = typer.Option(0.0, "--ce-weight", help="Add this x next-token cross-entropy on the data.")
-TOPK_OPTION = typer.Option(
-    0, "--teacher-topk", help="Match the teacher's top-k tokens plus the rest mass (0 = all)."
-)
-CHUNK_OPTION = typer.Option(
-    256, "--chunk-tokens", help="Tokens projected to the vocabulary at once (logits never exist for more)."
-)
-KD_LR_OPTION = typer.Option(1e-4, "--lr", help="Peak learning rate (AdamW); decays to --min-lr-ratio x it.")
+    main(train_config(model=model, out=out, steps=steps, lr=lr, **options))
 
 
 @app.command()
 @friendly
+@with_options(TRAINING_OPTIONS, KD_OPTIONS, RUN_OPTIONS)
 def distill(
     teacher: str = typer.Argument(..., help="Teacher checkpoint directory or built-in name (tiny)."),
     student: str = typer.Argument(..., help="Student checkpoint directory (e.g. from `minitron prune`)."),
-    data: str = DATA_OPTION,
-    text_field: str = TEXT_FIELD_OPTION,
-    glob: str = GLOB_OPTION,
-    seq_len: int = SEQ_LEN_OPTION,
-    batch_size: int = BATCH_SIZE_OPTION,
-    samples: int = SAMPLES_OPTION,
-    heldout_fraction: float = HELDOUT_OPTION,
-    out: str = typer.Option(
-        "runs/distill", "--out", help="Run directory: metrics, checkpoints, final model."
-    ),
+    out: str = typer.Option("runs/distill", "--out", help="Run directory: metrics, checkpoints, final model."),
     steps: int = typer.Option(1000, "--steps", help="Optimizer steps."),
-    tokens: int = TOKENS_OPTION,
-    loss: str = KD_LOSS_OPTION,
-    tau: float = TAU_OPTION,
-    beta: float = BETA_OPTION,
-    ce_weight: float = CE_WEIGHT_OPTION,
-    teacher_topk: int = TOPK_OPTION,
-    chunk_tokens: int = CHUNK_OPTION,
     teacher_device: str = typer.Option(
         None, "--teacher-device", help="Run the teacher on this device (default: the --device)."
     ),
     teacher_dtype: str = typer.Option(
         "auto", "--teacher-dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."
     ),
-    lr: float = KD_LR_OPTION,
-    min_lr_ratio: float = MIN_LR_RATIO_OPTION,
-    warmup_steps: int = WARMUP_OPTION,
-    schedule: str = SCHEDULE_OPTION,
-    decay_fraction: float = DECAY_FRACTION_OPTION,
-    weight_decay: float = WEIGHT_DECAY_OPTION,
-    grad_clip: float = GRAD_CLIP_OPTION,
-    grad_accum: int = GRAD_ACCUM_OPTION,
-    precision: str = PRECISION_OPTION,
-    seed: int = SEED_OPTION,
-    eval_every: int = EVAL_EVERY_OPTION,
-    eval_batches: int = EVAL_BATCHES_OPTION,
-    save_every: int = SAVE_EVERY_OPTION,
-    device: str = DEVICE_OPTION,
-    fsdp: bool = FSDP_OPTION,
-    resume: bool = RESUME_OPTION,
-    stop_at_step: int = STOP_AT_OPTION,
+    **options: Any,
 ) -> None:
     """Distil the teacher's logits into the student (KL on chunked logits; resumable, torchrun-aware)."""
-    from minitron.distill import result_table
-    from minitron.distill.losses import KDLoss
-    from minitron.distill.run import DistillConfig
-    from minitron.distill.run import distill as run_distill
-    from minitron.importance.distributed import rank_and_world
+    from minitron.distill.run import DistillConfig, main
 
-    spec = _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed)
-    config = DistillConfig(
-        teacher=teacher,
-        train=_train_config(student, spec, out, locals()),
-        loss=KDLoss(divergence=loss, tau=tau, beta=beta, ce_weight=ce_weight, teacher_topk=teacher_topk),
-        chunk_tokens=chunk_tokens,
-        teacher_device=teacher_device,
-        teacher_dtype=teacher_dtype,
-    )
-    result = run_distill(config)
-    if rank_and_world()[0] == 0:
-        from rich.console import Console
+    main(DistillConfig.from_options(teacher=teacher, student=student, out=out, steps=steps,
+                                    teacher_device=teacher_device, teacher_dtype=teacher_dtype, **options))  # fmt: skip
 
-        Console().print(result_table(result, result.objective_name))
+
+@app.command()
+@friendly
+@with_options(TRAINING_OPTIONS, KD_OPTIONS)
+def compare(
+    teacher: str = typer.Argument(..., help="The checkpoint the candidates were searched from (the teacher)."),
+    candidates: str = typer.Argument(..., help="candidates.json from `minitron search` (format: prune/target.py)."),
+    scores: str = typer.Option(
+        None, "--scores", help="Scores file from `minitron score`; needed for width pruning."
+    ),
+    top: int = typer.Option(3, "--top", help="Distil the candidates ranked 1..N."),
+    context: str = typer.Option(
+        "128k", "--context", help="Context of the memory column when the candidates file gives none."
+    ),
+    out: str = typer.Option(
+        "runs/compare", "--out", help="Directory: one distill run per candidate and the comparison table; "
+        "running again with the same settings continues a stopped compare.",
+    ),
+    steps: int = typer.Option(200, "--steps", help="Optimizer steps per candidate."),
+    warmup_steps: int = typer.Option(10, "--warmup-steps", help="Linear warm-up steps."),
+    save_every: int = typer.Option(50, "--save-every", help="Checkpoint each candidate's run every N steps."),
+    **options: Any,
+) -> None:
+    """Prune the top candidates of a search, distil each the same way, and rank them again."""
+    from minitron.distill.compare import CompareConfig
+    from minitron.distill.compare import compare as run
+
+    run(CompareConfig.from_options(teacher=teacher, candidates=candidates, scores=scores, top=top,
+                                   context=context, out=out, steps=steps, warmup_steps=warmup_steps,
+                                   save_every=save_every, **options))  # fmt: skip
+
+
+@app.command()
+@friendly
+def evaluate(
+    models: list[str] = typer.Argument(
+        ..., help="Checkpoint directories or built-in names (tiny), evaluated side by side."
+    ),
+    tasks: str = typer.Option(
+        ..., "--tasks", help="Comma-separated lm-eval task names or local task YAML files/directories."
+    ),
+    limit: float = typer.Option(None, "--limit", help="Examples per task (default: all)."),
+    num_fewshot: int = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: the task's)."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Requests per forward pass."),
+    device: str = DEVICE_OPTION,
+    out: str = typer.Option("runs/eval", "--out", help="Directory for results.json and results.csv."),
+) -> None:
+    """Benchmark accuracy with lm-evaluation-harness, models side by side (pip install 'minitron[eval]')."""
+    options = dict(locals())
+    from minitron.evaluate import EvalConfig, main
+
+    main(EvalConfig(**options))
 
 
 def _stage_options() -> dict[str, dict]:
@@ -681,34 +575,35 @@ def _stage_options() -> dict[str, dict]:
     return options
 
 
-EVAL_TASKS_OPTION = typer.Option(
-    None,
-    "--eval-tasks",
-    help="Also score teacher, pruned and distilled models on these lm-eval tasks (comma-separated names "
-    "or local task YAML files; needs pip install 'minitron[eval]'); wins over the file's eval-tasks.",
-)
-
-
-def _invoke(argv: list[str]) -> int:
-    """Run one `minitron ...` command line in this process; its exit code."""
+def _parse(argv: list[str]) -> dict[str, Any]:
+    """A `minitron ...` command line -> its command's options, parsed and defaulted by the command
+    itself: a run file's values mean what they mean on the command line."""
     import click
 
+    from minitron.errors import MinitronError
+
+    command = typer.main.get_command(app).commands[argv[0]]
     try:
-        result = typer.main.get_command(app).main(args=argv, prog_name="minitron", standalone_mode=False)
+        with command.make_context(f"minitron {argv[0]}", list(argv[1:])) as ctx:
+            params = dict(ctx.params)
     except click.ClickException as e:
-        typer.echo(f"error: minitron {argv[0]}: {e.format_message()}", err=True)
-        return e.exit_code or 2
-    return result if isinstance(result, int) else 0
+        raise MinitronError(e.format_message()) from None
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 
 def _run_pipeline(config_file: str, out: str | None, eval_tasks: str | None) -> None:
     from minitron.pipeline import load_run_config, run_pipeline
 
     options = _stage_options()
-    config = load_run_config(config_file, options, out=out, eval_tasks=eval_tasks)
-    code = run_pipeline(config, options, _invoke)
-    if code:
-        raise typer.Exit(code)
+    run_pipeline(load_run_config(config_file, options, out=out, eval_tasks=eval_tasks), options, _parse)
+
+
+EVAL_TASKS_OPTION = typer.Option(
+    None,
+    "--eval-tasks",
+    help="Also score teacher, pruned and distilled models on these lm-eval tasks (comma-separated names "
+    "or local task YAML files; needs pip install 'minitron[eval]'); wins over the file's eval-tasks.",
+)
 
 
 @app.command("run")
@@ -721,7 +616,8 @@ def run_command(
     """The whole job from one file: score -> search -> compare -> prune -> distill (-> evaluate), and a report.
 
     Each stage's outputs go to a subfolder of the run directory; running the same file again skips
-    the stages already done with the same inputs and resumes an interrupted one.
+    the stages already done with the same inputs and resumes an interrupted one. Every stage's
+    options and outputs are checked before the first stage starts.
     """
     _run_pipeline(config, out, eval_tasks)
 
@@ -736,128 +632,6 @@ def demo(
     from minitron.model.load import ASSETS_DIR
 
     _run_pipeline(str(ASSETS_DIR / "demo.toml"), out, eval_tasks)
-
-@app.command()
-@friendly
-def compare(
-    teacher: str = typer.Argument(
-        ..., help="The checkpoint the candidates were searched from (the teacher)."
-    ),
-    candidates: str = typer.Argument(
-        ..., help="candidates.json from `minitron search` (format: prune/target.py)."
-    ),
-    scores: str = typer.Option(
-        None, "--scores", help="Scores file from `minitron score`; needed for width pruning."
-    ),
-    top: int = typer.Option(3, "--top", help="Distil the candidates ranked 1..N."),
-    context: str = typer.Option(
-        "128k", "--context", help="Context of the memory column when the candidates file gives none."
-    ),
-    data: str = DATA_OPTION,
-    text_field: str = TEXT_FIELD_OPTION,
-    glob: str = GLOB_OPTION,
-    seq_len: int = SEQ_LEN_OPTION,
-    batch_size: int = BATCH_SIZE_OPTION,
-    samples: int = SAMPLES_OPTION,
-    heldout_fraction: float = HELDOUT_OPTION,
-    out: str = typer.Option(
-        "runs/compare",
-        "--out",
-        help="Directory: one distill run per candidate and the comparison table; "
-        "running again with the same settings continues a stopped compare.",
-    ),
-    steps: int = typer.Option(200, "--steps", help="Optimizer steps per candidate."),
-    tokens: int = TOKENS_OPTION,
-    loss: str = KD_LOSS_OPTION,
-    tau: float = TAU_OPTION,
-    beta: float = BETA_OPTION,
-    ce_weight: float = CE_WEIGHT_OPTION,
-    teacher_topk: int = TOPK_OPTION,
-    chunk_tokens: int = CHUNK_OPTION,
-    lr: float = KD_LR_OPTION,
-    min_lr_ratio: float = MIN_LR_RATIO_OPTION,
-    warmup_steps: int = typer.Option(10, "--warmup-steps", help="Linear warm-up steps."),
-    schedule: str = SCHEDULE_OPTION,
-    grad_clip: float = GRAD_CLIP_OPTION,
-    grad_accum: int = GRAD_ACCUM_OPTION,
-    precision: str = PRECISION_OPTION,
-    seed: int = SEED_OPTION,
-    eval_batches: int = EVAL_BATCHES_OPTION,
-    save_every: int = typer.Option(50, "--save-every", help="Checkpoint each candidate's run every N steps."),
-    device: str = DEVICE_OPTION,
-) -> None:
-    """Prune the top candidates of a search, distil each the same way, and rank them again."""
-    from minitron.device import resolve_device
-    from minitron.distill import TrainConfig
-    from minitron.distill.compare import CompareConfig
-    from minitron.distill.compare import compare as run_compare
-    from minitron.distill.losses import KDLoss
-
-    resolve_device(device)  # a device this machine lacks: one line, before anything is loaded
-    spec = _data_spec(data, text_field, glob, seq_len, batch_size, samples, heldout_fraction, seed)
-    run_compare(
-        CompareConfig(
-            teacher=teacher,
-            candidates=candidates,
-            out=out,
-            scores=scores,
-            top=top,
-            context=context,
-            loss=KDLoss(divergence=loss, tau=tau, beta=beta, ce_weight=ce_weight, teacher_topk=teacher_topk),
-            chunk_tokens=chunk_tokens,
-            train=TrainConfig(
-                data=spec,
-                steps=steps,
-                tokens=tokens or None,
-                lr=lr,
-                min_lr_ratio=min_lr_ratio,
-                warmup_steps=warmup_steps,
-                schedule=schedule,
-                grad_clip=grad_clip,
-                grad_accum=grad_accum,
-                precision=precision,
-                seed=seed,
-                eval_every=0,
-                eval_batches=eval_batches,
-                save_every=save_every,
-                device=device,
-            ),
-        )
-    )
-
-
-@app.command()
-@friendly
-def evaluate(
-    models: list[str] = typer.Argument(
-        ..., help="Checkpoint directories or built-in names (tiny), evaluated side by side."
-    ),
-    tasks: str = typer.Option(
-        ..., "--tasks", help="Comma-separated lm-eval task names or local task YAML files/directories."
-    ),
-    limit: float = typer.Option(None, "--limit", help="Examples per task (default: all)."),
-    num_fewshot: int = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: the task's)."),
-    batch_size: int = typer.Option(1, "--batch-size", help="Requests per forward pass."),
-    device: str = DEVICE_OPTION,
-    out: str = typer.Option("runs/eval", "--out", help="Directory for results.json and results.csv."),
-) -> None:
-    """Benchmark accuracy with lm-evaluation-harness, models side by side (pip install 'minitron[eval]')."""
-    from rich.console import Console
-
-    from minitron.evaluate import EvalConfig, run, table
-
-    results = run(
-        EvalConfig(
-            models=models,
-            tasks=tasks,
-            out=out,
-            limit=limit,
-            batch_size=batch_size,
-            device=device,
-            num_fewshot=num_fewshot,
-        )
-    )
-    Console().print(table(results))
 
 
 def main() -> None:

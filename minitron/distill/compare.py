@@ -42,13 +42,44 @@ class CompareConfig:
     chunk_tokens: int = 256
 
     def __post_init__(self) -> None:
+        from minitron.atomic import check_writable
         from minitron.units import parse_tokens
 
         if self.top < 1:
             raise MinitronError(f"--top must be at least 1, got {self.top}")
+        if self.chunk_tokens < 1:
+            raise MinitronError(f"--chunk-tokens must be positive, got {self.chunk_tokens}")
         parse_tokens(self.context, "--context")
         if self.train.stop_at_step is not None:
             raise MinitronError("--stop-at-step does not apply to compare (interrupt it and run it again)")
+        check_writable(self.out)
+
+    @classmethod
+    def from_options(
+        cls,
+        teacher: str,
+        candidates: str,
+        out: str,
+        scores: str | None,
+        top: int,
+        context: str,
+        loss: str,
+        tau: float,
+        beta: float,
+        ce_weight: float,
+        teacher_topk: int,
+        chunk_tokens: int,
+        **train: Any,
+    ) -> CompareConfig:
+        """`minitron compare`'s options -> its config; every candidate gets the same training recipe
+        (held-out loss only at its start and end)."""
+        from minitron.distill.run import recipe
+
+        return cls(
+            teacher=teacher, candidates=candidates, out=out, scores=scores, top=top, context=context,
+            loss=KDLoss(divergence=loss, tau=tau, beta=beta, ce_weight=ce_weight, teacher_topk=teacher_topk),
+            chunk_tokens=chunk_tokens, train=recipe(eval_every=0, **train),
+        )  # fmt: skip
 
 
 @dataclass
@@ -72,6 +103,7 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
     import torch
     from rich.console import Console
 
+    from minitron.device import resolve_device
     from minitron.distill.kd import Distillation, shared_vocab
     from minitron.distill.trainer import train
     from minitron.importance.distributed import launched_distributed
@@ -86,6 +118,7 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
         raise MinitronError(
             "compare runs in one process (its candidates one after another); run it without torchrun"
         )
+    resolve_device(config.train.device)  # a device this machine lacks: one line, before anything is loaded
     console = console or Console()
     out = Path(config.out)
     rows = _top_rows(Path(config.candidates), config.top)

@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from minitron.atomic import write_json
+from minitron.atomic import check_writable, write_json
 from minitron.errors import MinitronError
 from minitron.pipeline.config import Option, RunConfig, command_args
 
-Invoke = Callable[[list[str]], int]  # runs one `minitron ...` command line, returns its exit code
+# A `minitron ...` command line -> its command's options, parsed and defaulted as the command's own.
+Parse = Callable[[list[str]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,8 @@ class Paths:
         return self.run / ".stages" / f"{stage}.json"
 
 
-def run_pipeline(
-    config: RunConfig, options: dict[str, dict[str, Option]], invoke: Invoke, console=None
-) -> int:
-    """Run every stage not already done; 0 on success, else the failing stage's exit code."""
+def run_pipeline(config: RunConfig, options: dict[str, dict[str, Option]], parse: Parse, console=None) -> None:
+    """Build and check every stage's config, then run every stage not already done."""
     from rich.console import Console
 
     from minitron.model.load import resolve_model
@@ -83,15 +83,17 @@ def run_pipeline(
     teacher = resolve_model(config.teacher)
     teacher.require_weights("minitron run")
     preflight(config)
-    try:
-        config.out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise MinitronError(f"--out: cannot create run directory {config.out} ({e.strerror})") from None
-    write_json(config.out / "run_config.json", config.to_json())
-    base = {"teacher": teacher.fingerprint()}
+    check_writable(config.out, what="run directory")
+    where = config.source or "run file"
 
     def opts(stage: str) -> list[str]:
         return [w for name, v in config.stages[stage].items() for w in command_args(options[stage][name], v)]
+
+    def build(stage: str, argv: list[str]) -> Any:
+        try:
+            return stage_config(stage, parse(argv), "minitron " + shlex.join(argv))
+        except MinitronError as e:
+            raise MinitronError(f"{where} [{stage}]: {e}") from None
 
     plan: list[tuple[str, Callable[[], list[str]], Callable[[], list[Path]], Path, Path]] = [
         # (stage, command line, inputs, the file that says it is complete, its directory)
@@ -115,6 +117,19 @@ def run_pipeline(
          lambda: [paths.pruned / "minitron.json", paths.student / "minitron.json", *task_files(config)],
          paths.evaluate / "results.json", paths.evaluate),
     ]  # fmt: skip
+    # Every stage's values and outputs are checked before the first stage starts: a bad [distill] value
+    # must not wait for hours of scoring and search. Files a stage reads that an earlier stage writes
+    # (scores, candidates, the pruned model) are checked when that stage starts.
+    for stage, argv_of, *_ in plan:
+        if config.enabled(stage):
+            build(stage, argv_of())
+    try:
+        config.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MinitronError(f"--out: cannot create run directory {config.out} ({e.strerror})") from None
+    write_json(config.out / "run_config.json", config.to_json())
+    base = {"teacher": teacher.fingerprint()}
+
     for stage, argv_of, inputs_of, done_file, directory in plan:
         if not config.enabled(stage):
             why = "no eval-tasks" if stage == "evaluate" else "top = 0"
@@ -134,16 +149,57 @@ def run_pipeline(
         write_json(marker, {"stage": stage, "key": key, "done": False, "argv": argv})
         console.rule(f"[bold]{stage}")
         console.print("minitron " + " ".join(argv + (["--resume"] if resume else [])), markup=False)
-        code = invoke(argv + (["--resume"] if resume else []))
-        if code != 0:
-            return code
+        run_stage(stage, build(stage, argv + (["--resume"] if resume else [])))
         if not done_file.exists():
             raise MinitronError(f"{stage} finished but wrote no {done_file}")
         write_json(marker, {"stage": stage, "key": key, "done": True, "argv": argv})
     from minitron.pipeline.report import write_report
 
     write_report(config, paths, console)
-    return 0
+
+
+def stage_config(stage: str, options: dict[str, Any], command: str = "") -> Any:
+    """A stage's validated config from its command's parsed options, built as the command builds it."""
+    if stage == "score":
+        from minitron.importance.run import ScoreConfig
+
+        return ScoreConfig.from_options(**options)
+    if stage == "search":
+        from minitron.search.run import SearchConfig
+
+        return SearchConfig.from_options(**options)
+    if stage == "compare":
+        from minitron.distill.compare import CompareConfig
+
+        return CompareConfig.from_options(**options)
+    if stage == "prune":
+        from minitron.prune.run import PruneConfig
+
+        return PruneConfig.from_options(command=command, **options)
+    if stage == "distill":
+        from minitron.distill.run import DistillConfig
+
+        return DistillConfig.from_options(**options)
+    from minitron.evaluate import EvalConfig
+
+    return EvalConfig(**options)
+
+
+def run_stage(stage: str, config: Any) -> None:
+    """Run one stage in this process, as its command does (tables and all)."""
+    if stage == "score":
+        from minitron.importance.run import run
+    elif stage == "search":
+        from minitron.search.run import run
+    elif stage == "compare":
+        from minitron.distill.compare import compare as run
+    elif stage == "prune":
+        from minitron.prune.run import run
+    elif stage == "distill":
+        from minitron.distill.run import main as run
+    else:
+        from minitron.evaluate import main as run
+    run(config)
 
 
 def preflight(config: RunConfig) -> None:

@@ -31,10 +31,43 @@ class PruneConfig:
     max_shard_size: str | int = "2GB"
     command: str = ""  # the command line, recorded in minitron.json
 
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        hidden: int | None = None,
+        ffn: int | None = None,
+        attn_heads: int | None = None,
+        mamba_heads: int | None = None,
+        mamba_head_dim: int | None = None,
+        layers: int | None = None,
+        drop_blocks: str | None = None,
+        **options: Any,
+    ) -> PruneConfig:
+        """`minitron prune`'s options -> its config: the target flags become a TargetSpec."""
+        from minitron.prune.target import parse_block_list
+
+        spec = TargetSpec(
+            hidden=hidden,
+            ffn=ffn,
+            attn_heads=attn_heads,
+            mamba_heads=mamba_heads,
+            mamba_head_dim=mamba_head_dim,
+            layers=layers,
+            drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None,
+        )
+        if options.get("candidate") is None and not spec.sizes() and layers is None and drop_blocks is None:
+            raise MinitronError(
+                "nothing to prune: give target sizes (--hidden, --ffn, --mamba-heads, --mamba-head-dim, "
+                "--attn-heads, --layers or --drop-blocks) or a search result (--candidate FILE)"
+            )
+        return cls(target=spec, **options)
+
     def __post_init__(self) -> None:
+        from minitron.atomic import check_writable
         from minitron.units import parse_bytes
 
-        self.out = Path(self.out)
+        self.out = check_writable(self.out)
         if self.candidate is not None:
             given = [
                 f"--{k.replace('_', '-')}"

@@ -82,13 +82,35 @@ class SearchConfig:
     eval_dtype: str = "float32"
     progress: bool = True
 
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        drop_blocks: str | None = None,
+        no_eval: bool = False,
+        throughput: bool = False,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> SearchConfig:
+        """`minitron search`'s options -> its config: the axis flags become `axes`."""
+        from minitron.prune.target import parse_block_list
+
+        axes = {name: options.pop(name, None) for name in AXIS_FLAGS}
+        return cls(
+            axes=axes,
+            drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None,
+            evaluate=not no_eval,
+            throughput_objective=throughput,
+            timeout_s=timeout,
+            **options,
+        )
+
     def __post_init__(self) -> None:
+        from minitron.atomic import check_writable
         from minitron.memory import get_engine
         from minitron.units import parse_dtype, parse_tokens
 
-        self.out = Path(self.out)
-        if self.out.exists() and not self.out.is_dir():
-            raise MinitronError(f"--out {self.out} exists and is not a directory")
+        self.out = check_writable(self.out)
         unknown = set(self.axes) - set(AXIS_FLAGS)
         if unknown:
             raise MinitronError(f"unknown axis {sorted(unknown)[0]!r}; axes: {', '.join(AXIS_FLAGS)}")
