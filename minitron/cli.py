@@ -578,15 +578,15 @@ def _stage_options() -> dict[str, dict]:
 def _parse(argv: list[str]) -> dict[str, Any]:
     """A `minitron ...` command line -> its command's options, parsed and defaulted by the command
     itself: a run file's values mean what they mean on the command line."""
-    import click
-
     from minitron.errors import MinitronError
 
     command = typer.main.get_command(app).commands[argv[0]]
     try:
         with command.make_context(f"minitron {argv[0]}", list(argv[1:])) as ctx:
             params = dict(ctx.params)
-    except click.ClickException as e:
+    except Exception as e:  # click's usage errors; typer may ship its own click, so matched by shape
+        if not hasattr(e, "format_message"):
+            raise
         raise MinitronError(e.format_message()) from None
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
