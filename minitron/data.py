@@ -149,6 +149,11 @@ def describe(spec: DataSpec) -> dict[str, Any]:
 # ---- reading documents ---------------------------------------------------------------------------
 
 
+def check_source(source: str) -> None:
+    """Refuse a --data that names nothing, before any work (what it holds is read later)."""
+    _resolve(source)
+
+
 def _resolve(source: str) -> tuple[str, Path]:
     if source == BUILTIN:
         if not BUILTIN_CORPUS.exists():

@@ -56,30 +56,16 @@ class CompareConfig:
 
     @classmethod
     def from_options(
-        cls,
-        teacher: str,
-        candidates: str,
-        out: str,
-        scores: str | None,
-        top: int,
-        context: str,
-        loss: str,
-        tau: float,
-        beta: float,
-        ce_weight: float,
-        teacher_topk: int,
-        chunk_tokens: int,
-        **train: Any,
+        cls, teacher: str, candidates: str, out: str, scores: str | None, top: int, context: str,
+        chunk_tokens: int, **options: Any,
     ) -> CompareConfig:
         """`minitron compare`'s options -> its config; every candidate gets the same training recipe
         (held-out loss only at its start and end)."""
-        from minitron.distill.run import recipe
+        from minitron.distill.run import kd_loss, recipe
 
-        return cls(
-            teacher=teacher, candidates=candidates, out=out, scores=scores, top=top, context=context,
-            loss=KDLoss(divergence=loss, tau=tau, beta=beta, ce_weight=ce_weight, teacher_topk=teacher_topk),
-            chunk_tokens=chunk_tokens, train=recipe(eval_every=0, **train),
-        )  # fmt: skip
+        loss = kd_loss(options)
+        return cls(teacher=teacher, candidates=candidates, out=out, scores=scores, top=top, context=context,
+                   loss=loss, chunk_tokens=chunk_tokens, train=recipe(eval_every=0, **options))  # fmt: skip
 
 
 @dataclass

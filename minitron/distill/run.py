@@ -34,6 +34,13 @@ def recipe(
     return TrainConfig(data=spec, tokens=tokens or None, stop_at_step=stop_at_step or None, **train)
 
 
+def kd_loss(options: dict[str, Any]) -> KDLoss:
+    """The KDLoss of distill's and compare's options (--loss, --tau, --beta, --ce-weight, --teacher-topk),
+    taken out of `options`."""
+    return KDLoss(divergence=options.pop("loss"), tau=options.pop("tau"), beta=options.pop("beta"),
+                  ce_weight=options.pop("ce_weight"), teacher_topk=options.pop("teacher_topk"))  # fmt: skip
+
+
 def train_config(model: str, out: str, **options: Any) -> TrainConfig:
     """`minitron train`'s options -> its TrainConfig; an --out that cannot be written is refused first."""
     from minitron.atomic import check_writable
@@ -59,28 +66,13 @@ class DistillConfig:
 
     @classmethod
     def from_options(
-        cls,
-        teacher: str,
-        student: str,
-        loss: str,
-        tau: float,
-        beta: float,
-        ce_weight: float,
-        teacher_topk: int,
-        chunk_tokens: int,
-        teacher_device: str | None,
-        teacher_dtype: str,
-        **train: Any,
+        cls, teacher: str, student: str, chunk_tokens: int, teacher_device: str | None, teacher_dtype: str,
+        **options: Any,
     ) -> DistillConfig:
         """`minitron distill`'s options -> its config (the student trains under the training options)."""
-        return cls(
-            teacher=teacher,
-            train=train_config(student, **train),
-            loss=KDLoss(divergence=loss, tau=tau, beta=beta, ce_weight=ce_weight, teacher_topk=teacher_topk),
-            chunk_tokens=chunk_tokens,
-            teacher_device=teacher_device,
-            teacher_dtype=teacher_dtype,
-        )
+        loss = kd_loss(options)
+        return cls(teacher=teacher, train=train_config(student, **options), loss=loss, chunk_tokens=chunk_tokens,
+                   teacher_device=teacher_device, teacher_dtype=teacher_dtype)  # fmt: skip
 
 
 def distill(

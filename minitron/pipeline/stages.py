@@ -10,6 +10,11 @@
     RUN/report.md                what came out, side by side
     RUN/.stages/NAME.json        the key of a stage's inputs, written when it starts and when it is done
 
+Before the first stage starts, every enabled stage's command line is parsed by its command and built
+into its config (`stage_config`, the builder the command itself uses), so a bad value in any section
+or an output that cannot be written fails at once; each stage then runs in this process
+(`run_stage`) with that config.
+
 A stage is skipped when it finished before with the same key: its command line (less --resume) and
 the content of what it reads (teacher fingerprint, scores, candidates, pruned model). A stage that
 was interrupted runs again in place and picks up where it stopped (search and compare from their
@@ -203,8 +208,9 @@ def run_stage(stage: str, config: Any) -> None:
 
 
 def preflight(config: RunConfig) -> None:
-    """What would only fail hours in, checked before the first stage: each stage's devices exist, and
-    with eval-tasks, lm-eval is installed and the task files are there."""
+    """What would only fail hours in, checked before the first stage: each stage's devices and --data
+    exist, and with eval-tasks, lm-eval is installed and the task files are there."""
+    from minitron.data import check_source
     from minitron.device import resolve_device
     from minitron.importance.distributed import launched_distributed
 
@@ -221,6 +227,11 @@ def preflight(config: RunConfig) -> None:
         for name, value in stage_options.items():
             if name.endswith("device") and isinstance(value, str):
                 resolve_device(value, f"{where} [{stage}] {name.replace('_', '-')}")
+            if name == "data" and isinstance(value, str):
+                try:
+                    check_source(value)
+                except MinitronError as e:
+                    raise MinitronError(f"{where} [{stage}]: {e}") from None
     if config.eval_tasks is not None:
         from minitron.evaluate import INSTALL_HINT, EvalConfig, lm_eval_installed
 

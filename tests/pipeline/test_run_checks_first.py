@@ -61,6 +61,7 @@ def edited(text: str, section: str, line: str) -> str:
         ("compare", "lr = -1.0", "[compare]: --lr must be positive"),
         ("score", 'depth = "mean"', "[score]: --depth must be one of"),
         ("prune", 'dtype = "int3"', "[prune]: --dtype must be one of"),
+        ("distill", 'data = "missing.jsonl"', "[distill]: --data missing.jsonl: no such file or directory"),
     ],
 )
 def test_a_bad_value_in_any_stage_is_one_line_before_any_stage(tmp_path, ran, section, line, message):
