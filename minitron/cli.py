@@ -23,6 +23,7 @@ from minitron.cli_options import (
     RUN_OPTIONS,
     TEXT_FIELD_OPTION,
     TRAINING_OPTIONS,
+    all_options,
     command_line,
     parse_command,
     stage_options,
@@ -351,9 +352,10 @@ def train(
     **options: Any,
 ) -> None:
     """Train a model on text with next-token cross-entropy (resumable, torchrun-aware)."""
+    given = all_options(locals())
     from minitron.distill.run import main, train_config
 
-    main(train_config(model=model, out=out, steps=steps, lr=lr, **options))
+    main(train_config(**given))
 
 
 @app.command()
@@ -373,10 +375,10 @@ def distill(
     **options: Any,
 ) -> None:
     """Distil the teacher's logits into the student (KL on chunked logits; resumable, torchrun-aware)."""
+    given = all_options(locals())
     from minitron.distill.run import DistillConfig, main
 
-    main(DistillConfig.from_options(teacher=teacher, student=student, out=out, steps=steps,
-                                    teacher_device=teacher_device, teacher_dtype=teacher_dtype, **options))  # fmt: skip
+    main(DistillConfig.from_options(**given))
 
 
 @app.command()
@@ -402,12 +404,11 @@ def compare(
     **options: Any,
 ) -> None:
     """Prune the top candidates of a search, distil each the same way, and rank them again."""
+    given = all_options(locals())
     from minitron.distill.compare import CompareConfig
     from minitron.distill.compare import compare as run
 
-    run(CompareConfig.from_options(teacher=teacher, candidates=candidates, scores=scores, top=top,
-                                   context=context, out=out, steps=steps, warmup_steps=warmup_steps,
-                                   save_every=save_every, **options))  # fmt: skip
+    run(CompareConfig.from_options(**given))
 
 
 @app.command()

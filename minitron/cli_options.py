@@ -51,6 +51,11 @@ def with_options(*groups: dict[str, tuple[type, Any]]) -> Callable[[F], F]:
     return add
 
 
+def all_options(params: dict[str, Any]) -> dict[str, Any]:
+    """A command's `locals()`: its own parameters and the options its groups added (`**options`) as one dict."""
+    return {k: v for k, v in params.items() if k != "options"} | params.get("options", {})
+
+
 def command_line(ctx: typer.Context) -> str:
     """The running command as a shell line rebuilt from its parsed options (defaults left out).
 

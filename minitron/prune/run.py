@@ -67,7 +67,8 @@ class PruneConfig:
         from minitron.atomic import check_writable
         from minitron.units import parse_bytes
 
-        self.out = check_writable(self.out)
+        self.out = Path(self.out)
+        check_writable(self.out)
         if self.candidate is not None:
             given = [
                 f"--{k.replace('_', '-')}"

@@ -110,7 +110,8 @@ class SearchConfig:
         from minitron.memory import get_engine
         from minitron.units import parse_dtype, parse_tokens
 
-        self.out = check_writable(self.out)
+        self.out = Path(self.out)
+        check_writable(self.out)
         unknown = set(self.axes) - set(AXIS_FLAGS)
         if unknown:
             raise MinitronError(f"unknown axis {sorted(unknown)[0]!r}; axes: {', '.join(AXIS_FLAGS)}")
