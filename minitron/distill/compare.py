@@ -56,8 +56,15 @@ class CompareConfig:
 
     @classmethod
     def from_options(
-        cls, teacher: str, candidates: str, out: str, scores: str | None, top: int, context: str,
-        chunk_tokens: int, **options: Any,
+        cls,
+        teacher: str,
+        candidates: str,
+        out: str,
+        scores: str | None,
+        top: int,
+        context: str,
+        chunk_tokens: int,
+        **options: Any,
     ) -> CompareConfig:
         """`minitron compare`'s options -> its config; every candidate gets the same training recipe
         (held-out loss only at its start and end)."""

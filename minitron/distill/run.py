@@ -66,7 +66,12 @@ class DistillConfig:
 
     @classmethod
     def from_options(
-        cls, teacher: str, student: str, chunk_tokens: int, teacher_device: str | None, teacher_dtype: str,
+        cls,
+        teacher: str,
+        student: str,
+        chunk_tokens: int,
+        teacher_device: str | None,
+        teacher_dtype: str,
         **options: Any,
     ) -> DistillConfig:
         """`minitron distill`'s options -> its config (the student trains under the training options)."""

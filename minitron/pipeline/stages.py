@@ -77,7 +77,63 @@ class Paths:
         return self.run / ".stages" / f"{stage}.json"
 
 
-def run_pipeline(config: RunConfig, options: dict[str, dict[str, Option]], parse: Parse, console=None) -> None:
+@dataclass(frozen=True)
+class Plan:
+    """Each stage of a run as its command line, the files it reads, the file that says it is complete
+    and its directory; and each stage's config, built from its command line as the command builds it."""
+
+    config: RunConfig
+    options: dict[str, dict[str, Option]]
+    parse: Parse
+
+    def steps(self) -> list[tuple[str, Callable[[], list[str]], Callable[[], list[Path]], Path, Path]]:
+        config, paths = self.config, Paths(self.config.out)
+        opts = self._opts
+        return [
+            ("score", lambda: ["score", config.teacher, "--out", str(paths.scores), *opts("score")],
+             lambda: [], paths.scores, paths.scores.parent),
+            ("search", lambda: ["search", config.teacher, "--scores", str(paths.scores), "--out",
+                                str(paths.candidates.parent), *opts("search")],
+             lambda: [paths.scores], paths.candidates, paths.candidates.parent),
+            ("compare", lambda: ["compare", config.teacher, str(paths.candidates), "--scores", str(paths.scores),
+                                 "--out", str(paths.compare), *opts("compare")],
+             lambda: [paths.scores, paths.candidates], paths.compare / "compare.json", paths.compare),
+            ("prune", lambda: ["prune", config.teacher, "--scores", str(paths.scores), "--candidate",
+                               str(paths.candidates), "--rank", str(chosen_rank(config, paths)), "--out",
+                               str(paths.pruned), "--overwrite", *opts("prune")],
+             lambda: [paths.scores, paths.candidates], paths.pruned / "minitron.json", paths.pruned),
+            ("distill", lambda: ["distill", config.teacher, str(paths.pruned), "--out", str(paths.distill),
+                                 *opts("distill")],
+             lambda: [paths.pruned / "minitron.json"], paths.student / "config.json", paths.distill),
+            ("evaluate", lambda: ["evaluate", config.teacher, str(paths.pruned), str(paths.student), "--tasks",
+                                  str(config.eval_tasks), "--out", str(paths.evaluate), *opts("evaluate")],
+             lambda: [paths.pruned / "minitron.json", paths.student / "minitron.json", *task_files(config)],
+             paths.evaluate / "results.json", paths.evaluate),
+        ]  # fmt: skip
+
+    def _opts(self, stage: str) -> list[str]:
+        given = self.config.stages[stage].items()
+        return [w for name, value in given for w in command_args(self.options[stage][name], value)]
+
+    def build(self, stage: str, argv: list[str]) -> Any:
+        """The stage's validated config; an error names the run file and the stage."""
+        try:
+            return stage_config(stage, self.parse(argv), "minitron " + shlex.join(argv))
+        except MinitronError as e:
+            raise MinitronError(f"{self.config.source or 'run file'} [{stage}]: {e}") from None
+
+    def check(self) -> None:
+        """Build every enabled stage's config before the first stage starts: a bad [distill] value must
+        not wait for hours of scoring and search. Files a stage reads that an earlier stage writes
+        (scores, candidates, the pruned model) are checked when that stage starts."""
+        for stage, argv_of, *_ in self.steps():
+            if self.config.enabled(stage):
+                self.build(stage, argv_of())
+
+
+def run_pipeline(
+    config: RunConfig, options: dict[str, dict[str, Option]], parse: Parse, console=None
+) -> None:
     """Build and check every stage's config, then run every stage not already done."""
     from rich.console import Console
 
@@ -89,45 +145,8 @@ def run_pipeline(config: RunConfig, options: dict[str, dict[str, Option]], parse
     teacher.require_weights("minitron run")
     preflight(config)
     check_writable(config.out, what="run directory")
-    where = config.source or "run file"
-
-    def opts(stage: str) -> list[str]:
-        return [w for name, v in config.stages[stage].items() for w in command_args(options[stage][name], v)]
-
-    def build(stage: str, argv: list[str]) -> Any:
-        try:
-            return stage_config(stage, parse(argv), "minitron " + shlex.join(argv))
-        except MinitronError as e:
-            raise MinitronError(f"{where} [{stage}]: {e}") from None
-
-    plan: list[tuple[str, Callable[[], list[str]], Callable[[], list[Path]], Path, Path]] = [
-        # (stage, command line, inputs, the file that says it is complete, its directory)
-        ("score", lambda: ["score", config.teacher, "--out", str(paths.scores), *opts("score")],
-         lambda: [], paths.scores, paths.scores.parent),
-        ("search", lambda: ["search", config.teacher, "--scores", str(paths.scores), "--out",
-                            str(paths.candidates.parent), *opts("search")],
-         lambda: [paths.scores], paths.candidates, paths.candidates.parent),
-        ("compare", lambda: ["compare", config.teacher, str(paths.candidates), "--scores", str(paths.scores),
-                             "--out", str(paths.compare), *opts("compare")],
-         lambda: [paths.scores, paths.candidates], paths.compare / "compare.json", paths.compare),
-        ("prune", lambda: ["prune", config.teacher, "--scores", str(paths.scores), "--candidate",
-                           str(paths.candidates), "--rank", str(chosen_rank(config, paths)), "--out",
-                           str(paths.pruned), "--overwrite", *opts("prune")],
-         lambda: [paths.scores, paths.candidates], paths.pruned / "minitron.json", paths.pruned),
-        ("distill", lambda: ["distill", config.teacher, str(paths.pruned), "--out", str(paths.distill),
-                             *opts("distill")],
-         lambda: [paths.pruned / "minitron.json"], paths.student / "config.json", paths.distill),
-        ("evaluate", lambda: ["evaluate", config.teacher, str(paths.pruned), str(paths.student), "--tasks",
-                              str(config.eval_tasks), "--out", str(paths.evaluate), *opts("evaluate")],
-         lambda: [paths.pruned / "minitron.json", paths.student / "minitron.json", *task_files(config)],
-         paths.evaluate / "results.json", paths.evaluate),
-    ]  # fmt: skip
-    # Every stage's values and outputs are checked before the first stage starts: a bad [distill] value
-    # must not wait for hours of scoring and search. Files a stage reads that an earlier stage writes
-    # (scores, candidates, the pruned model) are checked when that stage starts.
-    for stage, argv_of, *_ in plan:
-        if config.enabled(stage):
-            build(stage, argv_of())
+    plan = Plan(config, options, parse)
+    plan.check()
     try:
         config.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -135,7 +154,7 @@ def run_pipeline(config: RunConfig, options: dict[str, dict[str, Option]], parse
     write_json(config.out / "run_config.json", config.to_json())
     base = {"teacher": teacher.fingerprint()}
 
-    for stage, argv_of, inputs_of, done_file, directory in plan:
+    for stage, argv_of, inputs_of, done_file, directory in plan.steps():
         if not config.enabled(stage):
             why = "no eval-tasks" if stage == "evaluate" else "top = 0"
             console.print(f"[dim]{stage}: off ({why})[/dim]")
@@ -154,7 +173,7 @@ def run_pipeline(config: RunConfig, options: dict[str, dict[str, Option]], parse
         write_json(marker, {"stage": stage, "key": key, "done": False, "argv": argv})
         console.rule(f"[bold]{stage}")
         console.print("minitron " + " ".join(argv + (["--resume"] if resume else [])), markup=False)
-        run_stage(stage, build(stage, argv + (["--resume"] if resume else [])))
+        run_stage(stage, plan.build(stage, argv + (["--resume"] if resume else [])))
         if not done_file.exists():
             raise MinitronError(f"{stage} finished but wrote no {done_file}")
         write_json(marker, {"stage": stage, "key": key, "done": True, "argv": argv})

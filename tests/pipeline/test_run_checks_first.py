@@ -3,11 +3,18 @@ any section (or an output that cannot be written) is one line, no stage runs and
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
-from minitron.cli import app
-from minitron.pipeline import stages
+from minitron.cli import _stage_options, app
+from minitron.cli_options import parse_command
+from minitron.model.load import ASSETS_DIR
+from minitron.pipeline import load_run_config, stages
+
+ROOT = Path(__file__).resolve().parents[2]
 
 RUN_FILE = """
 teacher = "tiny"
@@ -71,7 +78,9 @@ def test_a_bad_value_in_any_stage_is_one_line_before_any_stage(tmp_path, ran, se
     result = CliRunner().invoke(app, ["run", str(run_file), "--out", str(out)])
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {run_file} ") and message in lines[0], result.output
+    assert len(lines) == 1 and lines[0].startswith(f"error: {run_file} ") and message in lines[0], (
+        result.output
+    )
     assert ran == [] and not out.exists()
 
 
@@ -121,4 +130,18 @@ def test_a_valid_file_runs_every_stage_with_the_configs_it_checked(tmp_path, mon
     assert isinstance(configs["prune"], PruneConfig) and configs["prune"].rank == 2  # compare's best
     assert configs["prune"].command.startswith("minitron prune tiny --scores ")
     distill = configs["distill"]
-    assert isinstance(distill, DistillConfig) and distill.train.steps == 3 and distill.train.data.seq_len == 32
+    assert (
+        isinstance(distill, DistillConfig) and distill.train.steps == 3 and distill.train.data.seq_len == 32
+    )
+
+
+@pytest.mark.parametrize(
+    "path", [ASSETS_DIR / "demo.toml", *sorted((ROOT / "examples").glob("*.toml"))], ids=lambda p: p.name
+)
+def test_every_stage_of_every_shipped_run_file_builds_its_config(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # their relative `out`
+    options = _stage_options()
+    plan = stages.Plan(load_run_config(path, options), options, functools.partial(parse_command, app))
+    plan.check()
+    assert {stage for stage, *_ in plan.steps()} >= {"score", "search", "prune", "distill"}
+    assert list(tmp_path.iterdir()) == []  # checking wrote nothing
