@@ -32,31 +32,15 @@ class PruneConfig:
     command: str = ""  # the command line, recorded in minitron.json
 
     @classmethod
-    def from_options(
-        cls,
-        *,
-        hidden: int | None = None,
-        ffn: int | None = None,
-        attn_heads: int | None = None,
-        mamba_heads: int | None = None,
-        mamba_head_dim: int | None = None,
-        layers: int | None = None,
-        drop_blocks: str | None = None,
-        **options: Any,
-    ) -> PruneConfig:
-        """`minitron prune`'s options -> its config: the target flags become a TargetSpec."""
+    def from_options(cls, **options: Any) -> PruneConfig:
+        """`minitron prune`'s options -> its config: the target flags (TargetSpec's fields) become `target`."""
         from minitron.prune.target import parse_block_list
 
-        spec = TargetSpec(
-            hidden=hidden,
-            ffn=ffn,
-            attn_heads=attn_heads,
-            mamba_heads=mamba_heads,
-            mamba_head_dim=mamba_head_dim,
-            layers=layers,
-            drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None,
-        )
-        if options.get("candidate") is None and not spec.sizes() and layers is None and drop_blocks is None:
+        target = {f.name: options.pop(f.name, None) for f in dataclasses.fields(TargetSpec)}
+        if target["drop_blocks"] is not None:
+            target["drop_blocks"] = parse_block_list(target["drop_blocks"])
+        spec = TargetSpec(**target)
+        if options.get("candidate") is None and not any(v is not None for v in target.values()):
             raise MinitronError(
                 "nothing to prune: give target sizes (--hidden, --ffn, --mamba-heads, --mamba-head-dim, "
                 "--attn-heads, --layers or --drop-blocks) or a search result (--candidate FILE)"
