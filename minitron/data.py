@@ -136,6 +136,11 @@ def describe(spec: DataSpec) -> dict[str, Any]:
     return d
 
 
+def check_source(source: str) -> None:
+    """Refuse a --data that names nothing, before any work (what it holds is read later)."""
+    resolve_source(source)
+
+
 # ---- tokenizer -----------------------------------------------------------------------------------
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}  # ids 0, 1, 2

@@ -201,11 +201,9 @@ def estimate_tables(report: EstimateReport) -> list:
 
 def save_json(data: dict[str, Any], path: str | Path) -> Path:
     """Write atomically: a temp file in the same directory, then rename over `path`."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise MinitronError(f"--out: cannot create directory {path.parent} ({e.strerror})") from None
-    from minitron.atomic import write_json
+    from minitron.atomic import check_writable, write_json
+
+    path = check_writable(path, file=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
 
     return write_json(path, data)

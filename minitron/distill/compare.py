@@ -42,10 +42,34 @@ class CompareConfig:
     chunk_tokens: int = 256
 
     def __post_init__(self) -> None:
+        from minitron.atomic import check_writable
+
         if self.top < 1:
             raise MinitronError(f"--top must be at least 1, got {self.top}")
+        if self.chunk_tokens < 1:
+            raise MinitronError(f"--chunk-tokens must be positive, got {self.chunk_tokens}")
         if self.train.stop_at_step is not None:
             raise MinitronError("--stop-at-step does not apply to compare (interrupt it and run it again)")
+        check_writable(self.out)
+
+    @classmethod
+    def from_options(
+        cls,
+        teacher: str,
+        candidates: str,
+        out: str,
+        scores: str | None,
+        top: int,
+        chunk_tokens: int,
+        **options: Any,
+    ) -> CompareConfig:
+        """`minitron compare`'s options -> its config; every candidate gets the same training recipe
+        (held-out loss only at its start and end)."""
+        from minitron.distill.run import kd_loss, recipe
+
+        loss = kd_loss(options)
+        return cls(teacher=teacher, candidates=candidates, out=out, scores=scores, top=top,
+                   loss=loss, chunk_tokens=chunk_tokens, train=recipe(eval_every=0, **options))  # fmt: skip
 
 
 @dataclass
@@ -69,6 +93,7 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
     import torch
     from rich.console import Console
 
+    from minitron.device import resolve_device
     from minitron.distill.kd import Distillation, shared_vocab
     from minitron.distill.trainer import train
     from minitron.importance.scores import load_scores
@@ -86,6 +111,7 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
         raise MinitronError(
             "compare runs in one process (its candidates one after another); run it without torchrun"
         )
+    resolve_device(config.train.device)  # a device this machine lacks: one line, before anything is loaded
     console = console or Console()
     out = Path(config.out)
     rows = _top_rows(Path(config.candidates), config.top)

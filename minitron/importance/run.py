@@ -37,10 +37,18 @@ class ScoreConfig:
     progress: bool = True  # rich progress bars on stderr
     report: bool = True  # rich tables on stdout
 
+    @classmethod
+    def from_options(cls, as_json: bool = False, **options: Any) -> ScoreConfig:
+        """From `minitron score`'s options (`--json` prints the summary instead of the tables)."""
+        return cls(report=not as_json, **options)
+
     def __post_init__(self) -> None:
+        from minitron.atomic import check_writable
+
         self.out = Path(self.out)
         if self.out.suffix != ".safetensors":
             raise MinitronError(f"--out must end in .safetensors, got {self.out}")
+        check_writable(self.out, file=True)
         for flag, value in (("--samples", self.samples), ("--seq-len", self.seq_len)):
             if value < 1:
                 raise MinitronError(f"{flag} must be positive, got {value}")

@@ -32,9 +32,11 @@ class PruneConfig:
     command: str = ""  # the command line, recorded in minitron.json
 
     def __post_init__(self) -> None:
+        from minitron.atomic import check_writable
         from minitron.units import parse_bytes
 
         self.out = Path(self.out)
+        check_writable(self.out)
         if self.candidate is not None:
             given = self.target.given_flags()
             if given:

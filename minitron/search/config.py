@@ -69,11 +69,11 @@ class SearchConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        from minitron.atomic import check_writable
         from minitron.model.axes import axis_names
 
         self.out = Path(self.out)
-        if self.out.exists() and not self.out.is_dir():
-            raise MinitronError(f"--out {self.out} exists and is not a directory")
+        check_writable(self.out)
         unknown = set(self.axes) - set(axis_names())
         if unknown:
             raise MinitronError(f"unknown axis {sorted(unknown)[0]!r}; axes: {', '.join(axis_names())}")
