@@ -123,7 +123,7 @@ def distill(
 def main(config: TrainConfig | DistillConfig) -> TrainResult:
     """`minitron train` or `minitron distill`: the run, then its result table (rank 0 under torchrun)."""
     from minitron.distill.trainer import result_table, train
-    from minitron.importance.distributed import rank_and_world
+    from minitron.parallel import rank_and_world
 
     result = distill(config) if isinstance(config, DistillConfig) else train(config)
     if rank_and_world()[0] == 0:

@@ -151,7 +151,7 @@ def print_report(scores: Scores, files: list[Path]) -> None:
 def print_json(scores: Scores) -> None:
     """`minitron score --json`: the summary on stdout, from rank 0 only under torchrun."""
     from minitron.atomic import json_text
-    from minitron.importance.distributed import rank_and_world
+    from minitron.parallel import rank_and_world
 
     if rank_and_world()[0] == 0:
         print(json_text(summary(scores), sort_keys=True))
