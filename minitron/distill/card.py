@@ -19,7 +19,8 @@ def write_run_card(final: Path, title: str) -> Path:
     student = provenance.get("student_source") or record["model"]
     base = teacher or student
     pruned = _pruned_record(student.get("path"))
-    commands = [c for c in (pruned.get("command"), provenance.get("command")) if c]
+    command = json.loads((final / "train_config.json").read_text())["config"].get("command")
+    commands = [c for c in (pruned.get("command"), command) if c]
     data = record.get("data") or {}
     text = model_card(
         title=title,

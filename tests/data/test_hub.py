@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from minitron.data import DataSpec, _all_documents, describe, documents, hub_dataset
+from minitron.data import DataSpec, _positioned, describe, documents
+from minitron.hub_data import hub_dataset
+from minitron.text_files import START
 from minitron.errors import MinitronError
 
 TEXTS = [f"def h{i}(z):\n    return z ** {i % 5}\n" for i in range(30)]
@@ -30,7 +32,7 @@ def test_a_local_hub_repository_streams_every_document_in_order(hub_repo):
     repo = hub_repo(TEXTS, shards=3)
     for source in (f"hf:{repo}", f"hf:{repo}:default@train"):
         spec = DataSpec(source=source, heldout_fraction=0.2)
-        assert list(_all_documents(spec)) == TEXTS
+        assert [text for text, _ in _positioned(spec, START)] == TEXTS
         train, heldout = list(documents(spec)), list(documents(DataSpec(source=source, heldout_fraction=0.2,
                                                                         split="heldout")))  # fmt: skip
         assert sorted(train + heldout) == sorted(TEXTS) and heldout and not set(train) & set(heldout)

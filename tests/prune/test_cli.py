@@ -114,7 +114,7 @@ def test_pruned_checkpoint_carries_a_model_card_with_the_printed_figures(tmp_pat
               "total_bytes": 1234}  # fmt: skip
     candidates = tmp_path / "candidates.json"
     candidates.write_text(json.dumps({
-        "constraint": {"context_tokens": 8192, "batch": 1, "weight_dtype": "bfloat16"},
+        "serving": {"context_tokens": 8192, "batch": 1, "weight_dtype": "bfloat16"},
         "candidates": [{"rank": 1, "drop_blocks": [0], "hidden": 24, "ffn": 48, "attn_heads": 4, "mamba_heads": 8,
                         "mamba_head_dim": 4, "memory": memory}],
     }))  # fmt: skip
