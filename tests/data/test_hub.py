@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from minitron.data import DataSpec, _positioned, describe, documents
+from minitron.errors import MinitronError
 from minitron.hub_data import hub_dataset
 from minitron.text_files import START
-from minitron.errors import MinitronError
 
 TEXTS = [f"def h{i}(z):\n    return z ** {i % 5}\n" for i in range(30)]
 
