@@ -438,7 +438,10 @@ def search(
     ),
     granularity: int = typer.Option(64, "--granularity", help="Step of hidden and FFN ranges."),
     max_prune: str = typer.Option(
-        None, "--max-prune", help="Largest share pruned on a default axis: 40% (all) or hidden=30%,ffn=50%."
+        None,
+        "--max-prune",
+        help="Largest share pruned on a default axis: 40% (all) or hidden=30%,ffn=50%; and per block kind "
+        "of a hybrid's depth, attention-blocks=50% (default 40% of each kind; 100% lets a kind go entirely).",
     ),
     min_params: str = typer.Option(None, "--min-params", help="Fewest parameters: 8B, 500M, 60%."),
     max_params: str = typer.Option(None, "--max-params", help="Most parameters: 9B, 72% (of the source)."),

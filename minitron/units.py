@@ -97,8 +97,8 @@ def parse_tokens(text: str | int, flag: str = "--context") -> int:
     return int(tokens)
 
 
-def parse_fraction(text: str | float, flag: str = "--headroom") -> float:
-    """'5%' or '0.05' -> 0.05; must lie in [0, 1)."""
+def parse_fraction(text: str | float, flag: str = "--headroom", whole: bool = False) -> float:
+    """'5%' or '0.05' -> 0.05; must lie in [0, 1), or [0, 1] when `whole` (100% means everything)."""
     raw = str(text).strip()
     percent = raw.endswith("%")
     try:
@@ -106,8 +106,9 @@ def parse_fraction(text: str | float, flag: str = "--headroom") -> float:
     except ValueError:
         raise MinitronError(f"{flag}: cannot read {text!r} as a fraction such as 5% or 0.05") from None
     fraction = value / 100 if percent else value
-    if not 0 <= fraction < 1:
-        raise MinitronError(f"{flag}: must be at least 0% and below 100%, got {text!r}")
+    if not (0 <= fraction <= 1 if whole else 0 <= fraction < 1):
+        highest = "at most 100%" if whole else "below 100%"
+        raise MinitronError(f"{flag}: must be at least 0% and {highest}, got {text!r}")
     return fraction
 
 
