@@ -343,7 +343,9 @@ HELDOUT_OPTION = typer.Option(
     0.05, "--heldout-fraction", help="Share of documents held out for evaluation (chosen by text hash)."
 )
 MIN_LR_RATIO_OPTION = typer.Option(0.1, "--min-lr-ratio", help="Final learning rate as a fraction of --lr.")
-WARMUP_OPTION = typer.Option(50, "--warmup-steps", help="Linear warm-up steps.")
+WARMUP_OPTION = typer.Option(
+    50, "--warmup-steps", help="Linear warm-up steps (not below --steps: a tenth of --steps, with a note)."
+)
 SCHEDULE_OPTION = typer.Option("cosine", "--schedule", help="cosine, or wsd (warm-up, stable, decay).")
 DECAY_FRACTION_OPTION = typer.Option(0.2, "--decay-fraction", help="wsd: share of steps spent decaying.")
 WEIGHT_DECAY_OPTION = typer.Option(0.1, "--weight-decay", help="AdamW weight decay (matrices only).")
@@ -779,7 +781,9 @@ def compare(
     chunk_tokens: int = CHUNK_OPTION,
     lr: float = KD_LR_OPTION,
     min_lr_ratio: float = MIN_LR_RATIO_OPTION,
-    warmup_steps: int = typer.Option(10, "--warmup-steps", help="Linear warm-up steps."),
+    warmup_steps: int = typer.Option(
+        10, "--warmup-steps", help="Linear warm-up steps (not below --steps: a tenth of --steps, with a note)."
+    ),
     schedule: str = SCHEDULE_OPTION,
     grad_clip: float = GRAD_CLIP_OPTION,
     grad_accum: int = GRAD_ACCUM_OPTION,

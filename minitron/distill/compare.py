@@ -46,6 +46,8 @@ class CompareConfig:
 
         if self.top < 1:
             raise MinitronError(f"--top must be at least 1, got {self.top}")
+        if self.chunk_tokens < 1:
+            raise MinitronError(f"--chunk-tokens must be at least 1, got {self.chunk_tokens}")
         parse_tokens(self.context, "--context")
         if self.train.stop_at_step is not None:
             raise MinitronError("--stop-at-step does not apply to compare (interrupt it and run it again)")
@@ -70,7 +72,6 @@ class CandidateResult:
 def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
     """Distil the top `config.top` candidates and rank them by held-out LM loss after distillation."""
     import torch
-    from rich.console import Console
 
     from minitron.distill.kd import Distillation, shared_vocab
     from minitron.distill.trainer import train
@@ -86,16 +87,17 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
         raise MinitronError(
             "compare runs in one process (its candidates one after another); run it without torchrun"
         )
-    console = console or Console()
+    console = console or _wide_console()
     out = Path(config.out)
-    rows = _top_rows(Path(config.candidates), config.top)
     source = resolve_model(config.teacher)
     source.require_weights("minitron compare")
+    config.loss.check_vocab(source.architecture.vocab)
+    rows = _top_rows(Path(config.candidates), config.top, source)
     scores = None
     if config.scores is not None:
         scores = load_scores(config.scores)
         scores.check_matches(source.architecture, source.fingerprint())
-    specs = {row["rank"]: read_candidate(config.candidates, row["rank"]) for row in rows}
+    specs = {row["rank"]: read_candidate(config.candidates, row["rank"], source) for row in rows}
     targets = {r: resolve_target(source.architecture, spec, scores) for r, spec in specs.items()}
     needs_scores = [r for r, t in targets.items() if _narrows_width(source.architecture, t.arch)]
     if needs_scores and scores is None:
@@ -154,14 +156,28 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
     return results
 
 
-def _top_rows(path: Path, top: int) -> list[dict[str, Any]]:
+def _wide_console():
+    """Rich's console; piped or logged (not a terminal), wide enough that the table is not squeezed."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _top_rows(path: Path, top: int, model) -> list[dict[str, Any]]:
+    import sys
+
     from minitron.prune.target import candidate_rows
 
-    rows = candidate_rows(path)
+    rows = candidate_rows(path, model)
     if not all(isinstance(r.get("rank"), int) for r in rows):
         raise MinitronError(f"{path}: not a candidates file (every candidate needs an integer 'rank')")
     if not rows:
         raise MinitronError(f"{path}: holds no candidates")
+    if top > len(rows):
+        print(f"note: --top {top} but {path} holds {len(rows)} candidates; comparing all {len(rows)}",
+              file=sys.stderr)  # fmt: skip
     return sorted(rows, key=lambda r: r["rank"])[:top]
 
 
@@ -179,23 +195,36 @@ def _describe(arch, dropped: tuple[int, ...]) -> str:
 
 
 def _settings(config: CompareConfig, fingerprint: str) -> dict[str, Any]:
+    """What the compare's results depend on: files by content, not by path (a moved run continues)."""
     train = asdict(dataclasses.replace(config.train, model="", out="", resume=False))
     return json.loads(json.dumps({
-        "teacher": config.teacher, "teacher_fingerprint": fingerprint,
-        "candidates": str(Path(config.candidates).resolve()), "scores": config.scores, "top": config.top,
+        "teacher_fingerprint": fingerprint, "candidates": _sha(config.candidates),
+        "scores": _sha(config.scores) if config.scores else None, "top": config.top,
         "context": config.context, "loss": asdict(config.loss), "chunk_tokens": config.chunk_tokens, "train": train,
     }))  # fmt: skip
 
 
+def _sha(path: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def _claim(out: Path, settings: dict[str, Any]) -> None:
-    """Start a compare in `out`, or continue the one there if it has the same settings."""
+    """Start a compare in `out`, or continue the one there if it has the same settings (one that never
+    started a candidate is simply replaced)."""
+    from minitron.settings import differences
+
     path = out / "compare_config.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        changed = sorted(k for k in settings if saved.get(k) != settings[k])
-        if changed:
-            raise MinitronError(f"--out {out} holds a compare with other settings ({', '.join(changed)}); "
+        changed = differences(saved, settings)
+        started = any(out.glob("rank-*/checkpoints")) or any(out.glob("rank-*/final"))
+        if changed and started:
+            raise MinitronError(f"--out {out} holds a compare with other settings ({'; '.join(changed)}); "
                                 "use another --out")  # fmt: skip
+        if changed:
+            write_json(path, settings)
         return
     if out.exists() and any(out.iterdir()):
         raise MinitronError(f"--out {out} is not empty and holds no compare; choose another --out")

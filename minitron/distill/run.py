@@ -43,6 +43,7 @@ def distill(
         resolve_device(config.teacher_device, "--teacher-device")
     teacher_source = resolve_model(config.teacher)
     teacher_source.require_weights("minitron distill")
+    config.loss.check_vocab(teacher_source.architecture.vocab)
     if student is None:
         source = resolve_model(config.train.model)
         source.require_weights("minitron distill")

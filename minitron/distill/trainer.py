@@ -55,8 +55,9 @@ from minitron.distill.checkpoint import (
 )
 from minitron.distill.kd import unwrap
 from minitron.distill.objectives import NextTokenCE, Objective, loss_sums
-from minitron.distill.schedule import SCHEDULES, lr_multiplier
+from minitron.distill.schedule import SCHEDULES, effective_warmup, lr_multiplier
 from minitron.errors import MinitronError
+from minitron.settings import differences
 
 # Too little text for one sequence: what train, distill and compare can change.
 SHORT_DATA_HINT = "use more text, a shorter --seq-len or another --heldout-fraction"
@@ -73,6 +74,7 @@ _RESUME_FREE = {
     "model",
     "steps",
     "tokens",
+    "out",  # a run directory moved elsewhere is the same run
 }
 
 
@@ -187,11 +189,16 @@ def train(
     total_steps = config.total_steps(world)
     if config.stop_at_step is not None and config.stop_at_step > total_steps:
         raise MinitronError(f"--stop-at-step must be in 1..{total_steps}, got {config.stop_at_step}")
+    warmup_steps, note = effective_warmup(config.warmup_steps, total_steps)
+    if note and rank == 0:
+        print(f"note: {note}", file=sys.stderr)
     torch.manual_seed(config.seed)
     if model is None or tokenizer is None:
         model, tokenizer, model_info = _load(config)
     else:
-        model_info = {"model": "in-memory", "params": sum(p.numel() for p in model.parameters())}
+        # A student loaded by the caller (distill) is named by its source; only a built one is "in-memory".
+        student = (provenance or {}).get("student_source") or {"model": "in-memory"}
+        model_info = {**student, "params": sum(p.numel() for p in model.parameters())}
     model.to(device=device, dtype=torch.float32)
     autocast = precision_autocast(config.precision, device)
     setup = getattr(objective, "setup", None)
@@ -208,7 +215,7 @@ def train(
         lambda step: lr_multiplier(
             step,
             total_steps=total_steps,
-            warmup_steps=config.warmup_steps,
+            warmup_steps=warmup_steps,
             schedule=config.schedule,
             min_ratio=config.min_lr_ratio,
             decay_fraction=config.decay_fraction,
@@ -426,12 +433,9 @@ def _start_state(
         raise MinitronError(f"--resume: no checkpoint in {out}")
     state = load_checkpoint(checkpoint)
     _check_same_run(config, state["config"])
-    changed = [k for k in identity if identity[k] != state.get("identity", {}).get(k)]
+    changed = differences(state.get("identity", {}), identity)
     if changed:
-        detail = ", ".join(f"{k}: {state.get('identity', {}).get(k)!r} -> {identity[k]!r}" for k in changed)
-        raise MinitronError(
-            f"--resume with a different {' and '.join(changed)} than the checkpoint ({detail})"
-        )
+        raise MinitronError(f"--resume with other settings than the checkpoint: {'; '.join(changed)}")
     if "data" not in state:
         if "batch_in_epoch" not in state:
             raise MinitronError(f"{checkpoint}: holds no data position; the run directory is damaged")
@@ -525,11 +529,10 @@ def _barrier() -> None:
 
 
 def _check_same_run(config: TrainConfig, saved: dict[str, Any]) -> None:
-    now = _config_json(config)
-    changed = sorted(k for k in now if k not in _RESUME_FREE and now[k] != saved.get(k))
+    now = {k: v for k, v in _config_json(config).items() if k not in _RESUME_FREE}
+    changed = differences({k: v for k, v in saved.items() if k in now}, now)
     if changed:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
-        raise MinitronError(f"--resume with different settings than the checkpoint ({detail})")
+        raise MinitronError(f"--resume with other settings than the checkpoint: {'; '.join(changed)}")
 
 
 def _config_json(config: TrainConfig) -> dict[str, Any]:
@@ -574,7 +577,9 @@ def _same_run_again(out: Path, config, objective, model_info, provenance) -> boo
         return False  # an in-memory model: nothing says its weights are the ones the run started from
     ignored = {"world_size", "global_batch_sequences"}
     for header in (saved, now):
-        header["config"] = {k: v for k, v in header.get("config", {}).items() if k not in ("resume", "progress")}
+        header["config"] = {
+            k: v for k, v in header.get("config", {}).items() if k not in ("resume", "progress", "out")
+        }
     return {k: v for k, v in saved.items() if k not in ignored} == {k: v for k, v in now.items() if k not in ignored}
 
 

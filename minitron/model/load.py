@@ -175,9 +175,17 @@ def load_tokenizer(source: ModelSource, command: str = "this command"):
 
     path = source.require_weights(command)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise MinitronError(f"{path}: no usable tokenizer ({str(e).strip().splitlines()[0]})") from None
+    rows = source.architecture.vocab
+    if len(tokenizer) > rows:
+        # Token ids past the embedding would index out of range mid-run (or be scored as garbage).
+        raise MinitronError(
+            f"{path}: the tokenizer has {len(tokenizer):,} tokens but the embedding only {rows:,} rows "
+            f"(config vocab_size); ids {rows:,} and above have no embedding"
+        )
+    return tokenizer
 
 
 def build_model(arch: Architecture, dtype: str = "float32", device: str = "cpu", seed: int | None = None):

@@ -85,9 +85,18 @@ def parse_block_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def candidate_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The candidate rows of a search candidates file (one clear error for a missing or malformed file)."""
+def candidate_rows(path: str | Path, model=None) -> list[dict[str, Any]]:
+    """The candidate rows of a search candidates file (one clear error for a missing or malformed file).
+
+    With `model` (the ModelSource about to be pruned), a file searched on another model is refused:
+    its `source` names another architecture, or other weights (a config-only preset's candidates fit
+    any checkpoint of its architecture).
+    """
+    from minitron.search.run import FORMAT
+
     path = Path(path)
+    if path.is_dir():
+        raise MinitronError(f"{path}: is a directory, not a candidates file (candidates.json of `minitron search`)")
     if not path.is_file():
         raise MinitronError(f"{path}: no such candidates file")
     try:
@@ -97,13 +106,38 @@ def candidate_rows(path: str | Path) -> list[dict[str, Any]]:
     rows = data.get("candidates") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise MinitronError(f"{path}: not a candidates file (needs a 'candidates' list of objects)")
+    if "format" in data and data["format"] != FORMAT:
+        raise MinitronError(f"{path}: format {data['format']!r} is not {FORMAT!r} (a `minitron search` result)")
+    if model is not None:
+        _check_searched_on(path, data.get("source"), model)
     return rows
 
 
-def read_candidate(path: str | Path, rank: int) -> TargetSpec:
-    """The TargetSpec of the candidate with `rank` in a search candidates file (format: module doc)."""
+def _check_searched_on(path: Path, searched: Any, model) -> None:
+    if not isinstance(searched, dict):
+        return  # a hand-written file: nothing says which model it was searched on
+    name = searched.get("model", "another model")
+    summary = searched.get("architecture")
+    if isinstance(summary, dict) and summary.get("pattern") not in (None, model.architecture.pattern):
+        raise MinitronError(
+            f"{path}: searched on {name} ({summary.get('blocks')} blocks), not on {model.name} "
+            f"({model.architecture.n_blocks} blocks); search {model.name} first"
+        )
+    if isinstance(summary, dict) and summary != model.architecture.summary():
+        raise MinitronError(f"{path}: searched on {name}, whose sizes differ from {model.name}'s")
+    saved = str(searched.get("fingerprint", ""))
+    if saved and not saved.startswith("config:") and model.has_weights and saved != model.fingerprint():
+        raise MinitronError(
+            f"{path}: searched on other weights ({name}, fingerprint {saved}) than {model.name} "
+            f"({model.fingerprint()}); search this checkpoint first"
+        )
+
+
+def read_candidate(path: str | Path, rank: int, model=None) -> TargetSpec:
+    """The TargetSpec of the candidate with `rank` in a search candidates file (format: module doc);
+    `model` as in candidate_rows."""
     path = Path(path)
-    rows = candidate_rows(path)
+    rows = candidate_rows(path, model)
     matching = [r for r in rows if r.get("rank") == rank]
     if not matching:
         ranks = sorted(r["rank"] for r in rows if isinstance(r.get("rank"), int))
