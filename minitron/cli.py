@@ -49,6 +49,8 @@ def friendly(fn: F) -> F:
         from minitron.errors import MinitronError
 
         try:
+            if fn.__name__ in TORCH_COMMANDS:
+                _import_torch(fn.__name__)
             return fn(*args, **kwargs)
         except MinitronError as e:
             typer.echo(f"error: {e}", err=True)
@@ -58,6 +60,22 @@ def friendly(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# Commands that run a model: importing torch and transformers takes seconds, said from the first one.
+TORCH_COMMANDS = {"score", "search", "prune", "train", "distill", "compare", "evaluate", "run_command", "demo"}
+
+
+def _import_torch(command: str, console=None) -> None:
+    """A spinner on a terminal while torch loads (logs and pipes get nothing: no line to parse around)."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        return
+    with console.status(f"minitron {command.removesuffix('_command')}: loading torch and transformers"):
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
 
 
 # Options shared by every command that reads text or runs a model: defined once, so their help is too.

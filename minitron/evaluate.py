@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,10 @@ def run(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
         source.require_weights("evaluate")
         source.safetensors_files()
     device = str(resolve_device(config.device))
+    # Every tokenizer before lm-eval starts: one that does not fit its model is one line, not a late surprise.
+    tokenizers = [load_tokenizer(source, command="evaluate") for source in sources]
 
+    import jinja2
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -130,19 +134,24 @@ def run(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
     tasks = _task_names(config, task_manager)
 
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for spec, source in zip(config.models, sources, strict=True):
+    for spec, source, tokenizer in zip(config.models, sources, tokenizers, strict=True):
         model = load_model(source, device=device, command="evaluate")
-        tokenizer = load_tokenizer(source, command="evaluate")
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=config.batch_size)
         try:
-            out = lm_eval.simple_evaluate(
-                model=lm,
-                tasks=tasks,
-                num_fewshot=config.num_fewshot,
-                limit=config.limit,
-                task_manager=task_manager,
-                log_samples=False,
-            )
+            with _quiet_lm_eval():
+                out = lm_eval.simple_evaluate(
+                    model=lm,
+                    tasks=tasks,
+                    num_fewshot=config.num_fewshot,
+                    limit=config.limit,
+                    task_manager=task_manager,
+                    log_samples=False,
+                )
+        except jinja2.TemplateError as e:
+            raise MinitronError(
+                f"--tasks: a task's template cannot be filled from its documents ({e}); check its "
+                "doc_to_text, doc_to_choice and doc_to_target against the fields of its data"
+            ) from None
         except (ConnectionError, FileNotFoundError) as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise MinitronError(
@@ -154,6 +163,26 @@ def run(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
     if config.out is not None:
         write_results(results, config.out)
     return results
+
+
+@contextmanager
+def _quiet_lm_eval():
+    """lm-eval's info and warning logs off (errors stay), and no `git describe` in the user's directory:
+    lm-eval records the git hash of the current directory, and git prints "fatal: not a git repository"
+    outside one."""
+    import logging
+    from unittest import mock
+
+    import lm_eval.evaluator
+
+    logger = logging.getLogger("lm_eval")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with mock.patch.object(lm_eval.evaluator, "get_git_commit_hash", lambda: None):
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def rows(results: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, str, list[float | None]]]:

@@ -133,6 +133,10 @@ class TrainConfig:
         if not 0 < self.decay_fraction <= 1:
             raise MinitronError(f"--decay-fraction must be in (0, 1], got {self.decay_fraction}")
         check_precision(self.precision)
+        if self.seed < 0:
+            raise MinitronError(f"--seed must be >= 0, got {self.seed}")
+        if self.weight_decay < 0:
+            raise MinitronError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip < 0:
             raise MinitronError(f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}")
         if self.stop_at_step is not None and not 0 < self.stop_at_step <= self.steps:
@@ -274,6 +278,8 @@ def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, sta
         if step == 0 and config.eval_every:
             eval_metrics = _evaluate(wrapped, objective, heldout, autocast, device)
             metrics.write({"step": 0, "tokens": 0, **eval_metrics})
+            if main:
+                progress.console.print(f"step 0: held-out {objective.name}: {_shown(eval_metrics)}")
         while step < stop:
             # Where a checkpoint written now would restart: the start of the unfinished step.
             resume_point = (stream.snapshot(), rng_state())
@@ -332,9 +338,8 @@ def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, sta
                 if (config.eval_every and step % config.eval_every == 0) or step == total_steps:
                     eval_metrics = _evaluate(wrapped, objective, heldout, autocast, device)
                     metrics.write({"step": step, "tokens": tokens, **eval_metrics})
-                    shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in eval_metrics.items())
                     if main:
-                        progress.console.print(f"step {step}: held-out {objective.name}: {shown}")
+                        progress.console.print(f"step {step}: held-out {objective.name}: {_shown(eval_metrics)}")
                 if (config.save_every and step % config.save_every == 0) or step == stop:
                     checkpoint_state(step, *resume_point)
             except KeyboardInterrupt:
@@ -407,6 +412,10 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _shown(eval_metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in eval_metrics.items())
 
 
 def _identity(objective, provenance: dict[str, Any] | None) -> dict[str, Any]:
