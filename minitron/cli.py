@@ -55,8 +55,8 @@ def friendly(fn: F) -> F:
         except MinitronError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
+        except KeyboardInterrupt as e:
+            typer.echo(f"interrupted: {e}" if str(e) else "interrupted", err=True)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]

@@ -465,7 +465,9 @@ def save_json(data: dict[str, Any], path: str | Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise MinitronError(f"--out: cannot create directory {path.parent} ({e.strerror})") from None
+        blocking = next((p for p in path.parents if p.is_file()), None)
+        why = f"{blocking} is a file, not a directory" if blocking else e.strerror
+        raise MinitronError(f"--out: cannot create {path} ({why})") from None
     from minitron.atomic import write_json
 
     return write_json(path, data)

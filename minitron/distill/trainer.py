@@ -345,11 +345,8 @@ def _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, sta
             except KeyboardInterrupt:
                 # Nothing of an unfinished step was applied: checkpoint the last finished one.
                 checkpoint_state(step, *resume_point)
-                if main:
-                    progress.console.print(
-                        f"interrupted: checkpoint of step {step} saved; --resume continues"
-                    )
-                raise
+                # Said once, by the command that stops (the CLI prints "interrupted: <this>").
+                raise KeyboardInterrupt(f"checkpoint of step {step} saved; --resume continues") from None
 
     elapsed += time.perf_counter() - t0
     final = _save_final(out, wrapped, model, tokenizer, config.fsdp) if step == total_steps else None
