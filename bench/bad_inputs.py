@@ -156,16 +156,60 @@ def cases() -> list[Case]:
     add("search", *nano, *budget, "--device", "cuda")
     for target in ("afile.txt/x", "/proc/x", "afile.txt"):
         add("search", *nano, *budget, "--out", target, why=f"--out {target}")
-    add("search", "tiny", "--budget", "20MiB", "--context", "8k", "--storage", "nosuch://x", "--out", "st",
-        why="bad storage URL")
-    add("search", "tiny", "--budget", "20MiB", "--context", "8k", "--storage", "sqlite:///afile.txt/x.db",
-        "--out", "st2", why="unopenable sqlite")
+    add(
+        "search",
+        "tiny",
+        "--budget",
+        "20MiB",
+        "--context",
+        "8k",
+        "--storage",
+        "nosuch://x",
+        "--out",
+        "st",
+        why="bad storage URL",
+    )
+    add(
+        "search",
+        "tiny",
+        "--budget",
+        "20MiB",
+        "--context",
+        "8k",
+        "--storage",
+        "sqlite:///afile.txt/x.db",
+        "--out",
+        "st2",
+        why="unopenable sqlite",
+    )
     add("search", "tiny", "--budget", "1KiB", "--context", "8k", "--no-eval", why="nothing fits")
     add("search", "tiny", "--budget", "20MiB", "--context", "8k", "--layers", "56", why="no scores")
-    add("search", "tiny", "--budget", "20MiB", "--context", "8k", "--scores", "scores.safetensors",
-        "--layers", "56", "--data", "/nonexistent", kind=SLOW)
-    add("search", "nemotron-nano-9b-v2", "--no-eval", "--budget", "22GiB", "--scores", "scores.safetensors",
-        kind=SLOW, why="scores of another model")
+    add(
+        "search",
+        "tiny",
+        "--budget",
+        "20MiB",
+        "--context",
+        "8k",
+        "--scores",
+        "scores.safetensors",
+        "--layers",
+        "56",
+        "--data",
+        "/nonexistent",
+        kind=SLOW,
+    )
+    add(
+        "search",
+        "nemotron-nano-9b-v2",
+        "--no-eval",
+        "--budget",
+        "22GiB",
+        "--scores",
+        "scores.safetensors",
+        kind=SLOW,
+        why="scores of another model",
+    )
 
     # ---- prune ----
     add("prune", *tiny, "--out", "p1", why="nothing to prune")
@@ -216,21 +260,64 @@ def cases() -> list[Case]:
                               ("--samples", "-1"), ("--device", "cuda"), ("--device", "tpu"),
                               ("--data", "/nonexistent"), ("--data", "empty.txt"), ("--data", "adir"),
                               ("--data", "broken.jsonl"), ("--seed", "-1")):  # fmt: skip
-            add(command, *lead, option, value, "--out", "t2", "--steps", "2", kind=kind, why=f"{option} {value}")
+            add(
+                command,
+                *lead,
+                option,
+                value,
+                "--out",
+                "t2",
+                "--steps",
+                "2",
+                kind=kind,
+                why=f"{option} {value}",
+            )
         add(command, *lead, "--resume", "--out", "nosuchrun", kind=kind, why="resume with nothing")
         for target in ("afile.txt/x", "/proc/x", "afile.txt"):
             add(command, *lead, "--steps", "2", "--out", target, kind=kind, why=f"--out {target}")
-        add(command, *lead, "--steps", "3", "--warmup-steps", "50", "--out", "t3", "--seq-len", "32",
-            kind=kind, why="--steps below --warmup-steps")
+        add(
+            command,
+            *lead,
+            "--steps",
+            "3",
+            "--warmup-steps",
+            "50",
+            "--out",
+            "t3",
+            "--seq-len",
+            "32",
+            kind=kind,
+            why="--steps below --warmup-steps",
+        )
     add("train", "/nonexistent", "--out", "t4")
     add("train", "afile.txt", "--out", "t4")
     add("train", "nemotron-nano-12b-v2-base", "--out", "t5", why="no weights")
-    add("train", "small-embedding", "--steps", "2", "--seq-len", "32", "--out", "t6", why="embedding < tokenizer")
+    add(
+        "train",
+        "small-embedding",
+        "--steps",
+        "2",
+        "--seq-len",
+        "32",
+        "--out",
+        "t6",
+        why="embedding < tokenizer",
+    )
     add("distill", "/nonexistent", "student", "--out", "d1", kind=SLOW)
     add("distill", "tiny", "/nonexistent", "--out", "d2")
     add("distill", "tiny", "afile.txt", "--out", "d3")
-    add("distill", "tiny", "tiny", "--teacher-topk", "999999", "--steps", "2", "--out", "d4",
-        why="--teacher-topk above the vocabulary")
+    add(
+        "distill",
+        "tiny",
+        "tiny",
+        "--teacher-topk",
+        "999999",
+        "--steps",
+        "2",
+        "--out",
+        "d4",
+        why="--teacher-topk above the vocabulary",
+    )
     add("distill", "tiny", "tiny", "--teacher-topk", "-1", "--out", "d5")
     add("distill", "tiny", "tiny", "--chunk-tokens", "0", "--out", "d6")
     add("distill", "tiny", "tiny", "--chunk-tokens", "-3", "--out", "d6")
@@ -242,14 +329,49 @@ def cases() -> list[Case]:
     add("distill", "tiny", "tiny", "--teacher-device", "cuda", "--out", "d11")
     add("distill", "tiny", "tiny", "--teacher-dtype", "int8", "--out", "d12")
     add("distill", "tiny", "nemotron-nano-12b-v2-base", "--out", "d13", why="student without weights")
-    add("distill", "tiny", "small-embedding", "--steps", "2", "--seq-len", "32", "--out", "d14",
-        why="student with another vocabulary")
+    add(
+        "distill",
+        "tiny",
+        "small-embedding",
+        "--steps",
+        "2",
+        "--seq-len",
+        "32",
+        "--out",
+        "d14",
+        why="student with another vocabulary",
+    )
 
     # ---- compare ----
     for value in ("0", "-1", "abc"):
-        add("compare", "tiny", "candidates.json", "--top", value, "--out", "c1", kind=SLOW, why=f"--top {value}")
-    add("compare", "tiny", "candidates.json", "--scores", "scores.safetensors", "--top", "99", "--steps", "1",
-        "--chunk-tokens", "0", "--out", "c2", kind=SLOW, why="--chunk-tokens 0")
+        add(
+            "compare",
+            "tiny",
+            "candidates.json",
+            "--top",
+            value,
+            "--out",
+            "c1",
+            kind=SLOW,
+            why=f"--top {value}",
+        )
+    add(
+        "compare",
+        "tiny",
+        "candidates.json",
+        "--scores",
+        "scores.safetensors",
+        "--top",
+        "99",
+        "--steps",
+        "1",
+        "--chunk-tokens",
+        "0",
+        "--out",
+        "c2",
+        kind=SLOW,
+        why="--chunk-tokens 0",
+    )
     add("compare", "tiny", "/nonexistent", "--out", "c3")
     add("compare", "tiny", "notjson.json", "--out", "c4")
     add("compare", "tiny", "empty.json", "--out", "c5")
@@ -272,7 +394,15 @@ def cases() -> list[Case]:
     add("evaluate", "tiny", "--tasks", "", why="no tasks")
     add("evaluate", "tiny", "--tasks", "/nonexistent.yaml")
     add("evaluate", "tiny", "--tasks", "broken.yaml")
-    add("evaluate", "tiny", "--tasks", "missingfield.yaml", "--limit", "2", why="template names a missing field")
+    add(
+        "evaluate",
+        "tiny",
+        "--tasks",
+        "missingfield.yaml",
+        "--limit",
+        "2",
+        why="template names a missing field",
+    )
     add("evaluate", "tiny", "--tasks", "task.yaml", "--limit", "0")
     add("evaluate", "tiny", "--tasks", "task.yaml", "--limit", "nan")
     add("evaluate", "tiny", "--tasks", "task.yaml", "--limit", "1.5")
@@ -284,7 +414,9 @@ def cases() -> list[Case]:
     add("evaluate", "tiny", "--tasks", "task.yaml", "--device", "cuda")
     add("evaluate", "tiny", "--tasks", "no_such_task_name_xyz", "--limit", "1")
     for target in ("afile.txt/x", "/proc/x", "afile.txt"):
-        add("evaluate", "tiny", "--tasks", "task.yaml", "--limit", "1", "--out", target, why=f"--out {target}")
+        add(
+            "evaluate", "tiny", "--tasks", "task.yaml", "--limit", "1", "--out", target, why=f"--out {target}"
+        )
 
     # ---- run ----
     for name in ("/nonexistent.toml", "afile.txt", "adir", "broken.toml", "unknownkey.toml", "noteacher.toml",
@@ -329,7 +461,9 @@ def make_scratch(root: Path, slow: bool) -> None:
     (root / "notjson.json").write_text("{")
     (root / "empty.json").write_text("")
     (root / "list.json").write_text("[]")
-    (root / "wrongformat.json").write_text(json.dumps({"format": "something-else", "version": 1, "candidates": []}))
+    (root / "wrongformat.json").write_text(
+        json.dumps({"format": "something-else", "version": 1, "candidates": []})
+    )
     (root / "nonempty").mkdir()
     (root / "nonempty" / "keep.txt").write_text("do not lose me\n")
     (root / "badconfig").mkdir()
@@ -346,7 +480,9 @@ def make_scratch(root: Path, slow: bool) -> None:
 
 
 def _task_files(root: Path) -> None:
-    items = [{"q": f"{i} plus {i} is", "choices": [f" {2 * i}", f" {2 * i + 1}"], "label": 0} for i in range(4)]
+    items = [
+        {"q": f"{i} plus {i} is", "choices": [f" {2 * i}", f" {2 * i + 1}"], "label": 0} for i in range(4)
+    ]
     data = root / "task.jsonl"
     data.write_text("".join(json.dumps(item) + "\n" for item in items))
     common = (
@@ -400,7 +536,16 @@ def _slow_fixtures(root: Path) -> None:
     must("search", "nemotron-nano-12b-v2-base", "--budget", "22GiB", "--layers", "56", "--no-eval", "--top", "3",
          "--out", "search12b")  # fmt: skip
     (root / "other-model.json").write_text((root / "search12b" / "candidates.json").read_text())
-    must("prune", "tiny", "--scores", "scores.safetensors", "--candidate", "candidates.json", "--out", "student")
+    must(
+        "prune",
+        "tiny",
+        "--scores",
+        "scores.safetensors",
+        "--candidate",
+        "candidates.json",
+        "--out",
+        "student",
+    )
 
 
 # ---- running -----------------------------------------------------------------------------------------
@@ -467,7 +612,9 @@ def run_battery(selected: list[Case], root: Path, timeout_s: float, echo=print) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=(FAST, SLOW), help="only the fast inputs (no fixtures) or the slow ones")
+    parser.add_argument(
+        "--only", choices=(FAST, SLOW), help="only the fast inputs (no fixtures) or the slow ones"
+    )
     parser.add_argument("--command", help="only this command's inputs")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before an input counts as slow")
     parser.add_argument("--json", help="write the verdicts here")

@@ -36,6 +36,22 @@ def small_embedding_checkpoint(path: Path) -> Path:
     config["vocab_size"] = rows
     (path / "config.json").write_text(json.dumps(config))
     tensors = load_file(path / "model.safetensors")
-    tensors = {k: v[:rows].contiguous() if v.dim() == 2 and v.shape[0] == before else v for k, v in tensors.items()}
+    tensors = {
+        k: v[:rows].contiguous() if v.dim() == 2 and v.shape[0] == before else v for k, v in tensors.items()
+    }
     save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
     return path
+
+
+# A distill run of the tiny teacher into itself, with settings other than the defaults (as a run file sets).
+DISTILL_SETTINGS = ["--seq-len", "32", "--batch-size", "2", "--eval-batches", "1", "--warmup-steps", "0",
+                    "--save-every", "1", "--eval-every", "0", "--device", "cpu"]  # fmt: skip
+
+
+def distill_argv(out: Path, steps: int = 2) -> list[str]:
+    return ["distill", "tiny", "tiny", "--out", str(out), *DISTILL_SETTINGS, "--steps", str(steps)]
+
+
+def last_step(run: Path) -> int:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return max(r["step"] for r in records)

@@ -14,7 +14,18 @@ from minitron.model.load import resolve_model
 from minitron.search.space import build_space, depth_caps, parse_max_prune
 
 NANO12B = resolve_model("nemotron-nano-12b-v2-base").architecture
-README = ["--budget", "22GiB", "--headroom", "5%", "--reserve", "1.3GiB", "--context", "128k", "--layers", "56"]
+README = [
+    "--budget",
+    "22GiB",
+    "--headroom",
+    "5%",
+    "--reserve",
+    "1.3GiB",
+    "--context",
+    "128k",
+    "--layers",
+    "56",
+]
 
 
 def test_readme_search_keeps_attention(tmp_path):

@@ -22,7 +22,9 @@ def test_load_tokenizer_refuses_it(small):
 
 
 def test_score(small, tmp_path):
-    line = one_error_line(invoke("score", small, "--samples", 2, "--seq-len", 32, "--out", tmp_path / "s.safetensors"))
+    line = one_error_line(
+        invoke("score", small, "--samples", 2, "--seq-len", 32, "--out", tmp_path / "s.safetensors")
+    )
     assert "embedding only 3,000 rows" in line and not (tmp_path / "s.safetensors").exists()
 
 
