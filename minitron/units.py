@@ -126,13 +126,19 @@ def dtype_bytes(name: str) -> int:
     return DTYPE_BYTES[parse_dtype(name)]
 
 
-def format_bytes(size: int | float) -> str:
-    """Bytes in the largest binary unit that keeps the number >= 1: '18.69 GiB'."""
+def byte_unit(size: int | float) -> tuple[str, int]:
+    """The largest binary unit that keeps `size` >= 1, and its scale: (GiB, 2**30) for 18.69 GiB."""
     for unit in ("TiB", "GiB", "MiB", "KiB"):
         scale = BYTE_UNITS[unit.lower()]
         if abs(size) >= scale:
-            return f"{size / scale:.2f} {unit}"
-    return f"{int(size)} B"
+            return unit, scale
+    return "B", 1
+
+
+def format_bytes(size: int | float) -> str:
+    """Bytes in the largest binary unit that keeps the number >= 1: '18.69 GiB'."""
+    unit, scale = byte_unit(size)
+    return f"{size / scale:.2f} {unit}" if scale > 1 else f"{int(size)} B"
 
 
 def format_tokens(tokens: int) -> str:
