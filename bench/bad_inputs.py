@@ -275,20 +275,6 @@ def cases() -> list[Case]:
         add(command, *lead, "--resume", "--out", "nosuchrun", kind=kind, why="resume with nothing")
         for target in ("afile.txt/x", "/proc/x", "afile.txt"):
             add(command, *lead, "--steps", "2", "--out", target, kind=kind, why=f"--out {target}")
-        add(
-            command,
-            *lead,
-            "--steps",
-            "3",
-            "--warmup-steps",
-            "50",
-            "--out",
-            "t3",
-            "--seq-len",
-            "32",
-            kind=kind,
-            why="--steps below --warmup-steps",
-        )
     add("train", "/nonexistent", "--out", "t4")
     add("train", "afile.txt", "--out", "t4")
     add("train", "nemotron-nano-12b-v2-base", "--out", "t5", why="no weights")
@@ -394,15 +380,7 @@ def cases() -> list[Case]:
     add("evaluate", "tiny", "--tasks", "", why="no tasks")
     add("evaluate", "tiny", "--tasks", "/nonexistent.yaml")
     add("evaluate", "tiny", "--tasks", "broken.yaml")
-    add(
-        "evaluate",
-        "tiny",
-        "--tasks",
-        "missingfield.yaml",
-        "--limit",
-        "2",
-        why="template names a missing field",
-    )
+    add("evaluate", "tiny", "--tasks", "missingfield.yaml", "--limit", "2", kind=SLOW, why="template lacks a field")
     add("evaluate", "tiny", "--tasks", "task.yaml", "--limit", "0")
     add("evaluate", "tiny", "--tasks", "task.yaml", "--limit", "nan")
     add("evaluate", "tiny", "--tasks", "task.yaml", "--limit", "1.5")
@@ -412,11 +390,9 @@ def cases() -> list[Case]:
     add("evaluate", "/nonexistent", "--tasks", "task.yaml")
     add("evaluate", "nemotron-nano-12b-v2-base", "--tasks", "task.yaml", why="no weights")
     add("evaluate", "tiny", "--tasks", "task.yaml", "--device", "cuda")
-    add("evaluate", "tiny", "--tasks", "no_such_task_name_xyz", "--limit", "1")
+    add("evaluate", "tiny", "--tasks", "no_such_task_name_xyz", "--limit", "1", kind=SLOW)
     for target in ("afile.txt/x", "/proc/x", "afile.txt"):
-        add(
-            "evaluate", "tiny", "--tasks", "task.yaml", "--limit", "1", "--out", target, why=f"--out {target}"
-        )
+        add("evaluate", "tiny", "--tasks", "task.yaml", "--limit", "1", "--out", target, why=f"--out {target}")
 
     # ---- run ----
     for name in ("/nonexistent.toml", "afile.txt", "adir", "broken.toml", "unknownkey.toml", "noteacher.toml",

@@ -369,7 +369,11 @@ DECAY_FRACTION_OPTION = typer.Option(0.2, "--decay-fraction", help="wsd: share o
 WEIGHT_DECAY_OPTION = typer.Option(0.1, "--weight-decay", help="AdamW weight decay (matrices only).")
 GRAD_CLIP_OPTION = typer.Option(1.0, "--grad-clip", help="Clip the gradient norm to this (0 = off).")
 GRAD_ACCUM_OPTION = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step and process.")
-PRECISION_OPTION = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA), bf16 or fp32.")
+PRECISION_OPTION = typer.Option(
+    "auto",
+    "--precision",
+    help="auto (bf16 autocast on CUDA), native (bf16 also on CPUs with bf16 units), bf16 or fp32.",
+)
 SEED_OPTION = typer.Option(0, "--seed", help="Seed of the data order and of torch.")
 EVAL_EVERY_OPTION = typer.Option(
     100, "--eval-every", help="Held-out evaluation every N steps (0 = at the end)."
