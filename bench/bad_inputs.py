@@ -156,32 +156,13 @@ def cases() -> list[Case]:
     add("search", *nano, *budget, "--device", "cuda")
     for target in ("afile.txt/x", "/proc/x", "afile.txt"):
         add("search", *nano, *budget, "--out", target, why=f"--out {target}")
-    add(
-        "search",
-        "tiny",
-        "--budget",
-        "20MiB",
-        "--context",
-        "8k",
-        "--storage",
-        "nosuch://x",
-        "--out",
-        "st",
-        why="bad storage URL",
-    )
-    add(
-        "search",
-        "tiny",
-        "--budget",
-        "20MiB",
-        "--context",
-        "8k",
-        "--storage",
-        "sqlite:///afile.txt/x.db",
-        "--out",
-        "st2",
-        why="unopenable sqlite",
-    )
+    # every width at the source size: a search with weights that needs no scores reaches --storage
+    source_widths = [
+        w for axis in ("hidden", "ffn", "mamba-heads", "mamba-head-dim") for w in (f"--{axis}", "source")
+    ]
+    for url in ("nosuch://x", "sqlite:///afile.txt/x.db"):
+        add("search", "tiny", "--budget", "1GiB", "--context", "8k", *source_widths, "--storage", url,
+            "--out", "st", why=f"--storage {url}")  # fmt: skip
     add("search", "tiny", "--budget", "1KiB", "--context", "8k", "--no-eval", why="nothing fits")
     add("search", "tiny", "--budget", "20MiB", "--context", "8k", "--layers", "56", why="no scores")
     add(
@@ -380,7 +361,16 @@ def cases() -> list[Case]:
     add("evaluate", "tiny", "--tasks", "", why="no tasks")
     add("evaluate", "tiny", "--tasks", "/nonexistent.yaml")
     add("evaluate", "tiny", "--tasks", "broken.yaml")
-    add("evaluate", "tiny", "--tasks", "missingfield.yaml", "--limit", "2", kind=SLOW, why="template lacks a field")
+    add(
+        "evaluate",
+        "tiny",
+        "--tasks",
+        "missingfield.yaml",
+        "--limit",
+        "2",
+        kind=SLOW,
+        why="template lacks a field",
+    )
     add("evaluate", "tiny", "--tasks", "task.yaml", "--limit", "0")
     add("evaluate", "tiny", "--tasks", "task.yaml", "--limit", "nan")
     add("evaluate", "tiny", "--tasks", "task.yaml", "--limit", "1.5")
@@ -392,7 +382,9 @@ def cases() -> list[Case]:
     add("evaluate", "tiny", "--tasks", "task.yaml", "--device", "cuda")
     add("evaluate", "tiny", "--tasks", "no_such_task_name_xyz", "--limit", "1", kind=SLOW)
     for target in ("afile.txt/x", "/proc/x", "afile.txt"):
-        add("evaluate", "tiny", "--tasks", "task.yaml", "--limit", "1", "--out", target, why=f"--out {target}")
+        add(
+            "evaluate", "tiny", "--tasks", "task.yaml", "--limit", "1", "--out", target, why=f"--out {target}"
+        )
 
     # ---- run ----
     for name in ("/nonexistent.toml", "afile.txt", "adir", "broken.toml", "unknownkey.toml", "noteacher.toml",

@@ -55,3 +55,19 @@ def distill_argv(out: Path, steps: int = 2) -> list[str]:
 def last_step(run: Path) -> int:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return max(r["step"] for r in records)
+
+
+def task_yaml(folder: Path, name: str, text_template: str) -> Path:
+    """A local lm-eval multiple-choice task over three doubling items; `text_template` is its doc_to_text."""
+    data = folder / f"{name}.jsonl"
+    items = [{"q": f"{i} plus {i} is", "choices": [" a", " b"], "label": 0} for i in range(3)]
+    data.write_text("".join(json.dumps(item) + "\n" for item in items))
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        f"task: {name}\ndataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
+        "test_split: test\noutput_type: multiple_choice\n"
+        f'doc_to_text: "{text_template}"\ndoc_to_choice: "{{{{choices}}}}"\ndoc_to_target: "{{{{label}}}}"\n'
+        "metric_list:\n  - metric: acc\n"
+    )
+    return path

@@ -8,7 +8,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from issue20_helpers import invoke
+from issue20_helpers import invoke, task_yaml
 from rich.console import Console
 
 
@@ -53,17 +53,7 @@ def test_report_header_comes_before_the_evaluation(tmp_path, monkeypatch):
 
 def test_evaluate_without_git_noise(tmp_path, capfd, monkeypatch):
     pytest.importorskip("lm_eval")
-    data = tmp_path / "items.jsonl"
-    data.write_text("".join(json.dumps({"q": f"{i} plus {i} is", "choices": [" a", " b"], "label": 0}) + "\n"
-                            for i in range(2)))  # fmt: skip
-    task = tmp_path / "ok.yaml"
-    task.write_text(
-        "task: nc_quiet\ndataset_path: json\n"
-        f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
-        "test_split: test\noutput_type: multiple_choice\n"
-        'doc_to_text: "{{q}}"\ndoc_to_choice: "{{choices}}"\ndoc_to_target: "{{label}}"\n'
-        "metric_list:\n  - metric: acc\n"
-    )
+    task = task_yaml(tmp_path, "nc_quiet", "{{q}}")
     monkeypatch.chdir(tmp_path)  # not a git repository
     result = invoke("evaluate", "tiny", "--tasks", task, "--limit", 2, "--out", tmp_path / "e")
     assert result.exit_code == 0, result.output
