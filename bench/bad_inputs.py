@@ -259,17 +259,8 @@ def cases() -> list[Case]:
     add("train", "/nonexistent", "--out", "t4")
     add("train", "afile.txt", "--out", "t4")
     add("train", "nemotron-nano-12b-v2-base", "--out", "t5", why="no weights")
-    add(
-        "train",
-        "small-embedding",
-        "--steps",
-        "2",
-        "--seq-len",
-        "32",
-        "--out",
-        "t6",
-        why="embedding < tokenizer",
-    )
+    short = ("--steps", "2", "--seq-len", "32")
+    add("train", "small-embedding", *short, "--out", "t6", why="embedding < tokenizer")
     add("distill", "/nonexistent", "student", "--out", "d1", kind=SLOW)
     add("distill", "tiny", "/nonexistent", "--out", "d2")
     add("distill", "tiny", "afile.txt", "--out", "d3")
@@ -279,11 +270,10 @@ def cases() -> list[Case]:
         "tiny",
         "--teacher-topk",
         "999999",
-        "--steps",
-        "2",
+        *short,
         "--out",
         "d4",
-        why="--teacher-topk above the vocabulary",
+        why="top-k above the vocabulary",
     )
     add("distill", "tiny", "tiny", "--teacher-topk", "-1", "--out", "d5")
     add("distill", "tiny", "tiny", "--chunk-tokens", "0", "--out", "d6")
@@ -296,18 +286,7 @@ def cases() -> list[Case]:
     add("distill", "tiny", "tiny", "--teacher-device", "cuda", "--out", "d11")
     add("distill", "tiny", "tiny", "--teacher-dtype", "int8", "--out", "d12")
     add("distill", "tiny", "nemotron-nano-12b-v2-base", "--out", "d13", why="student without weights")
-    add(
-        "distill",
-        "tiny",
-        "small-embedding",
-        "--steps",
-        "2",
-        "--seq-len",
-        "32",
-        "--out",
-        "d14",
-        why="student with another vocabulary",
-    )
+    add("distill", "tiny", "small-embedding", *short, "--out", "d14", why="student with another vocabulary")
 
     # ---- compare ----
     for value in ("0", "-1", "abc"):
