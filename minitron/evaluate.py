@@ -72,22 +72,33 @@ def _require_lm_eval() -> None:
         raise MinitronError(INSTALL_HINT)
 
 
-def _task_names(config: EvalConfig, task_manager) -> list[str]:
-    """Every task to run: given names, plus the `task:` of each given YAML (all YAMLs of a directory)."""
+def _yaml_task_names(config: EvalConfig) -> list[str]:
+    """The `task:` of each given YAML (all YAMLs of a directory), read before lm-eval loads (seconds):
+    a broken file is one line at once."""
     import yaml
 
-    names = list(config.task_names)
+    class Loader(yaml.SafeLoader):
+        """lm-eval's own tags (`!function utils.process_docs`) are lm-eval's business, not an error."""
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    names = []
     for path in config.task_paths:
         files = sorted([*path.rglob("*.yaml"), *path.rglob("*.yml")]) if path.is_dir() else [path]
         for file in files:
             try:
-                task = (yaml.safe_load(file.read_text()) or {}).get("task")
+                task = (yaml.load(file.read_text(), Loader=Loader) or {}).get("task")
             except (yaml.YAMLError, AttributeError) as e:
                 raise MinitronError(f"--tasks: {file}: not a task YAML ({str(e).splitlines()[0]})") from None
             if isinstance(task, str):
                 names.append(task)
         if not files:
             raise MinitronError(f"--tasks: {path}: no task YAML files")
+    return names
+
+
+def _task_names(config: EvalConfig, yaml_names: list[str], task_manager) -> list[str]:
+    """Every task to run: given names, plus those of the given YAMLs; unknown ones refused."""
+    names = [*config.task_names, *yaml_names]
     known = set(task_manager.all_tasks)
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -116,6 +127,7 @@ def run(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
     from minitron.device import resolve_device
     from minitron.model.load import load_model, load_tokenizer, resolve_model
 
+    yaml_names = _yaml_task_names(config)
     sources = [resolve_model(m) for m in config.models]
     for source in sources:
         source.require_weights("evaluate")
@@ -131,7 +143,7 @@ def run(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
 
     include = sorted({str(p if p.is_dir() else p.parent) for p in config.task_paths}) or None
     task_manager = TaskManager(include_path=include)
-    tasks = _task_names(config, task_manager)
+    tasks = _task_names(config, yaml_names, task_manager)
 
     results: dict[str, dict[str, dict[str, float]]] = {}
     for spec, source, tokenizer in zip(config.models, sources, tokenizers, strict=True):
