@@ -57,6 +57,7 @@ from minitron.distill.kd import unwrap
 from minitron.distill.objectives import NextTokenCE, Objective, loss_sums
 from minitron.distill.schedule import SCHEDULES, effective_warmup, lr_multiplier
 from minitron.errors import MinitronError
+from minitron.model.load import check_seq_len
 from minitron.settings import differences
 
 # Too little text for one sequence: what train, distill and compare can change.
@@ -203,12 +204,15 @@ def train(
         # A student loaded by the caller (distill) is named by its source; only a built one is "in-memory".
         student = (provenance or {}).get("student_source") or {"model": "in-memory"}
         model_info = {**student, "params": sum(p.numel() for p in model.parameters())}
+    check_seq_len(config.data.seq_len, model.config.to_dict(), model_info["model"])
     model.to(device=device, dtype=torch.float32)
     autocast = precision_autocast(config.precision, device)
     setup = getattr(objective, "setup", None)
     if setup is not None:
         setup(device, fsdp=config.fsdp)
-    heldout = _heldout_batches(config, tokenizer)  # before anything is written: bad data fails cleanly
+    what = f"reading held-out text: {config.eval_batches} x {config.data.batch_size} sequences of {config.data.seq_len}"
+    with status(what + " tokens", config.progress and rank == 0):
+        heldout = _heldout_batches(config, tokenizer)  # before anything is written: bad data fails cleanly
     wrapped = _wrap(model, config.fsdp, world, device)
 
     optimizer = torch.optim.AdamW(
@@ -409,6 +413,14 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def status(text: str, enabled: bool = True):
+    """A spinner on stderr while a slow step with no progress of its own runs (terminals only)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return console.status(text) if enabled and console.is_terminal else nullcontext()
 
 
 def _shown(eval_metrics: dict[str, float]) -> str:

@@ -94,11 +94,12 @@ def run(config: ScoreConfig) -> Scores:
     from minitron.importance.report import plot_depth, print_report, summary
     from minitron.importance.scores import save_scores
     from minitron.importance.width import score_width
-    from minitron.model.load import load_model, load_tokenizer, resolve_model
+    from minitron.model.load import check_seq_len, load_model, load_tokenizer, resolve_model
 
     device = str(resolve_device(config.device))
     source = resolve_model(config.model)
     source.require_weights("minitron score")
+    check_seq_len(config.seq_len, source.config, source.name)
     arch = source.architecture
     dtype = (
         config.dtype if config.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")

@@ -188,6 +188,14 @@ def load_tokenizer(source: ModelSource, command: str = "this command"):
     return tokenizer
 
 
+def check_seq_len(seq_len: int, config: dict[str, Any], name: str) -> None:
+    """Refuse a --seq-len past the model's positions before any text is read for it (packing a corpus
+    into 10^8-token sequences would take minutes only to find too little text)."""
+    limit = config.get("max_position_embeddings")
+    if isinstance(limit, int) and seq_len > limit:
+        raise MinitronError(f"--seq-len {seq_len:,} is above {name}'s max_position_embeddings {limit:,}")
+
+
 def build_model(arch: Architecture, dtype: str = "float32", device: str = "cpu", seed: int | None = None):
     """A randomly initialised transformers model of `arch` (device 'meta' allocates nothing)."""
     import torch
