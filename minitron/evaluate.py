@@ -142,7 +142,8 @@ def run(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
     from lm_eval.tasks import TaskManager
 
     include = sorted({str(p if p.is_dir() else p.parent) for p in config.task_paths}) or None
-    task_manager = TaskManager(include_path=include)
+    with _quiet_lm_eval():
+        task_manager = TaskManager(include_path=include)
     tasks = _task_names(config, yaml_names, task_manager)
 
     results: dict[str, dict[str, dict[str, float]]] = {}
