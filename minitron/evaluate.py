@@ -59,6 +59,10 @@ class EvalConfig:
             raise MinitronError(f"--batch-size: {self.batch_size} must be >= 1")
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise MinitronError(f"--num-fewshot: {self.num_fewshot} must be >= 0")
+        if self.out is not None:
+            from minitron.atomic import check_writable
+
+            check_writable(self.out)
 
 
 def lm_eval_installed() -> bool:
@@ -196,6 +200,15 @@ def _quiet_lm_eval():
             yield
     finally:
         logger.setLevel(level)
+
+
+def main(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
+    """`minitron evaluate`: the scores, written and shown as one table with a column per model."""
+    from rich.console import Console
+
+    results = run(config)
+    Console().print(table(results))
+    return results
 
 
 def rows(results: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, str, list[float | None]]]:
