@@ -8,7 +8,7 @@ import json
 import pytest
 from issue20_helpers import invoke
 
-from minitron.distill.schedule import effective_warmup, lr_multiplier
+from minitron.distill.schedule import effective_warmup, lr_lambda
 
 
 def test_effective_warmup():
@@ -26,6 +26,7 @@ def test_short_train_reaches_its_peak_rate(tmp_path):
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     (last,) = [r for r in logged if "lr" in r]
     # the rate of the third update: cosine from the peak with no warm-up (was 3/50 of the peak)
-    want = 1e-3 * lr_multiplier(2, total_steps=3, warmup_steps=0, schedule="cosine", min_ratio=0.1,
-                                decay_fraction=0.2)  # fmt: skip
+    want = 1e-3 * lr_lambda(
+        total_steps=3, warmup_steps=0, schedule="cosine", min_ratio=0.1, decay_fraction=0.2
+    )(2)
     assert last["lr"] == pytest.approx(want) and want > 0.3e-3

@@ -87,14 +87,18 @@ def test_bad_storage_url_leaves_nothing(tmp_path):
 def test_compare_chunk_tokens_zero_before_work_and_the_fixed_command_runs(tmp_path):
     out = tmp_path / "compare"
     line = one_error_line(invoke("compare", "tiny", "nothing.json", "--chunk-tokens", 0, "--out", out))
-    assert "--chunk-tokens must be at least 1" in line and not out.exists()
+    assert "--chunk-tokens must be positive" in line and not out.exists()
     # a compare_config.json left by an attempt that never started a candidate does not block another
-    from minitron.distill.compare import _claim
+    from minitron.distill.compare import _forget_unstarted
+    from minitron.runs import claim
 
-    out.mkdir()
-    _claim(out, {"chunk_tokens": 0})
-    _claim(out, {"chunk_tokens": 256})
+    def start(settings):
+        _forget_unstarted(out, settings)
+        return claim(out, "compare_config.json", settings, "compare")
+
+    assert start({"chunk_tokens": 0}) is False
+    assert start({"chunk_tokens": 256}) is False  # the unstarted one is replaced, not refused
     assert json.loads((out / "compare_config.json").read_text()) == {"chunk_tokens": 256}
     (out / "rank-1" / "checkpoints").mkdir(parents=True)
-    with pytest.raises(MinitronError, match=r"other settings \(chunk_tokens: 256 -> 128\)"):
-        _claim(out, {"chunk_tokens": 128})
+    with pytest.raises(MinitronError, match=r"other settings \(chunk_tokens\)"):
+        start({"chunk_tokens": 128})  # a started compare is kept

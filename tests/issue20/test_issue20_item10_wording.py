@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from issue20_helpers import distill_argv, invoke, one_error_line
 
@@ -53,7 +54,8 @@ def test_ctrl_c_is_said_once(tmp_path, monkeypatch):
                     "--save-every", 0, "--device", "cpu", "--out", tmp_path / "run")  # fmt: skip
     assert result.exit_code == 130, result.output
     said = [line for line in result.output.splitlines() if "interrupted" in line]
-    assert said == ["interrupted: checkpoint of step 0 saved; --resume continues"], result.output
+    assert len(said) == 1, result.output  # said once, by the CLI, with what was kept
+    assert re.fullmatch(r"interrupted: checkpoint of step \d saved; --resume continues", said[0])
 
 
 def test_final_provenance_names_the_student(tmp_path):
