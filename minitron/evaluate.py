@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,22 +76,33 @@ def _require_lm_eval() -> None:
         raise MinitronError(INSTALL_HINT)
 
 
-def _task_names(config: EvalConfig, task_manager) -> list[str]:
-    """Every task to run: given names, plus the `task:` of each given YAML (all YAMLs of a directory)."""
+def _yaml_task_names(config: EvalConfig) -> list[str]:
+    """The `task:` of each given YAML (all YAMLs of a directory), read before lm-eval loads (seconds):
+    a broken file is one line at once."""
     import yaml
 
-    names = list(config.task_names)
+    class Loader(yaml.SafeLoader):
+        """lm-eval's own tags (`!function utils.process_docs`) are lm-eval's business, not an error."""
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    names = []
     for path in config.task_paths:
         files = sorted([*path.rglob("*.yaml"), *path.rglob("*.yml")]) if path.is_dir() else [path]
         for file in files:
             try:
-                task = (yaml.safe_load(file.read_text()) or {}).get("task")
+                task = (yaml.load(file.read_text(), Loader=Loader) or {}).get("task")
             except (yaml.YAMLError, AttributeError) as e:
                 raise MinitronError(f"--tasks: {file}: not a task YAML ({str(e).splitlines()[0]})") from None
             if isinstance(task, str):
                 names.append(task)
         if not files:
             raise MinitronError(f"--tasks: {path}: no task YAML files")
+    return names
+
+
+def _task_names(config: EvalConfig, yaml_names: list[str], task_manager) -> list[str]:
+    """Every task to run: given names, plus those of the given YAMLs; unknown ones refused."""
+    names = [*config.task_names, *yaml_names]
     known = set(task_manager.all_tasks)
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -119,34 +131,44 @@ def run(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
     from minitron.device import resolve_device
     from minitron.model.load import load_model, load_tokenizer, resolve_model
 
+    yaml_names = _yaml_task_names(config)
     sources = [resolve_model(m) for m in config.models]
     for source in sources:
         source.require_weights("evaluate")
         source.safetensors_files()
     device = str(resolve_device(config.device))
+    # Every tokenizer before lm-eval starts: one that does not fit its model is one line, not a late surprise.
+    tokenizers = [load_tokenizer(source, command="evaluate") for source in sources]
 
+    import jinja2
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     include = sorted({str(p if p.is_dir() else p.parent) for p in config.task_paths}) or None
-    task_manager = TaskManager(include_path=include)
-    tasks = _task_names(config, task_manager)
+    with _quiet_lm_eval():
+        task_manager = TaskManager(include_path=include)
+    tasks = _task_names(config, yaml_names, task_manager)
 
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for spec, source in zip(config.models, sources, strict=True):
+    for spec, source, tokenizer in zip(config.models, sources, tokenizers, strict=True):
         model = load_model(source, device=device, command="evaluate")
-        tokenizer = load_tokenizer(source, command="evaluate")
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=config.batch_size)
         try:
-            out = lm_eval.simple_evaluate(
-                model=lm,
-                tasks=tasks,
-                num_fewshot=config.num_fewshot,
-                limit=config.limit,
-                task_manager=task_manager,
-                log_samples=False,
-            )
+            with _quiet_lm_eval():
+                out = lm_eval.simple_evaluate(
+                    model=lm,
+                    tasks=tasks,
+                    num_fewshot=config.num_fewshot,
+                    limit=config.limit,
+                    task_manager=task_manager,
+                    log_samples=False,
+                )
+        except jinja2.TemplateError as e:
+            raise MinitronError(
+                f"--tasks: a task's template cannot be filled from its documents ({e}); check its "
+                "doc_to_text, doc_to_choice and doc_to_target against the fields of its data"
+            ) from None
         except (ConnectionError, FileNotFoundError) as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise MinitronError(
@@ -158,6 +180,26 @@ def run(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
     if config.out is not None:
         write_results(results, config.out)
     return results
+
+
+@contextmanager
+def _quiet_lm_eval():
+    """lm-eval's info and warning logs off (errors stay), and no `git describe` in the user's directory:
+    lm-eval records the git hash of the current directory, and git prints "fatal: not a git repository"
+    outside one."""
+    import logging
+    from unittest import mock
+
+    import lm_eval.evaluator
+
+    logger = logging.getLogger("lm_eval")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with mock.patch.object(lm_eval.evaluator, "get_git_commit_hash", lambda: None):
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def main(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:

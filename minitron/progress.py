@@ -72,3 +72,14 @@ def progress_bar(
     ) as progress:
         task = progress.add_task(description, total=total, completed=completed, **(fields or {}))
         yield Bar(progress, task, progress.console)
+
+
+def status(text: str, enabled: bool = True):
+    """A spinner on stderr while a slow step with no progress of its own runs (terminals only: logs get
+    no spinner frames)."""
+    from contextlib import nullcontext
+
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return console.status(text) if enabled and console.is_terminal else nullcontext()

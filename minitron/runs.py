@@ -32,15 +32,34 @@ def file_digest(path: str | Path, length: int = 64) -> str:
     return h.hexdigest()[:length]
 
 
-def differences(saved: dict[str, Any], now: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
-    """The keys (of either side, less `ignore`) whose values differ, sorted."""
+def differences(
+    saved: dict[str, Any], now: dict[str, Any], ignore: tuple[str, ...] = (), deep: bool = False
+) -> list[str]:
+    """The keys (of either side, less `ignore`) whose values differ, sorted. `deep` walks into values
+    that are dicts on both sides and names the inner key (`data.seq_len`), so a refusal names the one
+    setting that differs rather than two whole dicts."""
     keys = (set(saved) | set(now)) - set(ignore)
-    return sorted(k for k in keys if _plain(saved.get(k)) != _plain(now.get(k)))
+    out = []
+    for k in sorted(keys):
+        old, new = _plain(saved.get(k)), _plain(now.get(k))
+        if old == new:
+            continue
+        if deep and isinstance(old, dict) and isinstance(new, dict):
+            out += [f"{k}.{inner}" for inner in differences(old, new, deep=True)]
+        else:
+            out.append(k)
+    return out
 
 
 def changes(saved: dict[str, Any], now: dict[str, Any], keys: list[str]) -> str:
-    """`key: old -> new` for each of `keys`, values as JSON."""
-    return ", ".join(f"{k}: {short_json(saved.get(k), None)} -> {short_json(now.get(k), None)}" for k in keys)
+    """`key: old -> new` for each of `keys` (dotted keys reach into nested dicts), values as JSON."""
+    return ", ".join(f"{k}: {short_json(_at(saved, k))} -> {short_json(_at(now, k))}" for k in keys)
+
+
+def _at(values: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        values = values.get(part) if isinstance(values, dict) else None
+    return values
 
 
 def claim(out: Path, file: str, settings: dict[str, Any], what: str) -> bool:

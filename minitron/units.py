@@ -97,8 +97,8 @@ def parse_tokens(text: str | int, flag: str = "--context") -> int:
     return int(tokens)
 
 
-def parse_fraction(text: str | float, flag: str = "--headroom") -> float:
-    """'5%' or '0.05' -> 0.05; must lie in [0, 1)."""
+def parse_fraction(text: str | float, flag: str = "--headroom", whole: bool = False) -> float:
+    """'5%' or '0.05' -> 0.05; must lie in [0, 1), or [0, 1] when `whole` (100% means everything)."""
     raw = str(text).strip()
     percent = raw.endswith("%")
     try:
@@ -106,8 +106,9 @@ def parse_fraction(text: str | float, flag: str = "--headroom") -> float:
     except ValueError:
         raise MinitronError(f"{flag}: cannot read {text!r} as a fraction such as 5% or 0.05") from None
     fraction = value / 100 if percent else value
-    if not 0 <= fraction < 1:
-        raise MinitronError(f"{flag}: must be at least 0% and below 100%, got {text!r}")
+    if not (0 <= fraction <= 1 if whole else 0 <= fraction < 1):
+        highest = "at most 100%" if whole else "below 100%"
+        raise MinitronError(f"{flag}: must be at least 0% and {highest}, got {text!r}")
     return fraction
 
 
@@ -125,13 +126,19 @@ def dtype_bytes(name: str) -> int:
     return DTYPE_BYTES[parse_dtype(name)]
 
 
-def format_bytes(size: int | float) -> str:
-    """Bytes in the largest binary unit that keeps the number >= 1: '18.69 GiB'."""
+def byte_unit(size: int | float) -> tuple[str, int]:
+    """The largest binary unit that keeps `size` >= 1, and its scale: (GiB, 2**30) for 18.69 GiB."""
     for unit in ("TiB", "GiB", "MiB", "KiB"):
         scale = BYTE_UNITS[unit.lower()]
         if abs(size) >= scale:
-            return f"{size / scale:.2f} {unit}"
-    return f"{int(size)} B"
+            return unit, scale
+    return "B", 1
+
+
+def format_bytes(size: int | float) -> str:
+    """Bytes in the largest binary unit that keeps the number >= 1: '18.69 GiB'."""
+    unit, scale = byte_unit(size)
+    return f"{size / scale:.2f} {unit}" if scale > 1 else f"{int(size)} B"
 
 
 def format_tokens(tokens: int) -> str:

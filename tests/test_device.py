@@ -62,7 +62,7 @@ def test_auto_precision_is_fp32_on_the_cpu():
     cpu = torch.device("cpu")
     assert not autocast("auto", cpu)._enabled  # even on CPUs with bf16 units: same numbers everywhere
     assert autocast("bf16", cpu)._enabled and not autocast("fp32", cpu)._enabled
-    with pytest.raises(MinitronError, match="--precision must be one of auto, bf16, fp32"):
+    with pytest.raises(MinitronError, match="--precision must be one of auto, native, bf16, fp32"):
         autocast("fp8", cpu)
 
 

@@ -24,7 +24,7 @@ from minitron.atomic import atomic_path, write_json, write_text
 from minitron.distill.losses import KDLoss
 from minitron.distill.trainer import TrainConfig
 from minitron.errors import MinitronError
-from minitron.runs import claim
+from minitron.runs import claim, file_digest
 
 COLUMNS = ("rank_before", "rank_after", "candidate", "params", "memory_bytes", "objective_before",
            "kd_before", "kd_after", "lm_loss_before", "lm_loss_after", "teacher_lm_loss")  # fmt: skip
@@ -91,7 +91,6 @@ class CandidateResult:
 def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
     """Distil the top `config.top` candidates and rank them by held-out LM loss after distillation."""
     import torch
-    from rich.console import Console
 
     from minitron.device import resolve_device
     from minitron.distill.kd import Distillation, shared_vocab
@@ -112,16 +111,17 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
             "compare runs in one process (its candidates one after another); run it without torchrun"
         )
     resolve_device(config.train.device)  # a device this machine lacks: one line, before anything is loaded
-    console = console or Console()
+    console = console or _wide_console()
     out = Path(config.out)
-    rows = _top_rows(Path(config.candidates), config.top)
     source = resolve_model(config.teacher)
     source.require_weights("minitron compare")
+    config.loss.check_vocab(source.architecture.vocab)
+    rows = _top_rows(Path(config.candidates), config.top, source)
     scores = None
     if config.scores is not None:
         scores = load_scores(config.scores)
         scores.check_matches(source.architecture, source.fingerprint())
-    specs = {row["rank"]: read_candidate(config.candidates, row["rank"]) for row in rows}
+    specs = {row["rank"]: read_candidate(config.candidates, row["rank"], source) for row in rows}
     targets = {r: resolve_target(source.architecture, spec, scores) for r, spec in specs.items()}
     needs_scores = [r for r, t in targets.items() if _narrows_width(source.architecture, t.arch)]
     if needs_scores and scores is None:
@@ -129,6 +129,7 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
             f"candidates {needs_scores} narrow width axes: give --scores (from `minitron score`)"
         )
     settings = _settings(config, source.fingerprint())
+    _forget_unstarted(out, settings)
     claim(out, "compare_config.json", settings, "compare")
 
     teacher = load_model(source, dtype="float32", device="cpu", command="minitron compare")
@@ -179,14 +180,28 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
     return results
 
 
-def _top_rows(path: Path, top: int) -> list[dict[str, Any]]:
+def _wide_console():
+    """Rich's console; piped or logged (not a terminal), wide enough that the table is not squeezed."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _top_rows(path: Path, top: int, model) -> list[dict[str, Any]]:
+    import sys
+
     from minitron.prune.target import candidate_rows
 
-    rows = candidate_rows(path)
+    rows = candidate_rows(path, model)
     if not all(isinstance(r.get("rank"), int) for r in rows):
         raise MinitronError(f"{path}: not a candidates file (every candidate needs an integer 'rank')")
     if not rows:
         raise MinitronError(f"{path}: holds no candidates")
+    if top > len(rows):
+        print(f"note: --top {top} but {path} holds {len(rows)} candidates; comparing all {len(rows)}",
+              file=sys.stderr)  # fmt: skip
     return sorted(rows, key=lambda r: r["rank"])[:top]
 
 
@@ -206,12 +221,26 @@ def _describe(arch, dropped: tuple[int, ...]) -> str:
 
 
 def _settings(config: CompareConfig, fingerprint: str) -> dict[str, Any]:
+    """What the compare's results depend on: files by content, not by path (a moved run continues)."""
     train = asdict(dataclasses.replace(config.train, model="", out="", resume=False, report_to="none"))
     return json.loads(json.dumps({
-        "teacher": config.teacher, "teacher_fingerprint": fingerprint,
-        "candidates": str(Path(config.candidates).resolve()), "scores": config.scores, "top": config.top,
+        "teacher_fingerprint": fingerprint, "candidates": file_digest(config.candidates, 16),
+        "scores": file_digest(config.scores, 16) if config.scores else None, "top": config.top,
         "loss": asdict(config.loss), "chunk_tokens": config.chunk_tokens, "train": train,
     }))  # fmt: skip
+
+
+def _forget_unstarted(out: Path, settings: dict[str, Any]) -> None:
+    """A compare that never checkpointed a candidate (e.g. refused after its settings were written)
+    holds nothing to continue: its settings do not block a corrected command."""
+    path = out / "compare_config.json"
+    started = any(out.glob("rank-*/checkpoints")) or any(out.glob("rank-*/final"))
+    if path.is_file() and not started and json.loads(path.read_text()) != settings:
+        import shutil
+
+        for run in out.glob("rank-*"):
+            shutil.rmtree(run)
+        path.unlink()
 
 
 def _write_outputs(out: Path, results: list[CandidateResult], settings: dict[str, Any]) -> None:

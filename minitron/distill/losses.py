@@ -81,6 +81,14 @@ class KDLoss:
         if self.teacher_topk and self.divergence != "forward_kl":
             raise MinitronError("--teacher-topk works with --loss forward_kl only")
 
+    def check_vocab(self, vocab: int) -> None:
+        """Refuse a top-k as large as the teacher's vocabulary: it would silently mean the full one."""
+        if self.teacher_topk >= vocab:
+            raise MinitronError(
+                f"--teacher-topk {self.teacher_topk} is not below the teacher's vocabulary of {vocab:,} "
+                "tokens; use 0 for the full distribution"
+            )
+
 
 def divergence(
     student_logits: torch.Tensor,

@@ -90,23 +90,27 @@ def distill(
     from minitron.distill.kd import Distillation, shared_vocab
     from minitron.distill.trainer import train
     from minitron.model.load import load_model, load_tokenizer, resolve_model
+    from minitron.progress import status
 
     resolve_device(config.train.device)  # a device this machine lacks fails here, before any loading
     if config.teacher_device:
         resolve_device(config.teacher_device, "--teacher-device")
     teacher_source = resolve_model(config.teacher)
     teacher_source.require_weights("minitron distill")
+    config.loss.check_vocab(teacher_source.architecture.vocab)
     if student is None:
         source = resolve_model(config.train.model)
         source.require_weights("minitron distill")
-        student = load_model(source, dtype="float32", device="cpu", command="minitron distill")
+        with status(f"loading the student {source.name}", config.train.progress):
+            student = load_model(source, dtype="float32", device="cpu", command="minitron distill")
         tokenizer = load_tokenizer(source, command="minitron distill")
         student_info = {"model": source.name, "path": str(source.path.resolve()), "fingerprint": source.fingerprint(),
                         **source.architecture.summary()}  # fmt: skip
     teacher_tokenizer = load_tokenizer(teacher_source, command="minitron distill")
     if teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise MinitronError("teacher and student tokenizers differ; distillation compares token by token")
-    teacher = load_model(teacher_source, dtype="float32", device="cpu", command="minitron distill")
+    with status(f"loading the teacher {teacher_source.name}", config.train.progress):
+        teacher = load_model(teacher_source, dtype="float32", device="cpu", command="minitron distill")
     vocab = shared_vocab(student.config.vocab_size, teacher.config.vocab_size, len(tokenizer))
     objective = Distillation(teacher, config.loss, vocab, config.chunk_tokens, config.teacher_device,
                              config.teacher_dtype)  # fmt: skip

@@ -41,9 +41,10 @@ HEADER = "train_config.json"
 METRICS = "metrics.jsonl"
 # Config fields that may change between an interrupted run and its resumption without changing the
 # result. `steps` may change too: with the WSD schedule, a run resumed inside its stable phase with a
-# new length ends exactly as a run asked for that length from the start.
+# new length ends exactly as a run asked for that length from the start. `out` too: a run directory
+# moved elsewhere is the same run.
 RESUME_FREE = ("resume", "stop_at_step", "progress", "eval_every", "save_every", "log_every", "model",
-               "steps", "tokens", "report_to", "command")  # fmt: skip
+               "steps", "tokens", "report_to", "command", "out")  # fmt: skip
 FRESH = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "data": None}
 
 
@@ -97,7 +98,7 @@ class RunDir:
             return False  # an in-memory model: nothing says its weights are the ones the run started from
         for header in (saved, now):
             header["config"] = {
-                k: v for k, v in header.get("config", {}).items() if k not in ("resume", "progress", "report_to", "command")
+                k: v for k, v in header.get("config", {}).items() if k not in ("resume", "progress", "report_to", "command", "out")
             }
         return not differences(saved, now, ignore=("world_size", "global_batch_sequences"))
 
@@ -116,13 +117,13 @@ class RunDir:
         state = load_checkpoint(checkpoint)
         now = config_json(self.config)
         saved = {k: state["config"].get(k) for k in now}
-        changed = differences(saved, now, ignore=RESUME_FREE)
+        changed = differences(saved, now, ignore=RESUME_FREE, deep=True)
         if changed:
             raise MinitronError(
                 f"--resume with different settings than the checkpoint ({changes(saved, now, changed)})"
             )
         saved_identity = state.get("identity", {})
-        changed = differences(saved_identity, self.identity)
+        changed = differences(saved_identity, self.identity, deep=True)
         if changed:
             raise MinitronError(f"--resume with a different {' and '.join(changed)} than the checkpoint "
                                 f"({changes(saved_identity, self.identity, changed)})")  # fmt: skip

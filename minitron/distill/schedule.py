@@ -13,6 +13,21 @@ from collections.abc import Callable
 SCHEDULES = ("cosine", "wsd")
 
 
+def effective_warmup(warmup_steps: int, total_steps: int) -> tuple[int, str | None]:
+    """The warm-up a run of `total_steps` gets, and a note when it is not the one asked for.
+
+    A warm-up as long as the run never reaches the peak rate: the model would barely move (a short
+    test run would "distil" nothing). Such a run warms up over a tenth of its steps instead, and says so.
+    """
+    if warmup_steps < total_steps:
+        return warmup_steps, None
+    used = total_steps // 10
+    return used, (
+        f"--warmup-steps {warmup_steps} is not below the run's {total_steps} steps (the rate would never "
+        f"reach --lr); warming up over {used} steps instead"
+    )
+
+
 def lr_lambda(
     *, total_steps: int, warmup_steps: int, schedule: str, min_ratio: float, decay_fraction: float
 ) -> Callable[[int], float]:

@@ -40,9 +40,11 @@ from minitron.device import check_precision, resolve_device
 from minitron.distill.checkpoint import latest_checkpoint, rng_state
 from minitron.distill.objectives import NextTokenCE, Objective, heldout_losses, loss_sums
 from minitron.distill.rundir import RunDir
-from minitron.distill.schedule import SCHEDULES, lr_lambda
+from minitron.distill.schedule import SCHEDULES, effective_warmup, lr_lambda
 from minitron.distill.tracking import parse_report_to
 from minitron.errors import MinitronError
+from minitron.model.load import check_seq_len
+from minitron.progress import status
 
 # Too little text for one sequence: what train, distill and compare can change.
 SHORT_DATA_HINT = "use more text, a shorter --seq-len or another --heldout-fraction"
@@ -106,6 +108,10 @@ class TrainConfig:
         if not 0 < self.decay_fraction <= 1:
             raise MinitronError(f"--decay-fraction must be in (0, 1], got {self.decay_fraction}")
         check_precision(self.precision)
+        if self.seed < 0:
+            raise MinitronError(f"--seed must be >= 0, got {self.seed}")
+        if self.weight_decay < 0:
+            raise MinitronError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip < 0:
             raise MinitronError(f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}")
         if self.stop_at_step is not None and not 0 < self.stop_at_step <= self.steps:
@@ -162,22 +168,30 @@ def train(
     total_steps = config.total_steps(world)
     if config.stop_at_step is not None and config.stop_at_step > total_steps:
         raise MinitronError(f"--stop-at-step must be in 1..{total_steps}, got {config.stop_at_step}")
+    warmup_steps, note = effective_warmup(config.warmup_steps, total_steps)
+    if note and rank == 0:
+        print(f"note: {note}", file=sys.stderr)
     torch.manual_seed(config.seed)
     if model is None or tokenizer is None:
         model, tokenizer, model_info = _load(config)
     else:
-        model_info = {"model": "in-memory", "params": sum(p.numel() for p in model.parameters())}
+        # A student loaded by the caller (distill) is named by its source; only a built one is "in-memory".
+        student = (provenance or {}).get("student_source") or {"model": "in-memory"}
+        model_info = {**student, "params": sum(p.numel() for p in model.parameters())}
+    check_seq_len(config.data.seq_len, model.config.to_dict(), model_info["model"])
     model.to(device=device, dtype=torch.float32)
     setup = getattr(objective, "setup", None)
     if setup is not None:
         setup(device, fsdp=config.fsdp)
-    heldout = _heldout_batches(config, tokenizer)  # before anything is written: bad data fails cleanly
+    what = f"reading held-out text: {config.eval_batches} x {config.data.batch_size} sequences of {config.data.seq_len}"
+    with status(what + " tokens", config.progress and rank == 0):
+        heldout = _heldout_batches(config, tokenizer)  # before anything is written: bad data fails cleanly
     wrapped = parallel.wrap(model, config.fsdp, device)
     optimizer = torch.optim.AdamW(
         _param_groups(wrapped, config.weight_decay), lr=config.lr, betas=config.betas, fused=False
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(
-        total_steps=total_steps, warmup_steps=config.warmup_steps, schedule=config.schedule,
+        total_steps=total_steps, warmup_steps=warmup_steps, schedule=config.schedule,
         min_ratio=config.min_lr_ratio, decay_fraction=config.decay_fraction,
     ))  # fmt: skip
     run_dir = RunDir(out, config, objective, model_info, provenance, world, group)
@@ -230,6 +244,8 @@ class _Loop:
             if self.step == 0 and config.eval_every:
                 eval_metrics = self.evaluate(heldout)
                 metrics.write({"step": 0, "tokens": 0, **eval_metrics})
+                if main:
+                    bar.print(f"step 0: held-out {objective.name}: {_shown(eval_metrics)}")
             while self.step < stop:
                 # Where a checkpoint written now would restart: the start of the unfinished step.
                 resume_point = (stream.snapshot(), rng_state())
@@ -258,17 +274,15 @@ class _Loop:
                     if (config.eval_every and self.step % config.eval_every == 0) or self.step == self.total_steps:
                         eval_metrics = self.evaluate(heldout)
                         metrics.write({"step": self.step, "tokens": self.tokens, **eval_metrics})
-                        shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in eval_metrics.items())
                         if main:
-                            bar.print(f"step {self.step}: held-out {objective.name}: {shown}")
+                            bar.print(f"step {self.step}: held-out {objective.name}: {_shown(eval_metrics)}")
                     if (config.save_every and self.step % config.save_every == 0) or self.step == stop:
                         self.checkpoint(*resume_point)
                 except KeyboardInterrupt:
                     # Nothing of an unfinished step was applied: checkpoint the last finished one.
                     self.checkpoint(*resume_point)
-                    if main:
-                        bar.print(f"interrupted: checkpoint of step {self.step} saved; --resume continues")
-                    raise
+                    # Said once, by the command that stops (the CLI prints "interrupted: <this>").
+                    raise KeyboardInterrupt(f"checkpoint of step {self.step} saved; --resume continues") from None
 
         elapsed += time.perf_counter() - self.t0
         final = self.run_dir.finish(self.wrapped, self.tokenizer) if self.step == self.total_steps else None
@@ -341,6 +355,10 @@ def result_table(result: TrainResult, objective_name: str = NextTokenCE.name):
 
 
 # ---- setup ---------------------------------------------------------------------------------------
+
+
+def _shown(eval_metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in eval_metrics.items())
 
 
 def _load(config: TrainConfig):

@@ -100,12 +100,13 @@ def run(config: ScoreConfig) -> Scores:
     from minitron.importance.report import plot_depth, print_report, summary
     from minitron.importance.scores import save_scores
     from minitron.importance.width import score_width
-    from minitron.model.load import load_model, load_tokenizer, resolve_model
+    from minitron.model.load import check_seq_len, load_model, load_tokenizer, resolve_model
     from minitron.progress import progress_bar
 
     device = str(resolve_device(config.device))
     source = resolve_model(config.model)
     source.require_weights("minitron score")
+    check_seq_len(config.seq_len, source.config, source.name)
     arch = source.architecture
     dtype = weights_dtype(config.dtype, device)
     parallel.init_from_env(device)

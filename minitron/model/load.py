@@ -174,9 +174,25 @@ def load_tokenizer(source: ModelSource, command: str = "this command"):
 
     path = source.require_weights(command)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise MinitronError(f"{path}: no usable tokenizer ({str(e).strip().splitlines()[0]})") from None
+    rows = source.architecture.vocab
+    if len(tokenizer) > rows:
+        # Token ids past the embedding would index out of range mid-run (or be scored as garbage).
+        raise MinitronError(
+            f"{path}: the tokenizer has {len(tokenizer):,} tokens but the embedding only {rows:,} rows "
+            f"(config vocab_size); ids {rows:,} and above have no embedding"
+        )
+    return tokenizer
+
+
+def check_seq_len(seq_len: int, config: dict[str, Any], name: str) -> None:
+    """Refuse a --seq-len past the model's positions before any text is read for it (packing a corpus
+    into 10^8-token sequences would take minutes only to find too little text)."""
+    limit = config.get("max_position_embeddings")
+    if isinstance(limit, int) and seq_len > limit:
+        raise MinitronError(f"--seq-len {seq_len:,} is above {name}'s max_position_embeddings {limit:,}")
 
 
 def build_model(arch: Architecture, dtype: str = "float32", device: str = "cpu", seed: int | None = None):

@@ -90,6 +90,8 @@ def load_run_config(
     """Read and validate a run file against the stages' options (`options[stage][name]`); `out` and
     `eval_tasks` are `minitron run`'s own options, which win over the file's."""
     path = Path(path)
+    if path.is_dir():
+        raise MinitronError(f"{path}: is a directory, not a run file (TOML)")
     if not path.is_file():
         raise MinitronError(f"{path}: no such run file")
     try:
@@ -108,6 +110,10 @@ def resolve(
 ) -> RunConfig:
     where = source or "run file"
     teacher = raw.get("teacher")
+    if teacher is not None and not isinstance(teacher, str):
+        raise MinitronError(
+            f"{where}: teacher must be one checkpoint directory or built-in name (a string), got {teacher!r}"
+        )
     if not isinstance(teacher, str) or not teacher:
         raise MinitronError(f"{where}: set teacher = \"...\" (a checkpoint directory or a built-in name)")
     run_dir = Path(out or raw.get("out") or "runs/run")

@@ -19,7 +19,9 @@ def write_report(config, paths, console) -> Path:
     from rich.table import Table
 
     models = {"teacher": config.teacher, "pruned": str(paths.pruned), "distilled": str(paths.student)}
-    evaluation = evaluate_models(models, config.stages["distill"])
+    console.rule("[bold]report")
+    with console.status("held-out loss and generations of the teacher, pruned and distilled models"):
+        evaluation = evaluate_models(models, config.stages["distill"])
     write_json(config.out / "report.json", evaluation)
     candidates = _read(paths.candidates)
     compare = _read(paths.compare / "compare.json")
@@ -31,7 +33,6 @@ def write_report(config, paths, console) -> Path:
     for name, row in evaluation["models"].items():
         losses.add_row(name, f"{row['params']:,}", f"{row['loss']:.3f}", f"{row['loss'] - teacher_loss:+.3f}")
     benchmarks = benchmark_results(config, paths, models)
-    console.rule("[bold]report")
     console.print(losses)
     if benchmarks:
         from minitron.evaluate import table
@@ -100,11 +101,33 @@ def next_steps(config, paths) -> list[str]:
     student = paths.student
     return [
         f"minitron estimate {student} --context 128k --gpu a10g    # serving memory of the student",
-        f"minitron distill {config.teacher} {paths.pruned} --out {paths.distill} --resume --steps N"
-        "    # distil longer (N > the steps so far)",
+        distill_longer(config, paths) + "    # distil twice as long",
         f"python -c \"from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained('{student}')\"",
         f"open {config.out / 'report.md'}",
     ]
+
+
+def distill_longer(config, paths) -> str:
+    """The distill stage's own command line (its data, batch, schedule...) resumed with twice the steps:
+    a resume under other settings than the run's would be refused."""
+    import shlex
+
+    argv = (_read(paths.marker("distill")) or {}).get("argv") or [
+        "distill", config.teacher, str(paths.pruned), "--out", str(paths.distill)
+    ]
+    saved = (_read(paths.distill / "train_config.json") or {}).get("config") or {}
+    length = ["--tokens", str(2 * saved["tokens"])] if saved.get("tokens") else [
+        "--steps", str(2 * (saved.get("steps") or 1000))
+    ]
+    kept, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in ("--steps", "--tokens", "--resume"):
+            skip = word != "--resume"
+        else:
+            kept.append(word)
+    return "minitron " + shlex.join([*kept, "--resume", *length])
 
 
 def _read(path: Path) -> Any:

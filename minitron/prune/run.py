@@ -111,7 +111,9 @@ def run(config: PruneConfig, console=None) -> PruneResult:
     if config.scores is not None:
         scores = load_scores(config.scores)
         scores.check_matches(src_arch, fingerprint)
-    spec = read_candidate(config.candidate, config.rank) if config.candidate is not None else config.target
+    spec = config.target
+    if config.candidate is not None:
+        spec = read_candidate(config.candidate, config.rank, source)
     target = resolve_target(src_arch, spec, scores)
     sel = select_units(src_arch, target, scores)
 

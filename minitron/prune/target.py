@@ -109,9 +109,18 @@ def parse_block_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def candidates_document(path: str | Path) -> dict[str, Any]:
-    """A search candidates file (one clear error for a missing or malformed file)."""
+def candidates_document(path: str | Path, model=None) -> dict[str, Any]:
+    """A search candidates file (one clear error for a missing or malformed file).
+
+    With `model` (the ModelSource about to be pruned), a file searched on another model is refused:
+    its `source` names another architecture, or other weights (a config-only preset's candidates fit
+    any checkpoint of its architecture).
+    """
+    from minitron.search.run import FORMAT
+
     path = Path(path)
+    if path.is_dir():
+        raise MinitronError(f"{path}: is a directory, not a candidates file (candidates.json of `minitron search`)")
     if not path.is_file():
         raise MinitronError(f"{path}: no such candidates file")
     try:
@@ -121,12 +130,16 @@ def candidates_document(path: str | Path) -> dict[str, Any]:
     rows = data.get("candidates") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise MinitronError(f"{path}: not a candidates file (needs a 'candidates' list of objects)")
+    if "format" in data and data["format"] != FORMAT:
+        raise MinitronError(f"{path}: format {data['format']!r} is not {FORMAT!r} (a `minitron search` result)")
+    if model is not None:
+        _check_searched_on(path, data.get("source"), model)
     return data
 
 
-def candidate_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The candidate rows of a search candidates file."""
-    return candidates_document(path)["candidates"]
+def candidate_rows(path: str | Path, model=None) -> list[dict[str, Any]]:
+    """The candidate rows of a search candidates file; `model` as in candidates_document."""
+    return candidates_document(path, model)["candidates"]
 
 
 def searched_memory_bytes(document: dict[str, Any], row: dict[str, Any], arch: Architecture) -> int | None:
@@ -155,10 +168,31 @@ def candidate_serving(path: str | Path, rank: int, arch: Architecture) -> dict[s
     return {**{k: v for k, v in serving.items() if k != "budget"}, **memory, "total_bytes": total}
 
 
-def read_candidate(path: str | Path, rank: int) -> TargetSpec:
-    """The TargetSpec of the candidate with `rank` in a search candidates file (format: module doc)."""
+def _check_searched_on(path: Path, searched: Any, model) -> None:
+    if not isinstance(searched, dict):
+        return  # a hand-written file: nothing says which model it was searched on
+    name = searched.get("model", "another model")
+    summary = searched.get("architecture")
+    if isinstance(summary, dict) and summary.get("pattern") not in (None, model.architecture.pattern):
+        raise MinitronError(
+            f"{path}: searched on {name} ({summary.get('blocks')} blocks), not on {model.name} "
+            f"({model.architecture.n_blocks} blocks); search {model.name} first"
+        )
+    if isinstance(summary, dict) and summary != model.architecture.summary():
+        raise MinitronError(f"{path}: searched on {name}, whose sizes differ from {model.name}'s")
+    saved = str(searched.get("fingerprint", ""))
+    if saved and not saved.startswith("config:") and model.has_weights and saved != model.fingerprint():
+        raise MinitronError(
+            f"{path}: searched on other weights ({name}, fingerprint {saved}) than {model.name} "
+            f"({model.fingerprint()}); search this checkpoint first"
+        )
+
+
+def read_candidate(path: str | Path, rank: int, model=None) -> TargetSpec:
+    """The TargetSpec of the candidate with `rank` in a search candidates file (format: module doc);
+    `model` as in candidate_rows."""
     path = Path(path)
-    rows = candidate_rows(path)
+    rows = candidate_rows(path, model)
     matching = [r for r in rows if r.get("rank") == rank]
     if not matching:
         ranks = sorted(r["rank"] for r in rows if isinstance(r.get("rank"), int))

@@ -89,7 +89,7 @@ class SearchConfig:
         ):
             if value < least:
                 raise MinitronError(f"{flag} must be at least {least}, got {value}")
-        if self.timeout_s is not None and self.timeout_s <= 0:
+        if self.timeout_s is not None and not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
             raise MinitronError(f"--timeout must be positive seconds, got {self.timeout_s}")
         if self.objective not in OBJECTIVES:
             raise MinitronError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")

@@ -22,9 +22,8 @@ from minitron.model.axes import depth_axis, width_axes, width_names
 from minitron.search.frontier import Constraint, Point
 from minitron.search.space import SearchSpace
 from minitron.search.throughput import decode_tokens_per_s
-from minitron.units import format_bytes
+from minitron.units import byte_unit, format_bytes
 
-GiB = 2**30
 MEMORY_COLUMNS = ("weights_bytes", "kv_cache_bytes", "ssm_state_bytes", "conv_state_bytes", "total_bytes")
 
 
@@ -112,17 +111,20 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path, usable_bytes: int, ranke
         )
         return None
     key = "objective" if ranked_by == "objective" else "proxy"
-    xs = [r["memory"]["total_bytes"] / GiB for r in rows]
+    unit, scale = byte_unit(usable_bytes)  # one unit for the axis and the budget line's label
+    xs = [r["memory"]["total_bytes"] / scale for r in rows]
     ys = [r[key] for r in rows]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.scatter(xs, ys, s=12, c="tab:blue", alpha=0.6, label="candidates")
     if rows:
         ax.scatter(xs[:1], ys[:1], s=60, c="tab:red", marker="*", label="rank 1")
     ax.axvline(
-        usable_bytes / GiB, color="tab:red", linestyle="--", label=f"budget {format_bytes(usable_bytes)}"
+        usable_bytes / scale, color="tab:red", linestyle="--", label=f"budget {usable_bytes / scale:.2f} {unit}"
     )
-    ax.set_xlabel("serving memory (GiB)")
-    ax.set_ylabel(ranked_by if key == "objective" else f"proxy ({ranked_by}, higher is better)")
+    ax.set_xlabel(f"serving memory ({unit})")
+    ax.set_ylabel(
+        f"{ranked_by} (lower is better)" if key == "objective" else f"proxy ({ranked_by}, higher is better)"
+    )
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     try:
@@ -144,8 +146,10 @@ def candidates_table(document: dict[str, Any], limit: int = 15):
     table = Table(title=title, caption=f"blocks dropped: {document['space']['depth_assumption']}")
     rows = document["candidates"][:limit]
     shown = [a for a in width_axes() if any(r.get(a.name) is not None for r in rows)]  # the family's axes
-    columns = ("rank", "blocks M/-/*", *(a.column or a.name for a in shown), "params", "weights", "KV",
-               "SSM+conv", "spare", f"tok/s {gpu}", document["ranked_by"])  # fmt: skip
+    # Memory columns in the budget's unit (MiB for a tiny model, GiB for 12B), named in the header.
+    unit, scale = byte_unit(document["budget"]["usable_bytes"])
+    columns = ("rank", "blocks M/-/*", *(a.column or a.name for a in shown), "params", f"weights {unit}",
+               f"KV {unit}", f"SSM+conv {unit}", "spare", f"tok/s {gpu}", document["ranked_by"])  # fmt: skip
     for c in columns:
         table.add_column(c, justify="left" if c == "blocks M/-/*" else "right")
     for row in rows:
@@ -158,9 +162,9 @@ def candidates_table(document: dict[str, Any], limit: int = 15):
             f"{layers} layers" if dense else f"{row['mamba_blocks']}/{row['mlp_blocks']}/{row['attention_blocks']}",
             *(str(row[a.name]) for a in shown),
             _count(row["params"]),
-            f"{mem['weights_bytes'] / GiB:.2f}",
-            f"{mem['kv_cache_bytes'] / GiB:.2f}",
-            f"{(mem['ssm_state_bytes'] + mem['conv_state_bytes']) / GiB:.3f}",
+            f"{mem['weights_bytes'] / scale:.2f}",
+            f"{mem['kv_cache_bytes'] / scale:.2f}",
+            f"{(mem['ssm_state_bytes'] + mem['conv_state_bytes']) / scale:.3f}",
             format_bytes(row["spare_bytes"]),
             f"{row['decode_tokens_per_s']:,.1f}",
             f"{value:.5g}",

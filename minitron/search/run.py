@@ -209,10 +209,10 @@ def _evaluator(config, model, scores, space, constraint, cache):
     return run_point
 
 
-def _open(config, source, space, constraint, cache_key, worker: int):
+def _open(config, source, space, constraint, cache_key, worker: int, storage=None):
     from minitron.search.study import Claims, make_sampler, open_storage, open_study
 
-    storage = open_storage(config.storage, config.out)
+    storage = storage or open_storage(config.storage, config.out)
     sampler = make_sampler(config.seed, config.throughput_objective, worker)
     where = config.storage or str(config.out)
     study = open_study(storage, study_settings(config, source, space, constraint, cache_key),
@@ -226,13 +226,21 @@ def _search(config, source, scores, space, constraint, enumeration, proxy, conso
     from minitron.device import resolve_device
     from minitron.progress import progress_bar
     from minitron.search.frontier import rank_by
-    from minitron.search.study import TrialSpace, evaluated_trials, recover_dead_trials, run_worker
+    from minitron.search.study import (
+        TrialSpace,
+        evaluated_trials,
+        open_storage,
+        recover_dead_trials,
+        run_worker,
+    )
 
     resolve_device(config.device)  # a device this machine lacks: one line, before anything is written
+    # A database URL that cannot be opened fails here, before --out and the teacher cache are written.
+    storage = open_storage(config.storage, config.out) if config.storage and "://" in config.storage else None
     config.out.mkdir(parents=True, exist_ok=True)
     model = _load(config, source)
     cache, key = _teacher_cache(config, source, model)
-    study, claims = _open(config, source, space, constraint, key, worker=0)
+    study, claims = _open(config, source, space, constraint, key, worker=0, storage=storage)
     trial_space = TrialSpace(space)
     recover_dead_trials(study, trial_space)
     # The largest candidates that still fit, best by the proxy, go first.

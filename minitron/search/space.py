@@ -13,6 +13,12 @@ Ranges run down from their upper end, so `3000:5120` with step 64 holds 5120, 50
 An axis left unset takes the range from the source size down to `--max-prune` of it (the table's
 default, 40% for most width axes; attention heads and layers keep the source size unless asked, as
 Nano 2 did).
+
+Depth of a hybrid also respects `--max-prune` per block kind (`mamba-blocks=`, `mlp-blocks=`,
+`attention-blocks=`; default 40% of each kind, rounded down): removing 6 of the 12B's 62 blocks may take
+at most 2 of its 6 attention blocks (the 9B took 1 Mamba, 3 MLP and 2 attention blocks). A kind loses
+its last block only when its share is set to 100% by name: a hybrid never silently becomes a model
+without attention (or without Mamba).
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ from minitron.errors import MinitronError
 from minitron.model.arch import BLOCK_NAMES, Architecture
 from minitron.model.axes import axes, axis_names, depth_axis
 from minitron.model.axes import axis as axis_of
+
+# Depth per block kind: the --max-prune key of each kind (`attention_blocks` for `*`, ...), read from the
+# one table of block names, and the share of each kind a hybrid may lose unless told otherwise.
+BLOCK_KIND_KEYS = {f"{name}_blocks": kind for kind, name in BLOCK_NAMES.items()}
+DEFAULT_BLOCK_MAX_PRUNE = 0.4
 
 _RANGE = re.compile(r"^(\d+):(\d+)(?::(\d+))?$")
 
@@ -90,7 +101,8 @@ def default_max_prune() -> dict[str, float]:
 
 
 def parse_max_prune(text: str | None) -> dict[str, float]:
-    """'40%' (every width axis) or 'hidden=30%,ffn=50%,layers=10%' -> fractions per axis."""
+    """'40%' (every width axis) or 'hidden=30%,ffn=50%,layers=10%,attention-blocks=50%' -> fractions per
+    axis or block kind (block kinds only by name, see the module doc)."""
     from minitron.units import parse_fraction
 
     out = default_max_prune()
@@ -103,9 +115,10 @@ def parse_max_prune(text: str | None) -> dict[str, float]:
     for part in filter(None, raw.split(",")):
         name, _, value = part.partition("=")
         axis = name.replace("-", "_")
-        if axis not in axis_names():
-            raise MinitronError(f"--max-prune: unknown axis {name!r}; axes: {', '.join(axis_names())}")
-        out[axis] = parse_fraction(value, f"--max-prune {name}")
+        if axis not in axis_names() and axis not in BLOCK_KIND_KEYS:
+            known = [*axis_names(), *(k.replace("_", "-") for k in BLOCK_KIND_KEYS)]
+            raise MinitronError(f"--max-prune: unknown axis {name!r}; axes: {', '.join(known)}")
+        out[axis] = parse_fraction(value, f"--max-prune {name}", whole=axis in BLOCK_KIND_KEYS)
     return out
 
 
@@ -141,16 +154,48 @@ def _splits(remove: int, have: list[int]) -> list[tuple[int, ...]]:
     ]
 
 
+def depth_caps(source: Architecture, max_prune: dict[str, float] | None) -> tuple[int, ...]:
+    """How many blocks of each kind (family block_kinds order) a candidate may drop.
+
+    A kind named in `max_prune` may lose that share (rounded down: 100% lets every block go); an
+    unnamed kind of a hybrid at most DEFAULT_BLOCK_MAX_PRUNE. A model of one block kind has no split
+    to choose: --layers alone says how many go.
+    """
+    max_prune = max_prune or {}
+    present = [k for k in source.family.block_kinds if k in source.pattern]
+    caps = []
+    for kind in source.family.block_kinds:
+        have = source.count(kind)
+        share = max_prune.get(f"{BLOCK_NAMES[kind]}_blocks")
+        if share is None:
+            share = DEFAULT_BLOCK_MAX_PRUNE if len(present) > 1 else 1.0
+        caps.append(have if share >= 1 else min(have - 1, math.floor(share * have + 1e-9)))
+    return tuple(max(c, 0) for c in caps)
+
+
+def describe_caps(source: Architecture, caps: tuple[int, ...]) -> str:
+    """'at most 11 mamba, 11 mlp, 2 attention blocks' (kinds the source has)."""
+    parts = [
+        f"{cap} {BLOCK_NAMES[kind]}"
+        for kind, cap in zip(source.family.block_kinds, caps, strict=True)
+        if kind in source.pattern
+    ]
+    return f"at most {', '.join(parts)} blocks dropped"
+
+
 def depth_options(
     source: Architecture,
     layers: tuple[int, ...],
     order: list[int] | None,
     drop_blocks: tuple[int, ...] | None,
+    caps: tuple[int, ...] | None = None,
 ) -> list[DepthOption]:
-    """One option per way of reaching each layer count.
+    """One option per way of reaching each layer count within `caps` (blocks per kind, see depth_caps).
 
-    With a depth order the least important blocks go; with --drop-blocks exactly those; without
-    either, every split of the removed blocks over the block types (which ones go is unknown).
+    With a depth order the least important blocks go (skipping a kind that reached its cap); with
+    --drop-blocks exactly those; without either, every split of the removed blocks over the block
+    types (which ones go is unknown). Layer counts the caps cannot reach are left out; none reachable
+    is one error line naming the --max-prune keys that would allow it.
     """
     n = source.n_blocks
     if drop_blocks is not None:
@@ -163,16 +208,41 @@ def depth_options(
             raise MinitronError("--drop-blocks would drop every block")
         dropped = tuple(sorted(drop_blocks))
         return [DepthOption(dropped, _counts_of(source, dropped))]
+    kinds = source.family.block_kinds
+    caps = caps if caps is not None else tuple(source.count(k) for k in kinds)
     options = []
     for target in layers:
         remove = n - target
         if order is not None:
-            dropped = tuple(sorted(order[:remove]))
-            options.append(DepthOption(dropped, _counts_of(source, dropped)))
+            dropped = _least_important(source, order, remove, caps)
+            if dropped is not None:
+                options.append(DepthOption(dropped, _counts_of(source, dropped)))
             continue
-        have = [source.count(k) for k in source.family.block_kinds]
-        options.extend(DepthOption(None, counts) for counts in _splits(remove, have))
+        options.extend(DepthOption(None, counts) for counts in _splits(remove, list(caps)))
+    if not options:
+        keys = ", ".join(f"{BLOCK_NAMES[k]}-blocks=" for k in kinds if k in source.pattern)
+        raise MinitronError(
+            f"--layers {min(layers)}..{max(layers)}: removing {n - max(layers)} or more of {n} blocks needs more "
+            f"than --max-prune allows per block kind ({describe_caps(source, caps)}); "
+            f"raise it by name, e.g. --max-prune {keys.split(', ')[-1]}50% (keys: {keys})"
+        )
     return options
+
+
+def _least_important(
+    source: Architecture, order: list[int], remove: int, caps: tuple[int, ...]
+) -> tuple[int, ...] | None:
+    """The first `remove` blocks of the depth order whose kind is still under its cap (None: too few)."""
+    left = dict(zip(source.family.block_kinds, caps, strict=True))
+    dropped = []
+    for i in order:
+        if len(dropped) == remove:
+            break
+        kind = source.pattern[i]
+        if left[kind] > 0:
+            left[kind] -= 1
+            dropped.append(i)
+    return tuple(sorted(dropped)) if len(dropped) == remove else None
 
 
 def representative_pattern(source: Architecture, option: DepthOption) -> str:
@@ -262,7 +332,10 @@ def build_space(
     layers = values.pop(depth_axis().name)
     if drop_blocks is not None and axes.get(depth_axis().name) is not None:
         raise MinitronError(f"give either {depth_axis().flag} or --drop-blocks, not both")
-    depth = depth_options(source, layers, depth_order, drop_blocks)
+    caps = depth_caps(source, max_prune)
+    depth = depth_options(source, layers, depth_order, drop_blocks, caps)
+    capped = any(c < source.count(k) for k, c in zip(source.family.block_kinds, caps, strict=True))
+    limits = f"; {describe_caps(source, caps)} (--max-prune KIND-blocks=)" if capped else ""
     if drop_blocks is not None:
         assumption = "--drop-blocks"
     elif depth_order is not None or layers == (source.n_blocks,):
@@ -279,4 +352,6 @@ def build_space(
             else f"the last {kinds[0]}s assumed removed"
         )
         assumption = f"no depth order: {which} (which ones is left to `minitron score`)"
+    if layers != (source.n_blocks,) and drop_blocks is None:
+        assumption += limits
     return SearchSpace(source=source, depth=tuple(depth), width=values, depth_assumption=assumption)

@@ -92,12 +92,14 @@ def test_cli_bad_options_are_one_line_errors(scored_checkpoint, tmp_path, extra,
 
 
 def test_short_data_error_names_only_options_score_has(scored_checkpoint, tmp_path):
-    ckpt, data = scored_checkpoint
+    ckpt, _ = scored_checkpoint
+    data = tmp_path / "short.jsonl"  # a few documents: fewer tokens than the model's 4096 positions
+    data.write_text('{"text": "def f(x):\\n    return x"}\n' * 3)
     out = tmp_path / "s" / "x.safetensors"
-    result = runner.invoke(app, _score_args(ckpt, data, out, "--seq-len", "100000"))
+    result = runner.invoke(app, _score_args(ckpt, data, out, "--seq-len", "4096"))
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        f"error: data '{data}': the train split has fewer than --seq-len 100000 tokens; "
+        f"error: data '{data}': the train split has fewer than --seq-len 4096 tokens; "
         "use more text or a shorter --seq-len"
     ]  # score has no --heldout-fraction to suggest
     assert not out.exists()
@@ -242,3 +244,12 @@ def test_work_estimate_is_printed_before_a_long_run(scored_checkpoint, tmp_path,
     assert (
         notes[0].endswith("on cpu") and "--depth-iterations 6" in notes[1] and "--depth-samples" in notes[1]
     )
+
+
+def test_seq_len_above_the_positions_is_refused_before_reading(scored_checkpoint, tmp_path):
+    ckpt, data = scored_checkpoint
+    result = runner.invoke(app, _score_args(ckpt, data, tmp_path / "x.safetensors", "--seq-len", "100000"))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: --seq-len 100,000 is above {ckpt}'s max_position_embeddings 4,096"
+    ]
