@@ -73,6 +73,7 @@ _RESUME_FREE = {
     "model",
     "steps",
     "tokens",
+    "gradient_checkpointing",
 }
 
 
@@ -107,6 +108,7 @@ class TrainConfig:
     progress: bool = True
     tokens: int | None = None
     fsdp: bool = False
+    gradient_checkpointing: bool = False  # recompute each block in the backward: same result, less memory
 
     def __post_init__(self) -> None:
         for name in ("steps", "grad_accum", "eval_batches", "log_every"):
@@ -193,6 +195,8 @@ def train(
     else:
         model_info = {"model": "in-memory", "params": sum(p.numel() for p in model.parameters())}
     model.to(device=device, dtype=torch.float32)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     autocast = precision_autocast(config.precision, device)
     setup = getattr(objective, "setup", None)
     if setup is not None:

@@ -1,0 +1,437 @@
+"""`minitron plan`: will each stage fit on these devices, and how long will it take?
+
+For a teacher, a student and the stage settings, every stage -- score, one search trial, compare per
+candidate, distill -- gets its peak memory per device as a sum of terms (minitron.plan.terms), whether
+that fits the device, the fewest devices of that type that make it fit, and its time from FLOPs at a
+model-FLOPs utilisation (MFU). A stage that does not fit lists the changes that would make it fit.
+
+Devices: a GPU preset of minitron.memory (memory = what nvidia-smi reports; the plan keeps the CUDA
+context and the caching allocator's slack as terms), or `cpu`, where the plan is for the process's
+peak RSS (it adds what torch, transformers and the tokenizer hold before any model: `CPU_RUNTIME_BYTES`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from minitron.errors import MinitronError
+from minitron.memory import GPU, get_gpu
+from minitron.model.arch import Architecture
+from minitron.plan import terms
+from minitron.plan.terms import Term
+from minitron.units import DTYPE_BYTES, format_bytes, parse_dtype
+
+MiB = 2**20
+# What the CUDA context takes on each GPU (outside torch's allocator; nvidia-smi shows it).
+CUDA_CONTEXT_BYTES = 500 * MiB
+# Peak RSS of a minitron process before it loads a model: python, torch, transformers, the tokenizer,
+# the data (measured on CPU with bench/scale.py; see BENCHMARKS.md).
+CPU_RUNTIME_BYTES = 400 * MiB
+# Share of the counted bytes the allocator holds beyond them: the CUDA caching allocator's rounding and
+# fragmentation; on CPU, freed blocks glibc keeps in the process (calibrated by bench/scale.py).
+DEFAULT_HEADROOM = {"cuda": 0.10, "cpu": 0.10}
+# Sustained float32 FLOP/s of a CPU core pair (what `minitron score` warns with); GPUs: their preset's peak.
+CPU_FLOPS = 2e10
+STAGES = ("score", "search", "compare", "distill")
+DEVICE_LIMIT = 4096  # the largest device count the plan looks at for "fewest devices that fit"
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """Everything a plan needs; every check names its flag."""
+
+    teacher: Architecture
+    student: Architecture
+    teacher_name: str = "teacher"
+    student_name: str = "student"
+    gpu: str = "h100-80g"  # a GPU preset, or "cpu"
+    gpus: int = 1
+    fsdp: bool = False
+    seq_len: int = 8192
+    batch_size: int = 1  # micro-batch: sequences per device per forward
+    global_batch: int | None = None  # sequences per optimizer step (None: batch_size x gpus)
+    distill_tokens: int = 50_000_000_000
+    compare_tokens: int = 2_000_000_000
+    top: int = 3  # candidates compare distils
+    teacher_dtype: str = "auto"  # auto: bfloat16 on GPUs, float32 on CPU
+    student_dtype: str = "float32"  # the trained weights (minitron trains float32 master weights)
+    precision: str = "auto"  # activations: bf16 autocast on GPUs, fp32 on CPU
+    gradient_checkpointing: bool = False
+    chunk_tokens: int = 256  # KD logit chunk
+    samples: int = 1024  # calibration sequences of `score`
+    depth_samples: int | None = None
+    depth_mode: str = "iterative"
+    depth_metric: str = "mse"
+    depth_iterations: int | None = None
+    eval_samples: int = 16  # search evaluation sequences
+    top_k: int = 64  # the search teacher cache's top-k
+    trials: int = 100
+    mfu: float = 0.4
+    headroom: float | None = None  # allocator share; None: DEFAULT_HEADROOM of the device kind
+
+    def __post_init__(self) -> None:
+        if self.gpus < 1:
+            raise MinitronError(f"--gpus must be at least 1, got {self.gpus}")
+        if self.gpu != "cpu":
+            get_gpu(self.gpu)
+        elif self.gpus != 1 or self.fsdp:
+            raise MinitronError("--gpu cpu plans one process: use --gpus 1 and no --fsdp")
+        for flag, value in (("--seq-len", self.seq_len), ("--batch-size", self.batch_size),
+                            ("--chunk-tokens", self.chunk_tokens), ("--samples", self.samples),
+                            ("--eval-samples", self.eval_samples), ("--top-k", self.top_k),
+                            ("--trials", self.trials), ("--top", self.top),
+                            ("--tokens", self.distill_tokens), ("--compare-tokens", self.compare_tokens)):  # fmt: skip
+            if value < 1:
+                raise MinitronError(f"{flag} must be at least 1, got {value}")
+        if not (math.isfinite(self.mfu) and 0 < self.mfu <= 1):
+            raise MinitronError(f"--mfu must be above 0 and at most 1 (0.4 = 40%), got {self.mfu}")
+        if self.headroom is not None and not 0 <= self.headroom < 1:
+            raise MinitronError(f"--allocator-headroom must be at least 0% and below 100%, got {self.headroom}")
+        if self.global_batch is not None and self.global_batch % (self.batch_size * self.gpus):
+            raise MinitronError(
+                f"--global-batch {self.global_batch} is not a multiple of --batch-size x --gpus "
+                f"({self.batch_size} x {self.gpus})"
+            )
+        for flag, dtype in (("--teacher-dtype", self.teacher_dtype), ("--student-dtype", self.student_dtype)):
+            if dtype != "auto":
+                parse_dtype(dtype, flag)
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise MinitronError(f"--precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.top_k > self.teacher.vocab:
+            raise MinitronError(f"--top-k {self.top_k} is more than the vocabulary ({self.teacher.vocab})")
+        if self.student.n_params > self.teacher.n_params:
+            raise MinitronError(
+                f"the student ({self.student.n_params:,} parameters) is larger than the teacher "
+                f"({self.teacher.n_params:,}): pruning only removes"
+            )
+        if self.student.vocab != self.teacher.vocab:
+            raise MinitronError(
+                f"student and teacher vocabularies differ ({self.student.vocab} vs {self.teacher.vocab}); "
+                "distillation compares token by token"
+            )
+        limit = self.teacher.extra.get("max_position_embeddings")
+        if isinstance(limit, int) and self.seq_len > limit:
+            raise MinitronError(
+                f"--seq-len {self.seq_len} is longer than the teacher's position limit "
+                f"(max_position_embeddings {limit})"
+            )
+
+    # ---- resolved settings --------------------------------------------------------------------
+    @property
+    def device_kind(self) -> str:
+        return "cpu" if self.gpu == "cpu" else "cuda"
+
+    @property
+    def device(self) -> GPU:
+        if self.gpu == "cpu":
+            return GPU("CPU (process RSS)", _physical_memory(), 0.0, CPU_FLOPS)
+        return get_gpu(self.gpu)
+
+    @property
+    def teacher_dtype_(self) -> str:
+        if self.teacher_dtype == "auto":
+            return "float32" if self.device_kind == "cpu" else "bfloat16"
+        return parse_dtype(self.teacher_dtype, "--teacher-dtype")
+
+    @property
+    def precision_(self) -> str:
+        if self.precision == "auto":
+            return "fp32" if self.device_kind == "cpu" else "bf16"
+        return self.precision
+
+    @property
+    def headroom_(self) -> float:
+        return DEFAULT_HEADROOM[self.device_kind] if self.headroom is None else self.headroom
+
+    @property
+    def global_batch_(self) -> int:
+        return self.global_batch or self.batch_size * self.gpus
+
+    @property
+    def micro_tokens(self) -> int:
+        return self.batch_size * self.seq_len
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    stage: str
+    what: str  # one line: what the stage runs
+    terms: list[Term]
+    device_bytes: int
+    fits: bool
+    devices: int  # devices this stage runs on
+    devices_needed: int | None  # the fewest that fit (None: no count of these devices fits)
+    seconds: float
+    flops: float
+    fixes: list[dict[str, Any]] = field(default_factory=list)  # changes that make it fit
+
+    @property
+    def peak_bytes(self) -> int:
+        return sum(int(t.bytes) for t in self.terms)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "what": self.what,
+            "terms": [t.to_dict() for t in self.terms],
+            "peak_bytes": self.peak_bytes,
+            "device_bytes": self.device_bytes,
+            "fits": self.fits,
+            "devices": self.devices,
+            "devices_needed": self.devices_needed,
+            "flops": self.flops,
+            "seconds": self.seconds,
+            "hours": self.seconds / 3600,
+            "fixes": self.fixes,
+        }
+
+
+# ---- the stages ------------------------------------------------------------------------------------
+def _finish(config: PlanConfig, terms_: list[Term]) -> list[Term]:
+    """Add the allocator's share and the runtime (CUDA context or the process's baseline RSS)."""
+    counted = sum(t.bytes for t in terms_)
+    kind = config.device_kind
+    runtime = (
+        Term("runtime", CPU_RUNTIME_BYTES, "python + torch + transformers + tokenizer + data before any model")
+        if kind == "cpu"
+        else Term("runtime", CUDA_CONTEXT_BYTES, "the CUDA context (outside torch's allocator)")
+    )
+    headroom = Term("allocator headroom", counted * config.headroom_, f"{config.headroom_:.0%} of the terms above")
+    return [*terms_, headroom, runtime]
+
+
+def score_terms(config: PlanConfig) -> list[Term]:
+    arch, dtype, tokens = config.teacher, config.teacher_dtype_, config.micro_tokens
+    out = [Term("teacher weights", terms.weights(arch, dtype), f"{arch.n_params:,} x {DTYPE_BYTES[dtype]} B ({dtype})")]
+    width = terms.forward_transient_bytes(arch, tokens, "float32")
+    depth = 0.0
+    if config.depth_metric != "none":
+        # Every block's input is cached, and the full model's logits over the batch (float32) are the reference.
+        depth = (arch.n_blocks + 1) * terms.hidden_bytes(arch, tokens, dtype)
+        depth += terms.logit_chunk_bytes(arch, tokens, 2 if config.depth_metric == "kl" else 1)
+        depth += terms.logit_chunk_bytes(arch, terms.LOGIT_CHUNK_TOKENS, terms.EVAL_CHUNK_TENSORS)
+    out.append(Term(
+        "activations",
+        max(width, depth + terms.forward_transient_bytes(arch, tokens, dtype)),
+        f"{tokens:,} tokens per batch: the widest block's forward (float32 for width scores) or, for depth, "
+        f"{arch.n_blocks + 1} block inputs + the reference logits + candidate logit chunks",
+    ))  # fmt: skip
+    return _finish(config, out)
+
+
+def search_terms(config: PlanConfig) -> list[Term]:
+    """One trial: the teacher, the candidate's narrowed copies, the cached teacher answers, one forward."""
+    t, s, dtype, tokens = config.teacher, config.student, config.teacher_dtype_, config.micro_tokens
+    out = [
+        Term("teacher weights", terms.weights(t, dtype), f"{t.n_params:,} x {DTYPE_BYTES[dtype]} B ({dtype})"),
+        Term("candidate weights", terms.narrowed_params(t, s) * DTYPE_BYTES[dtype],
+             "the tensors the candidate narrows (the rest are views of the teacher's)"),
+    ]  # fmt: skip
+    cache_tokens = config.eval_samples * config.seq_len if config.device_kind == "cpu" else tokens
+    where = "all evaluation batches (in the process)" if config.device_kind == "cpu" else "one batch on the device"
+    out.append(Term("teacher top-k cache", terms.teacher_cache_bytes(cache_tokens, config.top_k),
+                    f"top-{config.top_k} of {cache_tokens:,} tokens: {where}"))  # fmt: skip
+    out.append(Term(
+        "activations",
+        terms.hidden_bytes(s, tokens, dtype) + terms.forward_transient_bytes(s, tokens, dtype),
+        f"{tokens:,} tokens: the residual stream and the widest block's forward",
+    ))
+    out.append(Term("logit chunks", terms.logit_chunk_bytes(s, terms.LOGIT_CHUNK_TOKENS, terms.EVAL_CHUNK_TENSORS),
+                    f"{terms.EVAL_CHUNK_TENSORS} x {terms.LOGIT_CHUNK_TOKENS} tokens x {s.vocab:,} vocab, float32"))  # fmt: skip
+    return _finish(config, out)
+
+
+def train_terms(config: PlanConfig, gpus: int | None = None) -> list[Term]:
+    """compare (per candidate) and distill: a frozen teacher, a student trained with AdamW, chunked KD."""
+    t, s = config.teacher, config.student
+    world = config.gpus if gpus is None else gpus
+    shard = world if config.fsdp else 1
+    t_dtype, s_dtype, tokens = config.teacher_dtype_, parse_dtype(config.student_dtype), config.micro_tokens
+    s_bytes = DTYPE_BYTES[s_dtype]
+    how = f" / {shard} (FSDP)" if shard > 1 else ""
+    out = [
+        Term("teacher weights", terms.weights(t, t_dtype) / shard, f"{t.n_params:,} x {DTYPE_BYTES[t_dtype]} B{how}"),
+        Term("student weights", s.n_params * s_bytes / shard, f"{s.n_params:,} x {s_bytes} B ({s_dtype}){how}"),
+        Term("gradients", s.n_params * s_bytes / shard, f"one per student weight{how}"),
+        Term("optimizer moments", 2 * s.n_params * 4 / shard, f"AdamW: 2 x {s.n_params:,} x 4 B{how}"),
+    ]  # fmt: skip
+    if world > 1 and not config.fsdp:
+        out.append(Term("DDP gradient buckets", s.n_params * s_bytes, "DDP's all-reduce copy of the gradients"))
+    if config.fsdp and world > 1:
+        gathered = 2 * (terms.largest_block_params(s) * s_bytes + terms.largest_block_params(t) * DTYPE_BYTES[t_dtype])
+        gathered += terms.outer_params(s) * s_bytes + terms.outer_params(t) * DTYPE_BYTES[t_dtype]
+        out.append(Term("FSDP gathered weights", gathered,
+                        "two unsharded blocks of each model (prefetch) + embeddings and heads"))  # fmt: skip
+    act = terms.activation_bytes(s, tokens, config.precision_, config.gradient_checkpointing)
+    ckpt = "block inputs + one block recomputed" if config.gradient_checkpointing else "every block's saved tensors"
+    out.append(Term("activations", act, f"{tokens:,} tokens per micro-batch, {config.precision_}: {ckpt}"))
+    out.append(Term(
+        "final hidden states",
+        terms.hidden_bytes(t, tokens, t_dtype) + terms.hidden_bytes(s, tokens, "float32"),
+        "the teacher's and the student's, kept for the KD loss",
+    ))
+    out.append(Term("KD logit chunks", terms.logit_chunk_bytes(s, config.chunk_tokens, terms.KD_CHUNK_TENSORS),
+                    f"{terms.KD_CHUNK_TENSORS} x {config.chunk_tokens} tokens x {s.vocab:,} vocab, float32"))  # fmt: skip
+    return _finish(config, out)
+
+
+def _device_bytes(config: PlanConfig) -> int:
+    return int(config.device.memory_bytes)
+
+
+def _flops_per_s(config: PlanConfig, devices: int) -> float:
+    return config.device.bf16_flops * config.mfu * devices
+
+
+def plan_stage(config: PlanConfig, stage: str) -> StagePlan:
+    t, s = config.teacher, config.student
+    if stage == "score":
+        tokens = config.samples * config.seq_len
+        depth_tokens = (config.depth_samples or config.samples) * config.seq_len
+        flops = terms.forward_flops(t.n_params, tokens)
+        if config.depth_metric != "none":
+            flops += terms.depth_scoring_flops(t, depth_tokens, config.depth_mode, config.depth_metric,
+                                               config.depth_iterations)  # fmt: skip
+        what = f"{config.samples:,} x {config.seq_len:,} calibration tokens, {config.depth_mode} depth ({config.depth_metric})"
+        stage_terms, devices = score_terms(config), config.gpus
+    elif stage == "search":
+        eval_tokens = config.eval_samples * config.seq_len
+        flops = terms.forward_flops(s.n_params, eval_tokens)
+        what = f"one trial over {eval_tokens:,} evaluation tokens ({config.trials} trials: x{config.trials})"
+        stage_terms, devices = search_terms(config), 1
+    elif stage in ("compare", "distill"):
+        tokens = config.compare_tokens if stage == "compare" else config.distill_tokens
+        flops = terms.forward_flops(t.n_params, tokens) + terms.train_flops(s.n_params, tokens, config.gradient_checkpointing)
+        each = " per candidate" if stage == "compare" else ""
+        what = f"{tokens:,} tokens{each}, global batch {config.global_batch_} x {config.seq_len:,}"
+        stage_terms, devices = train_terms(config), config.gpus
+    else:
+        raise MinitronError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    peak = sum(int(x.bytes) for x in stage_terms)
+    fits = peak <= _device_bytes(config)
+    seconds = flops / _flops_per_s(config, devices)
+    if stage == "search":
+        seconds = flops / _flops_per_s(config, 1)  # per trial; workers on several GPUs run trials side by side
+    plan = StagePlan(stage, what, stage_terms, _device_bytes(config), fits, devices,
+                     _devices_needed(config, stage, fits), seconds, flops)  # fmt: skip
+    return plan if fits else dataclasses.replace(plan, fixes=fixes(config, stage))
+
+
+def _devices_needed(config: PlanConfig, stage: str, fits: bool) -> int | None:
+    """The fewest devices of this type on which the stage fits: only FSDP divides memory by devices."""
+    if stage not in ("compare", "distill") or not config.fsdp:
+        return 1 if fits else None
+    budget = _device_bytes(config)
+    for n in range(1, DEVICE_LIMIT + 1):
+        if sum(int(x.bytes) for x in train_terms(config, gpus=n)) <= budget:
+            return n
+    return None
+
+
+# Changes tried, in order, when a stage does not fit: (flag text, fields to change), for the stages they touch.
+def _candidate_fixes(config: PlanConfig, stage: str) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    training = stage in ("compare", "distill")
+    if training and not config.gradient_checkpointing:
+        out.append(("--gradient-checkpointing", {"gradient_checkpointing": True}))
+    if training and not config.fsdp and config.gpu != "cpu":
+        out.append((f"--fsdp (on {config.gpus} GPUs)", {"fsdp": True}))
+    if config.batch_size > 1:
+        out.append(("--batch-size 1", {"batch_size": 1, "global_batch": config.global_batch_ if training else None}))
+    if config.teacher_dtype_ == "float32":
+        out.append(("--teacher-dtype bfloat16", {"teacher_dtype": "bfloat16"}))
+    if training and config.precision_ == "fp32":
+        out.append(("--precision bf16", {"precision": "bf16"}))
+    if training and config.chunk_tokens > 64:
+        out.append(("--chunk-tokens 64", {"chunk_tokens": 64}))
+    if stage == "search" and config.top_k > 16:
+        out.append(("--top-k 16", {"top_k": 16}))
+    if config.seq_len > 512:
+        out.append((f"--seq-len {config.seq_len // 2}", {"seq_len": config.seq_len // 2}))
+    return out
+
+
+def fixes(config: PlanConfig, stage: str) -> list[dict[str, Any]]:
+    """Each single change that lowers the stage's peak, with its peak and whether it then fits; then all
+    of them together, and with FSDP the GPU count that fits."""
+    out = []
+    tried = _candidate_fixes(config, stage)
+    for flag, change in tried:
+        changed = _replaced(config, change)
+        if changed is None:
+            continue
+        peak = _peak(changed, stage)
+        out.append({"change": flag, "peak_bytes": peak, "fits": peak <= _device_bytes(config)})
+    if len(tried) > 1:
+        together: dict[str, Any] = {}
+        for _, change in tried:
+            together.update(change)
+        changed = _replaced(config, together)
+        if changed is not None:
+            peak = _peak(changed, stage)
+            out.append({"change": " ".join(flag for flag, _ in tried), "peak_bytes": peak,
+                        "fits": peak <= _device_bytes(config)})  # fmt: skip
+    if stage in ("compare", "distill") and config.gpu != "cpu":
+        fsdp = _replaced(config, {"fsdp": True, "global_batch": None})
+        if fsdp is not None:
+            n = _devices_needed(fsdp, stage, False)
+            if n is not None and n != config.gpus:
+                out.append({"change": f"--fsdp --gpus {n}", "peak_bytes": _peak(_replaced(fsdp, {"gpus": n}), stage),
+                            "fits": True})  # fmt: skip
+    return out
+
+
+def _replaced(config: PlanConfig, change: dict[str, Any]) -> PlanConfig | None:
+    try:
+        return dataclasses.replace(config, **change)
+    except MinitronError:
+        return None
+
+
+def _peak(config: PlanConfig, stage: str) -> int:
+    stage_terms = {"score": score_terms, "search": search_terms}.get(stage, train_terms)(config)
+    return sum(int(t.bytes) for t in stage_terms)
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: PlanConfig
+    stages: list[StagePlan]
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.config
+        device = c.device
+        return {
+            "teacher": {"name": c.teacher_name, **c.teacher.summary()},
+            "student": {"name": c.student_name, **c.student.summary()},
+            "device": {"preset": c.gpu, "name": device.name, "memory_bytes": device.memory_bytes,
+                       "peak_flops": device.bf16_flops, "count": c.gpus},  # fmt: skip
+            "settings": {
+                "fsdp": c.fsdp, "seq_len": c.seq_len, "batch_size": c.batch_size, "global_batch": c.global_batch_,
+                "teacher_dtype": c.teacher_dtype_, "student_dtype": c.student_dtype, "precision": c.precision_,
+                "gradient_checkpointing": c.gradient_checkpointing, "chunk_tokens": c.chunk_tokens,
+                "samples": c.samples, "depth_mode": c.depth_mode, "eval_samples": c.eval_samples,
+                "top_k": c.top_k, "trials": c.trials, "top": c.top, "compare_tokens": c.compare_tokens,
+                "distill_tokens": c.distill_tokens, "mfu": c.mfu, "allocator_headroom": c.headroom_,
+            },  # fmt: skip
+            "stages": [s.to_dict() for s in self.stages],
+        }
+
+
+def make_plan(config: PlanConfig, stages: tuple[str, ...] = STAGES) -> Plan:
+    return Plan(config, [plan_stage(config, stage) for stage in stages])
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def describe_bytes(n: float) -> str:
+    return format_bytes(int(n))
