@@ -15,7 +15,7 @@ from typing import TypeVar
 import typer
 
 # The order a user runs them in; commands not named here follow, alphabetically.
-WORKFLOW = ("run", "demo", "estimate", "score", "search", "prune", "distill", "compare", "evaluate", "train")
+WORKFLOW = ("run", "demo", "estimate", "plan", "score", "search", "prune", "distill", "compare", "evaluate", "train")
 
 
 class WorkflowGroup(typer.core.TyperGroup):
@@ -867,6 +867,92 @@ def evaluate(
         )
     )
     Console().print(table(results))
+
+
+@app.command()
+@friendly
+def plan(
+    teacher: str = typer.Argument(..., help="Teacher checkpoint directory or built-in name (a config is enough)."),
+    student: str = typer.Argument(
+        None, help="Student checkpoint directory or built-in name (e.g. a pruned model, nemotron-nano-9b-v2)."
+    ),
+    candidate: str = typer.Option(None, "--candidate", help="Candidates JSON from `minitron search` (the student)."),
+    rank: int = typer.Option(1, "--rank", help="Which candidate of --candidate."),
+    scores: str = typer.Option(None, "--scores", help="Scores file: the depth order --layers drops by."),
+    hidden: int = typer.Option(None, "--hidden", help="Student hidden size (instead of a student model)."),
+    ffn: int = typer.Option(None, "--ffn", help="Student FFN size."),
+    mamba_heads: int = typer.Option(None, "--mamba-heads", help="Student Mamba heads."),
+    mamba_head_dim: int = typer.Option(None, "--mamba-head-dim", help="Student Mamba head dimension."),
+    attn_heads: int = typer.Option(None, "--attn-heads", help="Student attention query heads."),
+    layers: int = typer.Option(None, "--layers", help="Student block count (needs --scores)."),
+    drop_blocks: str = typer.Option(None, "--drop-blocks", help="Teacher blocks the student drops, e.g. 3,17."),
+    gpu: str = typer.Option(
+        "h100-80g", "--gpu", help="GPU preset (a10g, l4, a100-40g, a100-80g, h100-80g, rtx4090) or cpu (process RSS)."
+    ),
+    gpus: int = typer.Option(1, "--gpus", help="GPUs of that type (data parallel, or sharded with --fsdp)."),
+    fsdp: bool = typer.Option(False, "--fsdp", help="Shard teacher, student, gradients and moments (FSDP2)."),
+    seq_len: int = typer.Option(8192, "--seq-len", help="Tokens per sequence in every stage."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Micro-batch: sequences per device per forward."),
+    global_batch: int = typer.Option(
+        None, "--global-batch", help="Sequences per optimizer step (default: --batch-size x --gpus)."
+    ),
+    tokens: int = typer.Option(50_000_000_000, "--tokens", help="Distillation tokens (Nano 2: 50000000000)."),
+    steps: int = typer.Option(None, "--steps", help="Distillation steps instead of --tokens."),
+    compare_tokens: int = typer.Option(
+        2_000_000_000, "--compare-tokens", help="Distillation tokens per compared candidate."
+    ),
+    top: int = typer.Option(3, "--top", help="Candidates compare distils."),
+    teacher_dtype: str = typer.Option("auto", "--teacher-dtype", help="auto (bfloat16 on GPUs, float32 on cpu)."),
+    student_dtype: str = typer.Option("float32", "--student-dtype", help="Trained weights and gradients."),
+    precision: str = typer.Option("auto", "--precision", help="Activations: auto (bf16 on GPUs), bf16, fp32."),
+    gradient_checkpointing: bool = GRADIENT_CHECKPOINTING_OPTION,
+    chunk_tokens: int = CHUNK_OPTION,
+    samples: int = typer.Option(1024, "--samples", help="Calibration sequences of score."),
+    depth_samples: int = typer.Option(None, "--depth-samples", help="Calibration sequences depth scoring uses."),
+    depth_mode: str = typer.Option("iterative", "--depth-mode", help="iterative or one-shot."),
+    eval_samples: int = typer.Option(16, "--eval-samples", help="Search evaluation sequences."),
+    top_k: int = typer.Option(64, "--top-k", help="Top-k of the search's teacher cache."),
+    trials: int = typer.Option(100, "--trials", help="Search trials."),
+    mfu: float = typer.Option(0.4, "--mfu", help="Model-FLOPs utilisation the times assume (0.4 = 40%)."),
+    allocator_headroom: str = typer.Option(
+        None, "--allocator-headroom", help="Share added for allocator slack (default 10%)."
+    ),
+    stages: str = typer.Option(None, "--stages", help="Comma-separated subset of score,search,compare,distill."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables."),
+    out: str = typer.Option(None, "--out", help="Also write the JSON to this file."),
+) -> None:
+    """Will each stage fit, on how many GPUs, and how long will it take: per-stage memory and time."""
+    from minitron.atomic import json_text
+    from minitron.memory import save_json
+    from minitron.plan.run import run_plan
+    from minitron.prune.target import TargetSpec, parse_block_list
+    from minitron.units import parse_fraction
+
+    target = TargetSpec(hidden=hidden, ffn=ffn, attn_heads=attn_heads, mamba_heads=mamba_heads,
+                        mamba_head_dim=mamba_head_dim, layers=layers,
+                        drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None)  # fmt: skip
+    result = run_plan(
+        teacher, student, candidate, rank, target, scores, stages, steps, gpu=gpu, gpus=gpus, fsdp=fsdp,
+        seq_len=seq_len, batch_size=batch_size, global_batch=global_batch,
+        distill_tokens=tokens, compare_tokens=compare_tokens,
+        top=top, teacher_dtype=teacher_dtype, student_dtype=student_dtype, precision=precision,
+        gradient_checkpointing=gradient_checkpointing, chunk_tokens=chunk_tokens, samples=samples,
+        depth_samples=depth_samples, depth_mode=depth_mode, eval_samples=eval_samples, top_k=top_k, trials=trials,
+        mfu=mfu, headroom=parse_fraction(allocator_headroom, "--allocator-headroom") if allocator_headroom else None,
+    )  # fmt: skip
+    data = result.to_dict()
+    if out is not None:
+        save_json(data, out)
+    if as_json:
+        typer.echo(json_text(data))
+        return
+    from rich.console import Console
+
+    from minitron.plan.report import plan_tables
+
+    console = Console()
+    for table in plan_tables(result):
+        console.print(table)
 
 
 def main() -> None:

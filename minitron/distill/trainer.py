@@ -195,8 +195,9 @@ def train(
     else:
         model_info = {"model": "in-memory", "params": sum(p.numel() for p in model.parameters())}
     model.to(device=device, dtype=torch.float32)
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.gradient_checkpointing:  # transformers 5.x renamed it; early 5.x releases have the old name only
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable({"use_reentrant": False})
     autocast = precision_autocast(config.precision, device)
     setup = getattr(objective, "setup", None)
     if setup is not None:
@@ -226,9 +227,14 @@ def train(
             print(f"note: --out {out} holds this same run; continuing it (as --resume)", file=sys.stderr)
         config = dataclasses.replace(config, resume=True)
     start = _start_state(config, out, wrapped, optimizer, scheduler, identity)
+    from minitron.plan.oom import explain_out_of_memory, training_plan
+
+    stage = "distill" if getattr(objective, "teacher", None) is not None else "train"
     try:
-        return _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, start, heldout,
-                    autocast, device, out, total_steps, model_info, provenance, identity)  # fmt: skip
+        with explain_out_of_memory(stage, lambda: training_plan(config, model, objective, world, device),
+                                   lambda: latest_checkpoint(out) if out.exists() else None, resumable=True):  # fmt: skip
+            return _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, start, heldout,
+                        autocast, device, out, total_steps, model_info, provenance, identity)  # fmt: skip
     except MinitronError:
         if created and rank == 0 and latest_checkpoint(out) is None:
             shutil.rmtree(out, ignore_errors=True)  # a fresh run that never checkpointed leaves nothing

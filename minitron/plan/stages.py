@@ -23,7 +23,7 @@ from minitron.memory import GPU, get_gpu
 from minitron.model.arch import Architecture
 from minitron.plan import terms
 from minitron.plan.terms import Term
-from minitron.units import DTYPE_BYTES, format_bytes, parse_dtype
+from minitron.units import DTYPE_BYTES, parse_dtype
 
 MiB = 2**20
 # What the CUDA context takes on each GPU (outside torch's allocator; nvidia-smi shows it).
@@ -48,7 +48,7 @@ class PlanConfig:
     student: Architecture
     teacher_name: str = "teacher"
     student_name: str = "student"
-    gpu: str = "h100-80g"  # a GPU preset, or "cpu"
+    gpu: str | GPU = "h100-80g"  # a GPU preset, "cpu", or a GPU description (the device a run is on)
     gpus: int = 1
     fsdp: bool = False
     seq_len: int = 8192
@@ -72,11 +72,12 @@ class PlanConfig:
     trials: int = 100
     mfu: float = 0.4
     headroom: float | None = None  # allocator share; None: DEFAULT_HEADROOM of the device kind
+    with_teacher: bool = True  # False: `minitron train` (no teacher in the training stages)
 
     def __post_init__(self) -> None:
         if self.gpus < 1:
             raise MinitronError(f"--gpus must be at least 1, got {self.gpus}")
-        if self.gpu != "cpu":
+        if isinstance(self.gpu, str) and self.gpu != "cpu":
             get_gpu(self.gpu)
         elif self.gpus != 1 or self.fsdp:
             raise MinitronError("--gpu cpu plans one process: use --gpus 1 and no --fsdp")
@@ -127,6 +128,8 @@ class PlanConfig:
 
     @property
     def device(self) -> GPU:
+        if isinstance(self.gpu, GPU):
+            return self.gpu
         if self.gpu == "cpu":
             return GPU("CPU (process RSS)", _physical_memory(), 0.0, CPU_FLOPS)
         return get_gpu(self.gpu)
@@ -167,6 +170,7 @@ class StagePlan:
     devices_needed: int | None  # the fewest that fit (None: no count of these devices fits)
     seconds: float
     flops: float
+    device_name: str = ""
     fixes: list[dict[str, Any]] = field(default_factory=list)  # changes that make it fit
 
     @property
@@ -183,6 +187,7 @@ class StagePlan:
             "fits": self.fits,
             "devices": self.devices,
             "devices_needed": self.devices_needed,
+            "device_name": self.device_name,
             "flops": self.flops,
             "seconds": self.seconds,
             "hours": self.seconds / 3600,
@@ -253,8 +258,10 @@ def train_terms(config: PlanConfig, gpus: int | None = None) -> list[Term]:
     t_dtype, s_dtype, tokens = config.teacher_dtype_, parse_dtype(config.student_dtype), config.micro_tokens
     s_bytes = DTYPE_BYTES[s_dtype]
     how = f" / {shard} (FSDP)" if shard > 1 else ""
-    out = [
-        Term("teacher weights", terms.weights(t, t_dtype) / shard, f"{t.n_params:,} x {DTYPE_BYTES[t_dtype]} B{how}"),
+    out = [Term("teacher weights", terms.weights(t, t_dtype) / shard, f"{t.n_params:,} x {DTYPE_BYTES[t_dtype]} B{how}")]
+    if not config.with_teacher:
+        out = []
+    out += [
         Term("student weights", s.n_params * s_bytes / shard, f"{s.n_params:,} x {s_bytes} B ({s_dtype}){how}"),
         Term("gradients", s.n_params * s_bytes / shard, f"one per student weight{how}"),
         Term("optimizer moments", 2 * s.n_params * 4 / shard, f"AdamW: 2 x {s.n_params:,} x 4 B{how}"),
@@ -262,13 +269,18 @@ def train_terms(config: PlanConfig, gpus: int | None = None) -> list[Term]:
     if world > 1 and not config.fsdp:
         out.append(Term("DDP gradient buckets", s.n_params * s_bytes, "DDP's all-reduce copy of the gradients"))
     if config.fsdp and world > 1:
-        gathered = 2 * (terms.largest_block_params(s) * s_bytes + terms.largest_block_params(t) * DTYPE_BYTES[t_dtype])
-        gathered += terms.outer_params(s) * s_bytes + terms.outer_params(t) * DTYPE_BYTES[t_dtype]
+        t_bytes = DTYPE_BYTES[t_dtype] if config.with_teacher else 0
+        gathered = 2 * (terms.largest_block_params(s) * s_bytes + terms.largest_block_params(t) * t_bytes)
+        gathered += terms.outer_params(s) * s_bytes + terms.outer_params(t) * t_bytes
         out.append(Term("FSDP gathered weights", gathered,
                         "two unsharded blocks of each model (prefetch) + embeddings and heads"))  # fmt: skip
     act = terms.activation_bytes(s, tokens, config.precision_, config.gradient_checkpointing)
     ckpt = "block inputs + one block recomputed" if config.gradient_checkpointing else "every block's saved tensors"
     out.append(Term("activations", act, f"{tokens:,} tokens per micro-batch, {config.precision_}: {ckpt}"))
+    if not config.with_teacher:
+        out.append(Term("logits", terms.logit_chunk_bytes(s, tokens, 3),
+                        f"3 x {tokens:,} tokens x {s.vocab:,} vocab, float32: logits, log-softmax, gradient"))  # fmt: skip
+        return _finish(config, out)
     out.append(Term(
         "final hidden states",
         terms.hidden_bytes(t, tokens, t_dtype) + terms.hidden_bytes(s, tokens, "float32"),
@@ -313,11 +325,11 @@ def plan_stage(config: PlanConfig, stage: str) -> StagePlan:
         raise MinitronError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     peak = sum(int(x.bytes) for x in stage_terms)
     fits = peak <= _device_bytes(config)
-    seconds = flops / _flops_per_s(config, devices)
-    if stage == "search":
-        seconds = flops / _flops_per_s(config, 1)  # per trial; workers on several GPUs run trials side by side
+    # search: per trial (workers on several GPUs run trials side by side)
+    rate = _flops_per_s(config, 1 if stage == "search" else devices)
+    seconds = flops / rate if rate else float("nan")
     plan = StagePlan(stage, what, stage_terms, _device_bytes(config), fits, devices,
-                     _devices_needed(config, stage, fits), seconds, flops)  # fmt: skip
+                     _devices_needed(config, stage, fits), seconds, flops, config.device.name)  # fmt: skip
     return plan if fits else dataclasses.replace(plan, fixes=fixes(config, stage))
 
 
@@ -408,7 +420,7 @@ class Plan:
         return {
             "teacher": {"name": c.teacher_name, **c.teacher.summary()},
             "student": {"name": c.student_name, **c.student.summary()},
-            "device": {"preset": c.gpu, "name": device.name, "memory_bytes": device.memory_bytes,
+            "device": {"preset": c.gpu if isinstance(c.gpu, str) else None, "name": device.name, "memory_bytes": device.memory_bytes,
                        "peak_flops": device.bf16_flops, "count": c.gpus},  # fmt: skip
             "settings": {
                 "fsdp": c.fsdp, "seq_len": c.seq_len, "batch_size": c.batch_size, "global_batch": c.global_batch_,
@@ -431,7 +443,3 @@ def _physical_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 0
-
-
-def describe_bytes(n: float) -> str:
-    return format_bytes(int(n))
