@@ -96,7 +96,7 @@ def plan_peaks(teacher, student, args, samples, depth_samples) -> dict[str, dict
 
 
 def slope(xs: list[float], ys: list[float]) -> float | None:
-    if len(xs) < 2:
+    if len(xs) < 2 or min(ys) <= 0:
         return None
     lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
     mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
@@ -118,7 +118,11 @@ def main() -> None:
     p.add_argument("--chunk-size", type=int, default=64, help="Mamba-2 chunk size of the models.")
     p.add_argument("--work", default="/tmp/minitron-scale", help="Where the models and runs go.")
     p.add_argument("--json", default=None, help="Also write the results here.")
+    p.add_argument("--report", nargs="+", default=None, help="Only print the table of earlier --json files.")
     args = p.parse_args()
+    if args.report:
+        report([json.loads(Path(path).read_text()) for path in args.report])
+        return
 
     from minitron.model.load import resolve_model
 
@@ -169,17 +173,47 @@ def main() -> None:
             print(f"h{hidden} {arch.n_params / 1e6:.0f}M {stage:13s} measured {m_['peak_rss_bytes'] / 2**20:8.0f} MiB"
                   f"  plan {plan / 2**20 if plan else float('nan'):8.0f} MiB  plan/measured {ratio}"
                   f"  {m_['seconds']:7.1f} s", flush=True)  # fmt: skip
-    summary = {"baseline_rss_bytes": base["peak_rss_bytes"], "args": vars(args), "rows": rows, "slopes": {}}
-    if len(rows) > 1:
-        params = [r["teacher_params"] for r in rows]
-        for stage in rows[0]["measured"]:
-            mem = slope(params, [r["measured"][stage]["peak_rss_bytes"] - base["peak_rss_bytes"] for r in rows])
-            per_token = [r["measured"][stage]["seconds"] / r["tokens"][stage] for r in rows if stage in r["tokens"]]
-            t = slope(params, per_token) if len(per_token) == len(rows) else None
-            summary["slopes"][stage] = {"memory_above_baseline": mem, "seconds_per_token": t}
-            print(f"slope {stage:13s} memory above baseline {mem:.2f}" + (f"  time per token {t:.2f}" if t else ""))
+    summary = {"baseline": base, "args": vars(args), "rows": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
+    report([summary])
+
+
+def report(runs: list[dict]) -> None:
+    """The rehearsal table (markdown) over every size of `runs`, and the log-log slopes against parameters.
+
+    Memory slopes are of the peak RSS above the baseline process; time slopes of the wall seconds per
+    token of the whole process (its imports and loading included: short stages grow less than linearly
+    for that). Each planned term's slope says which term is not
+    linear in the parameters (activations grow with hidden only; logit chunks with the vocabulary).
+    """
+    rows = sorted(((r, run["baseline"]) for run in runs for r in run["rows"]), key=lambda rb: rb[0]["teacher_params"])
+    print("| hidden | teacher params | stage | measured peak RSS | plan | plan / measured | seconds | s per 1k tokens |")  # noqa: E501
+    print("|---|---|---|---|---|---|---|---|")
+    for r, base in rows:
+        for stage, m in r["measured"].items():
+            plan = r["planned"].get(stage, {}).get("peak_bytes")
+            per_k = m["seconds"] / r["tokens"][stage] * 1000 if stage in r["tokens"] else None
+            print(f"| {r['hidden']} | {r['teacher_params'] / 1e6:.1f}M | {stage} | {m['peak_rss_bytes'] / 2**20:,.0f} MiB | "
+                  + (f"{plan / 2**20:,.0f} MiB | {plan / m['peak_rss_bytes']:.2f} | " if plan else "- | - | ")
+                  + f"{m['seconds']:.1f} | " + (f"{per_k:.2f} |" if per_k is not None else "- |"))  # fmt: skip
+    if len(rows) < 2:
+        return
+    params = [r["teacher_params"] for r, _ in rows]
+    print("\n| stage | slope: peak RSS above baseline | slope: time per token | slopes of the planned terms |")
+    print("|---|---|---|---|")
+    for stage in rows[0][0]["measured"]:
+        mem = slope(params, [r["measured"][stage]["peak_rss_bytes"] - b["peak_rss_bytes"] for r, b in rows])
+        t = None
+        if stage in rows[0][0]["tokens"]:
+            t = slope(params, [r["measured"][stage]["seconds"] / r["tokens"][stage] for r, _ in rows])
+        planned = rows[0][0]["planned"].get(stage, {}).get("terms", {})
+        term_slopes = []
+        for term in planned:
+            values = [r["planned"][stage]["terms"][term] for r, _ in rows]
+            if min(values) > 0:
+                term_slopes.append(f"{term} {slope(params, values):.2f}")
+        print(f"| {stage} | " + (f"{mem:.2f}" if mem is not None else "-") + " | " + (f"{t:.2f}" if t is not None else "-") + f" | {', '.join(term_slopes)} |")
 
 
 if __name__ == "__main__":

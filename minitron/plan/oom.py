@@ -97,7 +97,7 @@ def training_plan(config: Any, model: Any, objective: Any, world: int, device: A
     """The plan of a train/distill/compare run from its live settings (TrainConfig, model, objective)."""
     from minitron.distill.kd import unwrap
     from minitron.model.arch import Architecture
-    from minitron.plan.stages import PlanConfig, plan_stage
+    from minitron.plan.stages import PlanConfig
 
     student = Architecture.from_hf_config(unwrap(model).config)
     teacher_model = getattr(objective, "teacher", None)
@@ -109,11 +109,21 @@ def training_plan(config: Any, model: Any, objective: Any, world: int, device: A
         teacher_dtype=getattr(objective, "teacher_dtype", "auto"), with_teacher=teacher_model is not None,
         gradient_checkpointing=config.gradient_checkpointing, chunk_tokens=getattr(objective, "chunk_tokens", 256),
     )  # fmt: skip
-    return plan_stage(plan_config, "distill")
+    return _with_fixes(plan_config, "distill")
 
 
 def model_plan(stage: str, arch: Any, device: Any, **settings: Any):
     """The plan of `score` or a `search` trial on one model (the candidate sized as the model: an upper bound)."""
-    from minitron.plan.stages import PlanConfig, plan_stage
+    from minitron.plan.stages import PlanConfig
 
-    return plan_stage(PlanConfig(teacher=arch, student=arch, gpu=current_device(device), **settings), stage)
+    return _with_fixes(PlanConfig(teacher=arch, student=arch, gpu=current_device(device), **settings), stage)
+
+
+def _with_fixes(config: Any, stage: str):
+    """The stage's plan with the changes that lower its peak, even when the plan says it fits (it did not)."""
+    import dataclasses
+
+    from minitron.plan.stages import fixes, plan_stage
+
+    plan = plan_stage(config, stage)
+    return plan if plan.fixes else dataclasses.replace(plan, fixes=fixes(config, stage))

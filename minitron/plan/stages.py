@@ -354,15 +354,16 @@ def _candidate_fixes(config: PlanConfig, stage: str) -> list[tuple[str, dict[str
         out.append((f"--fsdp (on {config.gpus} GPUs)", {"fsdp": True}))
     if config.batch_size > 1:
         out.append(("--batch-size 1", {"batch_size": 1, "global_batch": config.global_batch_ if training else None}))
-    if config.teacher_dtype_ == "float32":
-        out.append(("--teacher-dtype bfloat16", {"teacher_dtype": "bfloat16"}))
+    if config.teacher_dtype_ == "float32":  # the flag of the stage's own command
+        flag = {"score": "--dtype", "search": "--eval-dtype"}.get(stage, "--teacher-dtype")
+        out.append((f"{flag} bfloat16", {"teacher_dtype": "bfloat16"}))
     if training and config.precision_ == "fp32":
         out.append(("--precision bf16", {"precision": "bf16"}))
     if training and config.chunk_tokens > 64:
         out.append(("--chunk-tokens 64", {"chunk_tokens": 64}))
     if stage == "search" and config.top_k > 16:
         out.append(("--top-k 16", {"top_k": 16}))
-    if config.seq_len > 512:
+    if config.seq_len > 64:
         out.append((f"--seq-len {config.seq_len // 2}", {"seq_len": config.seq_len // 2}))
     return out
 
