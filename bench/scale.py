@@ -128,8 +128,12 @@ def main() -> None:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    base = run_stage(["-c", BASELINE.format(seq_len=args.seq_len, batch=args.batch_size)], work / "baseline.log")
-    print(f"baseline (imports, tokenizer, data; no model): {base['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True)
+    base = run_stage(
+        ["-c", BASELINE.format(seq_len=args.seq_len, batch=args.batch_size)], work / "baseline.log"
+    )
+    print(
+        f"baseline (imports, tokenizer, data; no model): {base['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True
+    )
     rows = []
     for hidden in [int(h) for h in args.hidden.split(",")]:
         arch = scaled_arch(hidden, args.chunk_size)
@@ -187,10 +191,14 @@ def report(runs: list[dict]) -> None:
     for that). Each planned term's slope says which term is not
     linear in the parameters (activations grow with hidden only; logit chunks with the vocabulary).
     """
-    rows = sorted(((r, run["baseline"]) for run in runs for r in run["rows"]), key=lambda rb: rb[0]["teacher_params"])
-    print("| hidden | teacher params | stage | measured peak RSS | plan | plan / measured | seconds | s per 1k tokens |")  # noqa: E501
+    rows = sorted(
+        ((r, run["baseline"]) for run in runs for r in run["rows"]), key=lambda rb: rb[0]["teacher_params"]
+    )
+    print(
+        "| hidden | teacher params | stage | measured peak RSS | plan | plan / measured | seconds | s per 1k tokens |"
+    )  # noqa: E501
     print("|---|---|---|---|---|---|---|---|")
-    for r, base in rows:
+    for r, _ in rows:
         for stage, m in r["measured"].items():
             plan = r["planned"].get(stage, {}).get("peak_bytes")
             per_k = m["seconds"] / r["tokens"][stage] * 1000 if stage in r["tokens"] else None
@@ -200,7 +208,9 @@ def report(runs: list[dict]) -> None:
     if len(rows) < 2:
         return
     params = [r["teacher_params"] for r, _ in rows]
-    print("\n| stage | slope: peak RSS above baseline | slope: time per token | slopes of the planned terms |")
+    print(
+        "\n| stage | slope: peak RSS above baseline | slope: time per token | slopes of the planned terms |"
+    )
     print("|---|---|---|---|")
     for stage in rows[0][0]["measured"]:
         mem = slope(params, [r["measured"][stage]["peak_rss_bytes"] - b["peak_rss_bytes"] for r, b in rows])
@@ -213,7 +223,13 @@ def report(runs: list[dict]) -> None:
             values = [r["planned"][stage]["terms"][term] for r, _ in rows]
             if min(values) > 0:
                 term_slopes.append(f"{term} {slope(params, values):.2f}")
-        print(f"| {stage} | " + (f"{mem:.2f}" if mem is not None else "-") + " | " + (f"{t:.2f}" if t is not None else "-") + f" | {', '.join(term_slopes)} |")
+        print(
+            f"| {stage} | "
+            + (f"{mem:.2f}" if mem is not None else "-")
+            + " | "
+            + (f"{t:.2f}" if t is not None else "-")
+            + f" | {', '.join(term_slopes)} |"
+        )
 
 
 if __name__ == "__main__":

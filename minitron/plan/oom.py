@@ -47,7 +47,8 @@ def message(stage: str, error: BaseException, plan: Any, kept: Path | None, resu
             parts.append("lower it with " + ", ".join(fixes))
     if kept is not None:
         parts.append(
-            f"the last checkpoint ({kept.name}) is kept" + (": --resume continues from it" if resumable else "")
+            f"the last checkpoint ({kept.name}) is kept"
+            + (": --resume continues from it" if resumable else "")
         )
     elif resumable:
         parts.append("no checkpoint had been written yet")

@@ -52,7 +52,9 @@ def summary_table(plan: Plan):
             time += f" per trial ({format_duration(stage.seconds * c.trials / c.gpus)} for {c.trials} on {c.gpus})"
         elif stage.stage == "compare":
             time += f" per candidate ({format_duration(stage.seconds * c.top)} for {c.top})"
-        table.add_row(stage.stage, format_bytes(stage.peak_bytes), "yes" if stage.fits else "[red]no[/]", needed, time)
+        table.add_row(
+            stage.stage, format_bytes(stage.peak_bytes), "yes" if stage.fits else "[red]no[/]", needed, time
+        )
     return table
 
 

@@ -40,7 +40,9 @@ def resolve_student(
     elif target is not None and target != TargetSpec():
         name = "target sizes"
     else:
-        raise MinitronError("no student: give a student model, --candidates FILE --rank N, or target sizes (--hidden ...)")
+        raise MinitronError(
+            "no student: give a student model, --candidates FILE --rank N, or target sizes (--hidden ...)"
+        )
     from minitron.prune.target import resolve_target
 
     loaded = None
@@ -57,7 +59,9 @@ def parse_stages(text: str | None) -> tuple[str, ...]:
     stages = tuple(s.strip() for s in text.split(",") if s.strip())
     unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
-        raise MinitronError(f"--stages: unknown stage {', '.join(unknown) or '(none)'}; stages: {', '.join(STAGES)}")
+        raise MinitronError(
+            f"--stages: unknown stage {', '.join(unknown) or '(none)'}; stages: {', '.join(STAGES)}"
+        )
     return stages
 
 

@@ -91,7 +91,9 @@ class PlanConfig:
         if not (math.isfinite(self.mfu) and 0 < self.mfu <= 1):
             raise MinitronError(f"--mfu must be above 0 and at most 1 (0.4 = 40%), got {self.mfu}")
         if self.headroom is not None and not 0 <= self.headroom < 1:
-            raise MinitronError(f"--allocator-headroom must be at least 0% and below 100%, got {self.headroom}")
+            raise MinitronError(
+                f"--allocator-headroom must be at least 0% and below 100%, got {self.headroom}"
+            )
         if self.global_batch is not None and self.global_batch % (self.batch_size * self.gpus):
             raise MinitronError(
                 f"--global-batch {self.global_batch} is not a multiple of --batch-size x --gpus "
@@ -201,17 +203,27 @@ def _finish(config: PlanConfig, terms_: list[Term]) -> list[Term]:
     counted = sum(t.bytes for t in terms_)
     kind = config.device_kind
     runtime = (
-        Term("runtime", CPU_RUNTIME_BYTES, "python + torch + transformers + tokenizer + data before any model")
+        Term(
+            "runtime", CPU_RUNTIME_BYTES, "python + torch + transformers + tokenizer + data before any model"
+        )
         if kind == "cpu"
         else Term("runtime", CUDA_CONTEXT_BYTES, "the CUDA context (outside torch's allocator)")
     )
-    headroom = Term("allocator headroom", counted * config.headroom_, f"{config.headroom_:.0%} of the terms above")
+    headroom = Term(
+        "allocator headroom", counted * config.headroom_, f"{config.headroom_:.0%} of the terms above"
+    )
     return [*terms_, headroom, runtime]
 
 
 def score_terms(config: PlanConfig) -> list[Term]:
     arch, dtype, tokens = config.teacher, config.teacher_dtype_, config.micro_tokens
-    out = [Term("teacher weights", terms.weights(arch, dtype), f"{arch.n_params:,} x {DTYPE_BYTES[dtype]} B ({dtype})")]
+    out = [
+        Term(
+            "teacher weights",
+            terms.weights(arch, dtype),
+            f"{arch.n_params:,} x {DTYPE_BYTES[dtype]} B ({dtype})",
+        )
+    ]
     width = terms.forward_transient_bytes(arch, tokens, "float32")
     depth = 0.0
     if config.depth_metric != "none":
@@ -237,14 +249,20 @@ def search_terms(config: PlanConfig) -> list[Term]:
              "the tensors the candidate narrows (the rest are views of the teacher's)"),
     ]  # fmt: skip
     cache_tokens = config.eval_samples * config.seq_len if config.device_kind == "cpu" else tokens
-    where = "all evaluation batches (in the process)" if config.device_kind == "cpu" else "one batch on the device"
+    where = (
+        "all evaluation batches (in the process)"
+        if config.device_kind == "cpu"
+        else "one batch on the device"
+    )
     out.append(Term("teacher top-k cache", terms.teacher_cache_bytes(cache_tokens, config.top_k),
                     f"top-{config.top_k} of {cache_tokens:,} tokens: {where}"))  # fmt: skip
-    out.append(Term(
-        "activations",
-        terms.hidden_bytes(s, tokens, dtype) + terms.forward_transient_bytes(s, tokens, dtype),
-        f"{tokens:,} tokens: the residual stream and the widest block's forward",
-    ))
+    out.append(
+        Term(
+            "activations",
+            terms.hidden_bytes(s, tokens, dtype) + terms.forward_transient_bytes(s, tokens, dtype),
+            f"{tokens:,} tokens: the residual stream and the widest block's forward",
+        )
+    )
     out.append(Term("logit chunks", terms.logit_chunk_bytes(s, terms.LOGIT_CHUNK_TOKENS, terms.EVAL_CHUNK_TENSORS),
                     f"{terms.EVAL_CHUNK_TENSORS} x {terms.LOGIT_CHUNK_TOKENS} tokens x {s.vocab:,} vocab, float32"))  # fmt: skip
     return _finish(config, out)
@@ -258,7 +276,13 @@ def train_terms(config: PlanConfig, gpus: int | None = None) -> list[Term]:
     t_dtype, s_dtype, tokens = config.teacher_dtype_, parse_dtype(config.student_dtype), config.micro_tokens
     s_bytes = DTYPE_BYTES[s_dtype]
     how = f" / {shard} (FSDP)" if shard > 1 else ""
-    out = [Term("teacher weights", terms.weights(t, t_dtype) / shard, f"{t.n_params:,} x {DTYPE_BYTES[t_dtype]} B{how}")]
+    out = [
+        Term(
+            "teacher weights",
+            terms.weights(t, t_dtype) / shard,
+            f"{t.n_params:,} x {DTYPE_BYTES[t_dtype]} B{how}",
+        )
+    ]
     if not config.with_teacher:
         out = []
     out += [
@@ -267,7 +291,9 @@ def train_terms(config: PlanConfig, gpus: int | None = None) -> list[Term]:
         Term("optimizer moments", 2 * s.n_params * 4 / shard, f"AdamW: 2 x {s.n_params:,} x 4 B{how}"),
     ]  # fmt: skip
     if world > 1 and not config.fsdp:
-        out.append(Term("DDP gradient buckets", s.n_params * s_bytes, "DDP's all-reduce copy of the gradients"))
+        out.append(
+            Term("DDP gradient buckets", s.n_params * s_bytes, "DDP's all-reduce copy of the gradients")
+        )
     if config.fsdp and world > 1:
         t_bytes = DTYPE_BYTES[t_dtype] if config.with_teacher else 0
         gathered = 2 * (terms.largest_block_params(s) * s_bytes + terms.largest_block_params(t) * t_bytes)
@@ -275,17 +301,23 @@ def train_terms(config: PlanConfig, gpus: int | None = None) -> list[Term]:
         out.append(Term("FSDP gathered weights", gathered,
                         "two unsharded blocks of each model (prefetch) + embeddings and heads"))  # fmt: skip
     act = terms.activation_bytes(s, tokens, config.precision_, config.gradient_checkpointing)
-    ckpt = "block inputs + one block recomputed" if config.gradient_checkpointing else "every block's saved tensors"
+    ckpt = (
+        "block inputs + one block recomputed"
+        if config.gradient_checkpointing
+        else "every block's saved tensors"
+    )
     out.append(Term("activations", act, f"{tokens:,} tokens per micro-batch, {config.precision_}: {ckpt}"))
     if not config.with_teacher:
         out.append(Term("logits", terms.logit_chunk_bytes(s, tokens, 3),
                         f"3 x {tokens:,} tokens x {s.vocab:,} vocab, float32: logits, log-softmax, gradient"))  # fmt: skip
         return _finish(config, out)
-    out.append(Term(
-        "final hidden states",
-        terms.hidden_bytes(t, tokens, t_dtype) + terms.hidden_bytes(s, tokens, "float32"),
-        "the teacher's and the student's, kept for the KD loss",
-    ))
+    out.append(
+        Term(
+            "final hidden states",
+            terms.hidden_bytes(t, tokens, t_dtype) + terms.hidden_bytes(s, tokens, "float32"),
+            "the teacher's and the student's, kept for the KD loss",
+        )
+    )
     out.append(Term("KD logit chunks", terms.logit_chunk_bytes(s, config.chunk_tokens, terms.KD_CHUNK_TENSORS),
                     f"{terms.KD_CHUNK_TENSORS} x {config.chunk_tokens} tokens x {s.vocab:,} vocab, float32"))  # fmt: skip
     return _finish(config, out)
@@ -317,7 +349,9 @@ def plan_stage(config: PlanConfig, stage: str) -> StagePlan:
         stage_terms, devices = search_terms(config), 1
     elif stage in ("compare", "distill"):
         tokens = config.compare_tokens if stage == "compare" else config.distill_tokens
-        flops = terms.forward_flops(t.n_params, tokens) + terms.train_flops(s.n_params, tokens, config.gradient_checkpointing)
+        flops = terms.forward_flops(t.n_params, tokens) + terms.train_flops(
+            s.n_params, tokens, config.gradient_checkpointing
+        )
         each = " per candidate" if stage == "compare" else ""
         what = f"{tokens:,} tokens{each}, global batch {config.global_batch_} x {config.seq_len:,}"
         stage_terms, devices = train_terms(config), config.gpus
@@ -353,7 +387,9 @@ def _candidate_fixes(config: PlanConfig, stage: str) -> list[tuple[str, dict[str
     if training and not config.fsdp and config.gpu != "cpu":
         out.append((f"--fsdp (on {config.gpus} GPUs)", {"fsdp": True}))
     if config.batch_size > 1:
-        out.append(("--batch-size 1", {"batch_size": 1, "global_batch": config.global_batch_ if training else None}))
+        out.append(
+            ("--batch-size 1", {"batch_size": 1, "global_batch": config.global_batch_ if training else None})
+        )
     if config.teacher_dtype_ == "float32":  # the flag of the stage's own command
         flag = {"score": "--dtype", "search": "--eval-dtype"}.get(stage, "--teacher-dtype")
         out.append((f"{flag} bfloat16", {"teacher_dtype": "bfloat16"}))
@@ -369,32 +405,30 @@ def _candidate_fixes(config: PlanConfig, stage: str) -> list[tuple[str, dict[str
 
 
 def fixes(config: PlanConfig, stage: str) -> list[dict[str, Any]]:
-    """Each single change that lowers the stage's peak, with its peak and whether it then fits; then all
-    of them together, and with FSDP the GPU count that fits."""
+    """Each single change that lowers the stage's peak, with its peak and whether it then fits; all of
+    them together when none fits alone; and, for training, the fewest GPUs that fit with FSDP."""
     out = []
     tried = _candidate_fixes(config, stage)
     for flag, change in tried:
         changed = _replaced(config, change)
-        if changed is None:
-            continue
-        peak = _peak(changed, stage)
-        out.append({"change": flag, "peak_bytes": peak, "fits": peak <= _device_bytes(config)})
-    if len(tried) > 1:
+        if changed is not None:
+            peak = _peak(changed, stage)
+            out.append({"change": flag, "peak_bytes": peak, "fits": peak <= _device_bytes(config)})
+    if len(tried) > 1 and not any(fix["fits"] for fix in out):
         together: dict[str, Any] = {}
         for _, change in tried:
             together.update(change)
         changed = _replaced(config, together)
         if changed is not None:
             peak = _peak(changed, stage)
-            out.append({"change": " ".join(flag for flag, _ in tried), "peak_bytes": peak,
+            out.append({"change": " ".join(flag.split(" (")[0] for flag, _ in tried), "peak_bytes": peak,
                         "fits": peak <= _device_bytes(config)})  # fmt: skip
     if stage in ("compare", "distill") and config.gpu != "cpu":
         fsdp = _replaced(config, {"fsdp": True, "global_batch": None})
-        if fsdp is not None:
-            n = _devices_needed(fsdp, stage, False)
-            if n is not None and n != config.gpus:
-                out.append({"change": f"--fsdp --gpus {n}", "peak_bytes": _peak(_replaced(fsdp, {"gpus": n}), stage),
-                            "fits": True})  # fmt: skip
+        n = _devices_needed(fsdp, stage, False) if fsdp is not None else None
+        if n is not None and (n != config.gpus or not config.fsdp):
+            more = _replaced(fsdp, {"gpus": n})
+            out.append({"change": f"--fsdp --gpus {n}", "peak_bytes": _peak(more, stage), "fits": True})
     return out
 
 
@@ -421,15 +455,33 @@ class Plan:
         return {
             "teacher": {"name": c.teacher_name, **c.teacher.summary()},
             "student": {"name": c.student_name, **c.student.summary()},
-            "device": {"preset": c.gpu if isinstance(c.gpu, str) else None, "name": device.name, "memory_bytes": device.memory_bytes,
-                       "peak_flops": device.bf16_flops, "count": c.gpus},  # fmt: skip
+            "device": {
+                "preset": c.gpu if isinstance(c.gpu, str) else None,
+                "name": device.name,
+                "memory_bytes": device.memory_bytes,
+                "peak_flops": device.bf16_flops,
+                "count": c.gpus,
+            },  # fmt: skip
             "settings": {
-                "fsdp": c.fsdp, "seq_len": c.seq_len, "batch_size": c.batch_size, "global_batch": c.global_batch_,
-                "teacher_dtype": c.teacher_dtype_, "student_dtype": c.student_dtype, "precision": c.precision_,
-                "gradient_checkpointing": c.gradient_checkpointing, "chunk_tokens": c.chunk_tokens,
-                "samples": c.samples, "depth_mode": c.depth_mode, "eval_samples": c.eval_samples,
-                "top_k": c.top_k, "trials": c.trials, "top": c.top, "compare_tokens": c.compare_tokens,
-                "distill_tokens": c.distill_tokens, "mfu": c.mfu, "allocator_headroom": c.headroom_,
+                "fsdp": c.fsdp,
+                "seq_len": c.seq_len,
+                "batch_size": c.batch_size,
+                "global_batch": c.global_batch_,
+                "teacher_dtype": c.teacher_dtype_,
+                "student_dtype": c.student_dtype,
+                "precision": c.precision_,
+                "gradient_checkpointing": c.gradient_checkpointing,
+                "chunk_tokens": c.chunk_tokens,
+                "samples": c.samples,
+                "depth_mode": c.depth_mode,
+                "eval_samples": c.eval_samples,
+                "top_k": c.top_k,
+                "trials": c.trials,
+                "top": c.top,
+                "compare_tokens": c.compare_tokens,
+                "distill_tokens": c.distill_tokens,
+                "mfu": c.mfu,
+                "allocator_headroom": c.headroom_,
             },  # fmt: skip
             "stages": [s.to_dict() for s in self.stages],
         }

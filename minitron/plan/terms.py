@@ -104,7 +104,9 @@ def activation_bytes(arch: Architecture, tokens: int, precision: str, checkpoint
 
 def forward_transient_bytes(arch: Architecture, tokens: int, dtype: str) -> float:
     """The widest block's tensors during an inference forward (nothing is kept for a backward)."""
-    return max(saved_elements_per_token(arch, kind) for kind in set(arch.pattern)) * tokens * DTYPE_BYTES[dtype]
+    return (
+        max(saved_elements_per_token(arch, kind) for kind in set(arch.pattern)) * tokens * DTYPE_BYTES[dtype]
+    )
 
 
 def hidden_bytes(arch: Architecture, tokens: int, dtype: str) -> int:
@@ -171,7 +173,9 @@ def train_flops(params: int, tokens: float, checkpointing: bool) -> float:
     return (8 if checkpointing else 6) * params * tokens
 
 
-def depth_scoring_flops(arch: Architecture, tokens: float, mode: str, metric: str, iterations: int | None) -> float:
+def depth_scoring_flops(
+    arch: Architecture, tokens: float, mode: str, metric: str, iterations: int | None
+) -> float:
     """Depth scoring: every block run over every token, plus each candidate's logits (not for cosine)."""
     n = arch.n_blocks
     mean_block = sum(arch.block_params(k) for k in arch.pattern) / n

@@ -18,19 +18,26 @@ def _loss_and_grads(model, objective, ids):
     model.zero_grad(set_to_none=True)
     sums = loss_sums(objective, model, ids)
     sums["loss"].backward()
-    return sums["loss"].detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return sums["loss"].detach(), {
+        n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+    }
 
 
 def _count_block_calls(model):
     from minitron.model.adapters import adapter_for
 
     calls = {"n": 0}  # a module inside the first block: the recompute calls it again
-    next(adapter_for(model).blocks(model)[0].children()).register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    next(adapter_for(model).blocks(model)[0].children()).register_forward_pre_hook(
+        lambda *_: calls.__setitem__("n", calls["n"] + 1)
+    )
     return calls
 
 
 def test_same_kd_loss_and_gradients_with_and_without_checkpointing(make_model, tokenizer):
-    teacher, ids = make_model(0), torch.randint(3, len(tokenizer), (2, 24), generator=torch.Generator().manual_seed(0))
+    teacher, ids = (
+        make_model(0),
+        torch.randint(3, len(tokenizer), (2, 24), generator=torch.Generator().manual_seed(0)),
+    )
     objective = Distillation(teacher, KDLoss(), len(tokenizer))
     objective.setup(torch.device("cpu"))
     plain = make_model(1)

@@ -13,9 +13,13 @@ from minitron.distill.losses import KDLoss
 from minitron.errors import MinitronError
 
 ERRORS = [
-    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total capacity)"),
-    RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
-                 "allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)"),  # fmt: skip
+    torch.cuda.OutOfMemoryError(
+        "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total capacity)"
+    ),
+    RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
+        "allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)"
+    ),  # fmt: skip
     MemoryError(),
 ]
 
@@ -34,7 +38,9 @@ def _fail_from_call(model, n: int, error: BaseException) -> None:
 
 
 @pytest.mark.parametrize("error", ERRORS, ids=["cuda", "cpu-allocator", "memory-error"])
-def test_out_of_memory_in_distill_is_one_line_and_keeps_the_checkpoint(tmp_path, corpus, tokenizer, make_model, error):
+def test_out_of_memory_in_distill_is_one_line_and_keeps_the_checkpoint(
+    tmp_path, corpus, tokenizer, make_model, error
+):
     student = make_model(1)
     _fail_from_call(student, 4, error)  # steps 1-3 run (one forward each), step 4 fails
     config = TrainConfig(data=DataSpec(source=str(corpus), seq_len=16, batch_size=2), out=str(tmp_path / "run"),

@@ -22,7 +22,9 @@ def test_score_out_of_memory_is_one_line(tmp_path, monkeypatch):
                                       "--device", "cpu", "--out", str(out)])  # fmt: skip
     assert result.exit_code == 1
     line = result.output.strip().splitlines()[-1]
-    assert line.startswith("error: out of memory in score ([enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator")
+    assert line.startswith(
+        "error: out of memory in score ([enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator"
+    )
     assert "planned peak" in line and "per device on CPU (process RSS)" in line
     assert "lower it with --dtype bfloat16 (" in line
     assert "Traceback" not in result.output and not out.exists()

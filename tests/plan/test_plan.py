@@ -22,7 +22,9 @@ def run(*args: str):
 
 
 def nano(**settings) -> PlanConfig:
-    return PlanConfig(teacher=resolve_model(T12).architecture, student=resolve_model(S9).architecture, **settings)
+    return PlanConfig(
+        teacher=resolve_model(T12).architecture, student=resolve_model(S9).architecture, **settings
+    )
 
 
 def terms_of(plan) -> dict[str, float]:
@@ -52,7 +54,15 @@ def test_json_has_every_stage_with_terms_from_the_architecture():
 def test_tables_print_every_stage():
     result = run(T12, S9, "--gpus", "8")
     assert result.exit_code == 0, result.output
-    for word in ("score:", "search:", "compare:", "distill:", "teacher weights", "optimizer moments", "fewest"):
+    for word in (
+        "score:",
+        "search:",
+        "compare:",
+        "distill:",
+        "teacher weights",
+        "optimizer moments",
+        "fewest",
+    ):
         assert word in result.output
 
 
@@ -109,19 +119,37 @@ def test_student_from_target_flags_and_from_a_candidates_file(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((S9, T12), "error: the student (12,310,001,152 parameters) is larger than the teacher (8,888,227,328)"),
+        (
+            (S9, T12),
+            "error: the student (12,310,001,152 parameters) is larger than the teacher (8,888,227,328)",
+        ),
         ((T12, S9, "--gpus", "0"), "error: --gpus must be at least 1, got 0"),
         ((T12, S9, "--gpu", "h200"), "error: --gpu: unknown GPU 'h200'; known: a10g"),
-        ((T12, S9, "--seq-len", "200000"), "error: --seq-len 200000 is longer than the teacher's position limit "
-                                           "(max_position_embeddings 131072)"),  # fmt: skip
+        (
+            (T12, S9, "--seq-len", "200000"),
+            "error: --seq-len 200000 is longer than the teacher's position limit "
+            "(max_position_embeddings 131072)",
+        ),  # fmt: skip
         ((T12,), "error: no student: give a student model"),
-        ((T12, S9, "--hidden", "4096"), "error: give the student one way, not a student model and target sizes"),
+        (
+            (T12, S9, "--hidden", "4096"),
+            "error: give the student one way, not a student model and target sizes",
+        ),
         ((T12, S9, "--mfu", "0"), "error: --mfu must be above 0"),
         ((T12, S9, "--stages", "prune"), "error: --stages: unknown stage prune"),
         ((T12, S9, "--global-batch", "3", "--gpus", "2"), "error: --global-batch 3 is not a multiple"),
     ],
-    ids=["larger-student", "zero-gpus", "unknown-gpu", "too-long", "no-student", "two-students", "mfu", "stage",
-         "global-batch"],  # fmt: skip
+    ids=[
+        "larger-student",
+        "zero-gpus",
+        "unknown-gpu",
+        "too-long",
+        "no-student",
+        "two-students",
+        "mfu",
+        "stage",
+        "global-batch",
+    ],  # fmt: skip
 )
 def test_impossible_plans_get_one_clear_line(args, message):
     result = run(*args)

@@ -26,7 +26,7 @@ def saved_elements(arch: Architecture, tokens: tuple[int, int] = (2, 64)) -> dic
             continue
         storages: dict[int, int] = {}
 
-        def pack(t):
+        def pack(t, storages=storages):
             storage = t.untyped_storage()
             storages[storage.data_ptr()] = storage.nbytes()
             return t
@@ -82,4 +82,6 @@ def test_narrowed_params_are_what_prune_shared_copies():
     assert terms.narrowed_params(source, source.drop_blocks([1])) == 0  # depth only: every tensor is a view
     ffn_only = source.with_sizes(ffn=32)
     assert terms.narrowed_params(source, ffn_only) == ffn_only.count("-") * ffn_only.block_params("-")
-    assert terms.narrowed_params(source, source.with_sizes(hidden=16)) == source.with_sizes(hidden=16).n_params
+    assert (
+        terms.narrowed_params(source, source.with_sizes(hidden=16)) == source.with_sizes(hidden=16).n_params
+    )
