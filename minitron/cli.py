@@ -15,7 +15,7 @@ from typing import TypeVar
 import typer
 
 # The order a user runs them in; commands not named here follow, alphabetically.
-WORKFLOW = ("run", "demo", "estimate", "plan", "score", "search", "prune", "distill", "compare", "evaluate", "train")
+WORKFLOW = ("run", "demo", "estimate", "score", "search", "prune", "distill", "compare", "evaluate", "train")
 
 
 class WorkflowGroup(typer.core.TyperGroup):
@@ -225,8 +225,7 @@ def estimate(
     out: str = typer.Option(None, "--out", help="Also write the JSON to this file."),
 ) -> None:
     """Parameters and serving memory (weights, KV cache, SSM and conv state) against a budget."""
-    from minitron.atomic import json_text
-    from minitron.memory import EstimateConfig, estimate_tables, run_estimate, save_json
+    from minitron.memory import EstimateConfig, estimate_tables, run_estimate
 
     config = EstimateConfig.from_options(
         model=model,
@@ -242,7 +241,14 @@ def estimate(
         engine=engine,
     )
     report = run_estimate(config)
-    data = report.to_dict()
+    _emit(report.to_dict(), lambda: estimate_tables(report), out, as_json)
+
+
+def _emit(data: dict, tables, out: str | None, as_json: bool) -> None:
+    """--out writes the JSON, --json prints it, else the rich tables `tables()` builds."""
+    from minitron.atomic import json_text
+    from minitron.memory import save_json
+
     if out is not None:
         save_json(data, out)
     if as_json:
@@ -251,7 +257,7 @@ def estimate(
     from rich.console import Console
 
     console = Console()
-    for table in estimate_tables(report):
+    for table in tables():
         console.print(table)
 
 
@@ -922,8 +928,6 @@ def plan(
     out: str = typer.Option(None, "--out", help="Also write the JSON to this file."),
 ) -> None:
     """Will each stage fit, on how many GPUs, and how long will it take: per-stage memory and time."""
-    from minitron.atomic import json_text
-    from minitron.memory import save_json
     from minitron.plan.run import run_plan
     from minitron.prune.target import TargetSpec, parse_block_list
     from minitron.units import parse_fraction
@@ -940,19 +944,9 @@ def plan(
         depth_samples=depth_samples, depth_mode=depth_mode, eval_samples=eval_samples, top_k=top_k, trials=trials,
         mfu=mfu, headroom=parse_fraction(allocator_headroom, "--allocator-headroom") if allocator_headroom else None,
     )  # fmt: skip
-    data = result.to_dict()
-    if out is not None:
-        save_json(data, out)
-    if as_json:
-        typer.echo(json_text(data))
-        return
-    from rich.console import Console
-
     from minitron.plan.report import plan_tables
 
-    console = Console()
-    for table in plan_tables(result):
-        console.print(table)
+    _emit(result.to_dict(), lambda: plan_tables(result), out, as_json)
 
 
 def main() -> None:

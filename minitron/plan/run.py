@@ -1,7 +1,7 @@
 """`minitron plan`: the teacher and the student from what the user names, then the plan of every stage.
 
 The student is one of: a checkpoint directory or built-in name (a pruned model, or a preset such as
-nemotron-nano-9b-v2), a row of a search candidates file (`--candidates` + `--rank`), or target sizes
+nemotron-nano-9b-v2), a row of a search candidates file (`--candidate` + `--rank`), or target sizes
 (`--hidden`, `--ffn`, ... and `--layers`/`--drop-blocks`) applied to the teacher. Only configs are
 read: a 12B teacher is planned without its weights.
 """
@@ -23,7 +23,7 @@ def resolve_student(
     scores: str | None = None,
 ) -> tuple[Architecture, str]:
     """The student's architecture and a name for it, from exactly one of the three ways to give it."""
-    given = [name for name, value in (("a student model", student), ("--candidates", candidates),
+    given = [name for name, value in (("a student model", student), ("--candidate", candidates),
                                       ("target sizes", target if target and target != TargetSpec() else None))
              if value is not None]  # fmt: skip
     if len(given) > 1:
@@ -41,7 +41,7 @@ def resolve_student(
         name = "target sizes"
     else:
         raise MinitronError(
-            "no student: give a student model, --candidates FILE --rank N, or target sizes (--hidden ...)"
+            "no student: give a student model, --candidate FILE --rank N, or target sizes (--hidden ...)"
         )
     from minitron.prune.target import resolve_target
 
