@@ -28,8 +28,9 @@ from minitron.units import DTYPE_BYTES, parse_dtype
 MiB = 2**20
 # What the CUDA context takes on each GPU (outside torch's allocator; nvidia-smi shows it).
 CUDA_CONTEXT_BYTES = 500 * MiB
-# Peak RSS of a minitron process before it loads a model: python, torch, transformers, the tokenizer,
-# the data (measured on CPU with bench/scale.py; see BENCHMARKS.md).
+# What a minitron process holds besides the planned tensors: python, torch, transformers, the tokenizer
+# and the data peak at ~320 MiB before any model, and loading one adds ~100 MiB of transformers' own
+# (measured on CPU with bench/scale.py; see BENCHMARKS.md).
 CPU_RUNTIME_BYTES = 400 * MiB
 # Share of the counted bytes the allocator holds beyond them: the CUDA caching allocator's rounding and
 # fragmentation; on CPU, freed blocks glibc keeps in the process (calibrated by bench/scale.py).
@@ -57,7 +58,8 @@ class PlanConfig:
     distill_tokens: int = 50_000_000_000
     compare_tokens: int = 2_000_000_000
     top: int = 3  # candidates compare distils
-    teacher_dtype: str = "auto"  # auto: bfloat16 on GPUs, float32 on CPU
+    teacher_dtype: str = "auto"  # score and distill: auto is bfloat16 on GPUs, float32 on CPU
+    eval_dtype: str = "float32"  # the search's models (search --eval-dtype)
     student_dtype: str = "float32"  # the trained weights (minitron trains float32 master weights)
     precision: str = "auto"  # activations: bf16 autocast on GPUs, fp32 on CPU
     gradient_checkpointing: bool = False
@@ -99,7 +101,8 @@ class PlanConfig:
                 f"--global-batch {self.global_batch} is not a multiple of --batch-size x --gpus "
                 f"({self.batch_size} x {self.gpus})"
             )
-        for flag, dtype in (("--teacher-dtype", self.teacher_dtype), ("--student-dtype", self.student_dtype)):
+        for flag, dtype in (("--teacher-dtype", self.teacher_dtype), ("--student-dtype", self.student_dtype),
+                            ("--eval-dtype", self.eval_dtype)):  # fmt: skip
             if dtype != "auto":
                 parse_dtype(dtype, flag)
         if self.precision not in ("auto", "bf16", "fp32"):
@@ -242,7 +245,7 @@ def score_terms(config: PlanConfig) -> list[Term]:
 
 def search_terms(config: PlanConfig) -> list[Term]:
     """One trial: the teacher, the candidate's narrowed copies, the cached teacher answers, one forward."""
-    t, s, dtype, tokens = config.teacher, config.student, config.teacher_dtype_, config.micro_tokens
+    t, s, dtype, tokens = config.teacher, config.student, parse_dtype(config.eval_dtype), config.micro_tokens
     out = [
         Term("teacher weights", terms.weights(t, dtype), f"{t.n_params:,} x {DTYPE_BYTES[dtype]} B ({dtype})"),
         Term("candidate weights", terms.narrowed_params(t, s) * DTYPE_BYTES[dtype],
@@ -390,8 +393,10 @@ def _candidate_fixes(config: PlanConfig, stage: str) -> list[tuple[str, dict[str
         out.append(
             ("--batch-size 1", {"batch_size": 1, "global_batch": config.global_batch_ if training else None})
         )
-    if config.teacher_dtype_ == "float32":  # the flag of the stage's own command
-        flag = {"score": "--dtype", "search": "--eval-dtype"}.get(stage, "--teacher-dtype")
+    if stage == "search" and parse_dtype(config.eval_dtype) == "float32":
+        out.append(("--eval-dtype bfloat16", {"eval_dtype": "bfloat16"}))
+    elif stage != "search" and config.teacher_dtype_ == "float32":  # the flag of the stage's own command
+        flag = "--dtype" if stage == "score" else "--teacher-dtype"
         out.append((f"{flag} bfloat16", {"teacher_dtype": "bfloat16"}))
     if training and config.precision_ == "fp32":
         out.append(("--precision bf16", {"precision": "bf16"}))
@@ -467,7 +472,7 @@ class Plan:
                 "seq_len": c.seq_len,
                 "batch_size": c.batch_size,
                 "global_batch": c.global_batch_,
-                "teacher_dtype": c.teacher_dtype_,
+                "teacher_dtype": c.teacher_dtype_, "eval_dtype": c.eval_dtype,
                 "student_dtype": c.student_dtype,
                 "precision": c.precision_,
                 "gradient_checkpointing": c.gradient_checkpointing,

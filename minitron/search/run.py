@@ -217,7 +217,7 @@ def run(config: SearchConfig, console=None) -> SearchResult:
         from minitron.plan.oom import explain_out_of_memory, model_plan
 
         plan = lambda: model_plan("search", source.architecture, config.device, seq_len=config.seq_len,  # noqa: E731
-                                  batch_size=config.batch_size, teacher_dtype=config.eval_dtype,
+                                  batch_size=config.batch_size, eval_dtype=config.eval_dtype,
                                   eval_samples=config.eval_samples, top_k=config.top_k)  # fmt: skip
         with explain_out_of_memory("search", plan):
             document = {**header, **_search(config, source, scores, space, constraint, enumeration, proxy, console)}
