@@ -163,3 +163,12 @@ def test_cpu_plans_count_the_process_runtime():
     last = plan.stages[0].terms[-1]
     assert (last.name, last.bytes) == ("runtime", CPU_RUNTIME_BYTES)
     assert plan.stages[0].device_name == "CPU (process RSS)"
+
+
+def test_search_runs_in_its_eval_dtype():
+    fp32, bf16 = plan_stage(nano(), "search"), plan_stage(nano(eval_dtype="bfloat16"), "search")
+    teacher = resolve_model(T12).architecture
+    assert terms_of(fp32)["teacher weights"] == teacher.n_params * 4  # search's default --eval-dtype float32
+    assert terms_of(bf16)["teacher weights"] == teacher.n_params * 2
+    assert not fp32.fits and bf16.fits
+    assert {"change": "--eval-dtype bfloat16", "peak_bytes": bf16.peak_bytes, "fits": True} in fp32.fixes
