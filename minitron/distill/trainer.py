@@ -229,10 +229,12 @@ def train(
     start = _start_state(config, out, wrapped, optimizer, scheduler, identity)
     from minitron.plan.oom import explain_out_of_memory, training_plan
 
-    stage = "distill" if getattr(objective, "teacher", None) is not None else "train"
+    stage, hint = ("distill" if getattr(objective, "teacher", None) is not None else "train"), "--resume continues"
+    if "candidate" in (provenance or {}):
+        stage, hint = f"compare (candidate {provenance['candidate']['rank']})", "the same compare command continues"
     try:
         with explain_out_of_memory(stage, lambda: training_plan(config, model, objective, world, device),
-                                   lambda: latest_checkpoint(out) if out.exists() else None, resumable=True):  # fmt: skip
+                                   lambda: latest_checkpoint(out) if out.exists() else None, hint):  # fmt: skip
             return _run(config, objective, wrapped, model, tokenizer, optimizer, scheduler, start, heldout,
                         autocast, device, out, total_steps, model_info, provenance, identity)  # fmt: skip
     except MinitronError:

@@ -32,7 +32,7 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and CPU_ALLOCATION_FAILURE in str(error)
 
 
-def message(stage: str, error: BaseException, plan: Any, kept: Path | None, resumable: bool) -> str:
+def message(stage: str, error: BaseException, plan: Any, kept: Path | None, resume_hint: str | None) -> str:
     """The one line (see the module docstring); `plan` is a StagePlan or None."""
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     reason = reason.split(". If reserved")[0].split(" (GPU 0;")[0]  # torch appends a long allocator note
@@ -47,10 +47,9 @@ def message(stage: str, error: BaseException, plan: Any, kept: Path | None, resu
             parts.append("lower it with " + ", ".join(fixes))
     if kept is not None:
         parts.append(
-            f"the last checkpoint ({kept.name}) is kept"
-            + (": --resume continues from it" if resumable else "")
+            f"the last checkpoint ({kept.name}) is kept" + (f": {resume_hint} from it" if resume_hint else "")
         )
-    elif resumable:
+    elif resume_hint:
         parts.append("no checkpoint had been written yet")
     return "; ".join(parts)
 
@@ -60,7 +59,7 @@ def explain_out_of_memory(
     stage: str,
     planner: Callable[[], Any],
     kept: Callable[[], Path | None] = lambda: None,
-    resumable: bool = False,
+    resume_hint: str | None = None,
 ) -> Iterator[None]:
     try:
         yield
@@ -78,7 +77,7 @@ def explain_out_of_memory(
                 torch.cuda.empty_cache()
         except Exception:
             pass
-        raise MinitronError(message(stage, error, plan, kept(), resumable)) from None
+        raise MinitronError(message(stage, error, plan, kept(), resume_hint)) from None
 
 
 def current_device(device: Any):

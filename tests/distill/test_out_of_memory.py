@@ -75,3 +75,37 @@ def test_out_of_memory_before_any_checkpoint_says_so(tmp_path, corpus, tokenizer
                                             r"2.00 GiB\); planned peak .*no checkpoint had been written yet$"):  # fmt: skip
         train(config, model=student, tokenizer=tokenizer)
     assert not (tmp_path / "run").exists()  # a fresh run that never checkpointed leaves nothing
+
+
+def test_out_of_memory_in_compare_names_the_candidate(tmp_path, corpus, tokenizer, make_model, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from minitron.cli import app
+    from minitron.distill import kd
+
+    teacher = tmp_path / "teacher"
+    make_model(0).save_pretrained(teacher)
+    tokenizer.save_pretrained(teacher)
+    candidates = tmp_path / "candidates.json"
+    candidates.write_text(json.dumps({"candidates": [{"rank": 1, "drop_blocks": [1]}]}))
+    calls = {"n": 0}
+    original = kd.chunked_kd_sums
+
+    def failing(*args, **kwargs):  # the loss of the 3rd training step runs out of memory
+        calls["n"] += 1
+        if calls["n"] == 4:  # 1: the held-out evaluation at step 0, then steps 1, 2, 3
+            raise ERRORS[0]
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(kd, "chunked_kd_sums", failing)
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, ["compare", str(teacher), str(candidates), "--top", "1", "--data", str(corpus),
+                                      "--seq-len", "16", "--batch-size", "2", "--eval-batches", "1", "--steps", "4",
+                                      "--save-every", "2", "--device", "cpu", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error: out of memory in compare (candidate 1) (CUDA out of memory."), line
+    assert "planned peak" in line and "the same compare command continues from it" in line
+    assert latest_checkpoint(out / "rank-1") is not None
