@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from minitron.cli import app
 from minitron.memory import get_gpu
 from minitron.model.load import resolve_model
-from minitron.plan.stages import CPU_RUNTIME_BYTES, PlanConfig, make_plan, plan_stage
+from minitron.plan.peaks import CPU_RUNTIME_BYTES
+from minitron.plan.stages import PlanConfig, make_plan, plan_stage
 
 T12, S9 = "nemotron-nano-12b-v2-base", "nemotron-nano-9b-v2"
 
