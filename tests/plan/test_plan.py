@@ -173,3 +173,9 @@ def test_search_runs_in_its_eval_dtype():
     assert terms_of(bf16)["teacher weights"] == teacher.n_params * 2
     assert not fp32.fits and bf16.fits
     assert {"change": "--eval-dtype bfloat16", "peak_bytes": bf16.peak_bytes, "fits": True} in fp32.fixes
+
+
+def test_steps_give_the_distillation_tokens():
+    result = run(T12, S9, "--gpus", "8", "--steps", "10", "--global-batch", "64", "--seq-len", "4096", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["settings"]["distill_tokens"] == 10 * 64 * 4096
