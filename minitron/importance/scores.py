@@ -59,7 +59,9 @@ class Scores:
                 f"({scored.get('blocks')} blocks, hidden {scored.get('hidden')}) than this model "
                 f"({arch.n_blocks} blocks, hidden {arch.hidden})"
             )
-        for axis in ("ffn", "attn_heads", "mamba_heads", "mamba_head_dim"):
+        from minitron.model.axes import width_names
+
+        for axis in width_names():
             if scored.get(axis) != getattr(arch, axis):
                 raise MinitronError(
                     f"scores were computed for {axis}={scored.get(axis)}, this model has {getattr(arch, axis)}"

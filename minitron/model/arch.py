@@ -110,14 +110,9 @@ class Architecture:
 
     def absent_axes(self) -> set[str]:
         """Prunable axes this architecture has no blocks for (a dense model's Mamba axes, ...)."""
-        absent = set()
-        if not self.has_part(MLP):
-            absent.add("ffn")
-        if not self.has_part(ATTENTION):
-            absent.add("attn_heads")
-        if not self.has_part(MAMBA):
-            absent |= {"mamba_heads", "mamba_head_dim"}
-        return absent
+        from minitron.model.axes import width_axes
+
+        return {a.name for a in width_axes() if not a.on(self)}
 
     @property
     def family(self):
@@ -168,9 +163,11 @@ class Architecture:
     # ---- changes -------------------------------------------------------------------------------
     def with_sizes(self, **sizes: int) -> Architecture:
         """A copy with some axis sizes changed (hidden, ffn, attn_heads, mamba_heads, ...); validated."""
-        unknown = set(sizes) - PRUNABLE_AXES
+        from minitron.model.axes import width_names
+
+        unknown = set(sizes) - set(width_names())
         if unknown:
-            raise MinitronError(f"cannot change {sorted(unknown)}; prunable axes: {sorted(PRUNABLE_AXES)}")
+            raise MinitronError(f"cannot change {sorted(unknown)}; prunable axes: {sorted(width_names())}")
         return dataclasses.replace(self, **sizes)
 
     def drop_blocks(self, indices: list[int] | tuple[int, ...]) -> Architecture:
@@ -186,8 +183,10 @@ class Architecture:
 
     def shrinks(self, source: Architecture) -> list[str]:
         """Why `self` is not reachable from `source` by pruning (empty when it is)."""
+        from minitron.model.axes import width_names
+
         problems = []
-        for axis in sorted(PRUNABLE_AXES):
+        for axis in sorted(width_names()):
             if getattr(self, axis) > getattr(source, axis):
                 problems.append(f"{axis} {getattr(self, axis)} > source {getattr(source, axis)}")
         for name in ("kv_heads", "head_dim", "mamba_groups", "ssm_state", "conv_kernel", "vocab", "model_type"):
@@ -223,21 +222,21 @@ class Architecture:
 
     def summary(self) -> dict[str, Any]:
         """The prunable sizes as a plain dict (for tables and JSON)."""
+        from minitron.model.axes import width_names
+
         return {
             "blocks": self.n_blocks,
             "pattern": self.pattern,
             "mamba_blocks": self.count_part(MAMBA),
             "mlp_blocks": self.count_part(MLP),
             "attention_blocks": self.count_part(ATTENTION),
-            **{axis: getattr(self, axis) for axis in sorted(PRUNABLE_AXES)},
+            **{axis: getattr(self, axis) for axis in sorted(width_names())},
             "params": self.n_params,
         }
 
 
 
 _FAMILIES: dict = {}  # model_type -> family adapter, filled on first use
-
-PRUNABLE_AXES = frozenset({"hidden", "ffn", "attn_heads", "mamba_heads", "mamba_head_dim"})
 
 # transformers bookkeeping that to_dict() adds and from_pretrained recomputes: never carried in `extra`.
 HF_BOOKKEEPING_KEYS = frozenset(

@@ -8,6 +8,10 @@ read: a 12B teacher is planned without its weights.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+from typing import Any
+
 from minitron.errors import MinitronError
 from minitron.model.arch import Architecture
 from minitron.plan.stages import STAGES, Plan, PlanConfig, make_plan
@@ -68,26 +72,59 @@ def parse_stages(text: str | None) -> tuple[str, ...]:
 def run_plan(
     teacher: str,
     student: str | None = None,
-    candidates: str | None = None,
+    candidate: str | None = None,
     rank: int = 1,
-    target: TargetSpec | None = None,
     scores: str | None = None,
+    drop_blocks: str | None = None,
     stages: str | None = None,
     steps: int | None = None,
-    **settings,
+    tokens: int = 50_000_000_000,
+    compare_tokens: int = 2_000_000_000,
+    allocator_headroom: str | None = None,
+    **options: Any,
 ) -> Plan:
-    """Resolve the models, check every setting, plan the stages (`settings`: PlanConfig fields)."""
+    """`minitron plan`'s options (one per axis of the table for the target sizes, the rest PlanConfig
+    fields) -> the models resolved, every setting checked, the stages planned."""
+    from minitron.model.axes import axes
     from minitron.model.load import resolve_model
+    from minitron.prune.target import parse_block_list
+    from minitron.units import parse_fraction
 
     wanted = parse_stages(stages)
+    sizes = {a.name: options.pop(a.option, None) for a in axes()}
+    target = TargetSpec(drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None, **sizes)
+    headroom = parse_fraction(allocator_headroom, "--allocator-headroom") if allocator_headroom else None
     source = resolve_model(teacher)
-    arch, student_name = resolve_student(source.architecture, student, candidates, rank, target, scores)
+    arch, student_name = resolve_student(source.architecture, student, candidate, rank, target, scores)
     config = PlanConfig(teacher=source.architecture, student=arch, teacher_name=source.name,
-                        student_name=student_name, **settings)  # fmt: skip
+                        student_name=student_name, distill_tokens=tokens, compare_tokens=compare_tokens,
+                        headroom=headroom, **options)  # fmt: skip
     if steps is not None:
         if steps < 1:
             raise MinitronError(f"--steps must be at least 1, got {steps}")
-        import dataclasses
-
         config = dataclasses.replace(config, distill_tokens=steps * config.global_batch_ * config.seq_len)
     return make_plan(config, wanted)
+
+
+def main(as_json: bool = False, out: str | None = None, console=None, **options: Any) -> Plan:
+    """`minitron plan`: plan, write --out, print JSON (--json) or one table per stage and a summary."""
+    from minitron.atomic import json_text
+    from minitron.estimate import save_json
+
+    if out is not None and Path(out).is_dir():
+        raise MinitronError(f"--out: {out} is a directory; give a file name")
+    plan = run_plan(**options)
+    data = plan.to_dict()
+    if out is not None:
+        save_json(data, out)
+    if as_json:
+        print(json_text(data))
+        return plan
+    from rich.console import Console
+
+    from minitron.plan.report import plan_tables
+
+    console = console or Console()
+    for table in plan_tables(plan):
+        console.print(table)
+    return plan

@@ -19,6 +19,7 @@ import torch
 from minitron.importance.ranking import rank_attention_heads, rank_mamba
 from minitron.importance.scores import Scores
 from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP
+from minitron.model.axes import width_axes
 from minitron.search.frontier import Point
 from minitron.search.space import SearchSpace, representative_pattern
 
@@ -55,11 +56,7 @@ def importance_proxy(space: SearchSpace, scores: Scores) -> Callable[[Point], fl
             kept = [i for i in range(source.n_blocks) if i not in set(point.depth.dropped)]
         else:
             kept = _kept_indices(source.pattern, pattern)
-        sizes = {
-            MLP: (point.ffn,),
-            ATTENTION: (point.attn_heads,),
-            MAMBA: (point.mamba_heads, point.mamba_head_dim),
-        }
+        sizes = {part: tuple(getattr(point, a.name) for a in width_axes() if a.part == part) for part in (MLP, ATTENTION, MAMBA)}
 
         def block_share(i: int) -> float:  # a dense layer: the mean over its attention and its MLP
             parts = BLOCK_PARTS[source.pattern[i]]

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from minitron.errors import MinitronError
-from minitron.memory import Budget, estimate_memory
+from minitron.memory import Budget, ServingSpec, estimate_memory
 from minitron.model.load import resolve_model
 from minitron.search.frontier import Constraint, Point, enumerate_feasible
 from minitron.search.space import DepthOption, build_space, parse_axis
@@ -64,7 +64,7 @@ def test_default_space_reaches_fine_granularity():
 def test_12b_space_holds_the_9b_and_table10_candidates():
     """Nano 2's 9B (56 blocks, 4480, 15680, 128 x 80) and Table 10's candidates 1 and 3 fit 19.60 GiB."""
     space = build_space(NANO12B, {"layers": "56"})
-    constraint = Constraint(NANO2_BUDGET.usable_bytes, context_tokens=131072)
+    constraint = Constraint(ServingSpec(context_tokens=131072, budget=NANO2_BUDGET))
     enumeration = enumerate_feasible(space, constraint)
     assert round(NANO2_BUDGET.usable_bytes / 2**30, 2) == 19.60
     depth = next(d for d in space.depth if d.counts == (1, 3, 2))  # the 9B dropped 1 M, 3 -, 2 *
@@ -99,7 +99,7 @@ def test_analytic_enumeration_equals_brute_force():
         {"layers": "60:62", "hidden": "4096:5120:256", "ffn": "12288:20480:1024", "mamba_heads": "96:128:16"},
     )
     constraint = Constraint(
-        NANO2_BUDGET.usable_bytes, context_tokens=65536, min_params=int(9e9), max_params=int(10.5e9)
+        ServingSpec(context_tokens=65536, budget=NANO2_BUDGET), min_params=int(9e9), max_params=int(10.5e9)
     )
     enumeration = enumerate_feasible(space, constraint)
     got = {c.point(f).key() for c in enumeration.combinations for f in c.ffn}
@@ -122,7 +122,7 @@ def test_budget_below_the_smallest_candidate():
     from minitron.units import format_bytes
 
     space = build_space(NANO12B, {"layers": "56"})
-    constraint = Constraint(Budget.from_options("6GiB").usable_bytes, 131072)
+    constraint = Constraint(ServingSpec(context_tokens=131072, budget=Budget.from_options("6GiB")))
     with pytest.raises(MinitronError) as e:
         enumerate_feasible(space, constraint)
     smallest = min(
