@@ -108,23 +108,11 @@ def run_plan(
 
 def main(as_json: bool = False, out: str | None = None, console=None, **options: Any) -> Plan:
     """`minitron plan`: plan, write --out, print JSON (--json) or one table per stage and a summary."""
-    from minitron.atomic import json_text
-    from minitron.estimate import save_json
+    from minitron.estimate import print_report
+    from minitron.plan.report import plan_tables
 
     if out is not None and Path(out).is_dir():
         raise MinitronError(f"--out: {out} is a directory; give a file name")
     plan = run_plan(**options)
-    data = plan.to_dict()
-    if out is not None:
-        save_json(data, out)
-    if as_json:
-        print(json_text(data))
-        return plan
-    from rich.console import Console
-
-    from minitron.plan.report import plan_tables
-
-    console = console or Console()
-    for table in plan_tables(plan):
-        console.print(table)
+    print_report(plan.to_dict(), lambda: plan_tables(plan), out, as_json, console)
     return plan
