@@ -414,6 +414,62 @@ def demo(
     _run_pipeline(str(ASSETS_DIR / "demo.toml"), out, eval_tasks)
 
 
+@app.command()
+@friendly
+@with_options(lambda: axis_options(int, "prune_help"), after="scores")
+def plan(
+    teacher: str = typer.Argument(..., help="Teacher checkpoint directory or built-in name (a config is enough)."),
+    student: str = typer.Argument(
+        None, help="Student checkpoint directory or built-in name (a pruned model, nemotron-nano-9b-v2, ...)."
+    ),
+    candidate: str = typer.Option(None, "--candidate", help="Candidates JSON from `minitron search` (the student)."),
+    rank: int = typer.Option(1, "--rank", help="Which candidate of --candidate."),
+    scores: str = typer.Option(None, "--scores", help="Scores file: the depth order --layers drops by."),
+    drop_blocks: str = typer.Option(None, "--drop-blocks", help="Teacher blocks the student drops, e.g. 3,17."),
+    gpu: str = typer.Option(
+        "h100-80g", "--gpu", help="GPU preset (a10g, l4, a100-40g, a100-80g, h100-80g, rtx4090) or cpu (process RSS)."
+    ),
+    gpus: int = typer.Option(1, "--gpus", help="GPUs of that type (data parallel, or sharded with --fsdp)."),
+    fsdp: bool = typer.Option(False, "--fsdp", help="Shard teacher, student, gradients and moments (FSDP2)."),
+    seq_len: int = typer.Option(8192, "--seq-len", help="Tokens per sequence in every stage."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Micro-batch: sequences per device per forward."),
+    global_batch: int = typer.Option(
+        None, "--global-batch", help="Sequences per optimizer step (default: --batch-size x --gpus)."
+    ),
+    tokens: int = typer.Option(50_000_000_000, "--tokens", help="Distillation tokens (Nano 2: 50000000000)."),
+    steps: int = typer.Option(None, "--steps", help="Distillation steps instead of --tokens."),
+    compare_tokens: int = typer.Option(
+        2_000_000_000, "--compare-tokens", help="Distillation tokens per compared candidate."
+    ),
+    top: int = typer.Option(3, "--top", help="Candidates compare distils."),
+    teacher_dtype: str = typer.Option("auto", "--teacher-dtype", help="auto (bfloat16 on GPUs, float32 on cpu)."),
+    student_dtype: str = typer.Option("float32", "--student-dtype", help="Trained weights and gradients."),
+    eval_dtype: str = typer.Option("float32", "--eval-dtype", help="The search's teacher and candidates."),
+    precision: str = typer.Option("auto", "--precision", help="Activations: auto (bf16 on GPUs), bf16, fp32."),
+    gradient_checkpointing: bool = TRAINING_OPTIONS["gradient_checkpointing"][1],
+    chunk_tokens: int = KD_OPTIONS["chunk_tokens"][1],
+    samples: int = typer.Option(1024, "--samples", help="Calibration sequences of score."),
+    depth_samples: int = typer.Option(None, "--depth-samples", help="Calibration sequences depth scoring uses."),
+    depth_mode: str = typer.Option("iterative", "--depth-mode", help="iterative or one-shot."),
+    eval_samples: int = typer.Option(16, "--eval-samples", help="Search evaluation sequences."),
+    top_k: int = typer.Option(64, "--top-k", help="Top-k of the search's teacher cache."),
+    trials: int = typer.Option(100, "--trials", help="Search trials."),
+    mfu: float = typer.Option(0.4, "--mfu", help="Model-FLOPs utilisation the times assume (0.4 = 40%)."),
+    allocator_headroom: str = typer.Option(
+        None, "--allocator-headroom", help="Share added for allocator slack (default 10%)."
+    ),
+    stages: str = typer.Option(None, "--stages", help="Comma-separated subset of score,search,compare,distill."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables."),
+    out: str = typer.Option(None, "--out", help="Also write the JSON to this file."),
+    **options: Any,
+) -> None:
+    """Will each stage fit, on how many GPUs, and how long will it take: per-stage memory and time."""
+    given = all_options(locals())
+    from minitron.plan.run import main
+
+    main(**given)
+
+
 def main() -> None:
     app(prog_name="minitron")
 

@@ -106,21 +106,25 @@ def run_estimate(config: EstimateConfig) -> EstimateReport:
 
 def run(config: EstimateConfig, console=None) -> EstimateReport:
     """`minitron estimate`: size the model, write --out, print JSON (--json) or the tables."""
+    report = run_estimate(config)
+    print_report(report.to_dict(), lambda: estimate_tables(report), config.out, config.as_json, console)
+    return report
+
+
+def print_report(data: dict[str, Any], tables, out: str | Path | None, as_json: bool, console=None) -> None:
+    """Write `data` to --out, then print it as JSON (--json) or the rich tables `tables()` builds."""
     from minitron.atomic import json_text
 
-    report = run_estimate(config)
-    data = report.to_dict()
-    if config.out is not None:
-        save_json(data, config.out)
-    if config.as_json:
+    if out is not None:
+        save_json(data, out)
+    if as_json:
         print(json_text(data))
-        return report
+        return
     from rich.console import Console
 
     console = console or Console()
-    for table in estimate_tables(report):
+    for table in tables():
         console.print(table)
-    return report
 
 
 def estimate_tables(report: EstimateReport) -> list:

@@ -74,18 +74,21 @@ class GPU:
     name: str
     memory_bytes: int  # total memory as nvidia-smi reports it (the CUDA context takes a few 100 MiB of it)
     bandwidth_bytes_per_s: float  # peak DRAM bandwidth from NVIDIA's datasheet
+    bf16_flops: float = 0.0  # dense bf16 tensor-core peak from NVIDIA's datasheet (training time plans)
 
 
 # Memory: the total nvidia-smi prints for each card (e.g. "0MiB / 23028MiB" on an AWS g5 A10G).
 # Bandwidth: NVIDIA datasheets -- A10/A10G 600 GB/s; L4 300 GB/s; A100 40GB SXM 1,555 GB/s;
 # A100 80GB SXM 2,039 GB/s; H100 SXM 3.35 TB/s; GeForce RTX 4090 1,008 GB/s.
+# Dense bf16: A10G 70 TFLOPS (AWS; the A10 is 125), L4 121, A100 312, H100 SXM 989, RTX 4090 165
+# (fp32 accumulate).
 GPUS = {
-    "a10g": GPU("NVIDIA A10G", 23028 * MiB, 600e9),
-    "l4": GPU("NVIDIA L4", 23034 * MiB, 300e9),
-    "a100-40g": GPU("NVIDIA A100-SXM4-40GB", 40960 * MiB, 1555e9),
-    "a100-80g": GPU("NVIDIA A100-SXM4-80GB", 81920 * MiB, 2039e9),
-    "h100-80g": GPU("NVIDIA H100 80GB HBM3", 81559 * MiB, 3.35e12),
-    "rtx4090": GPU("NVIDIA GeForce RTX 4090", 24564 * MiB, 1008e9),
+    "a10g": GPU("NVIDIA A10G", 23028 * MiB, 600e9, 70e12),
+    "l4": GPU("NVIDIA L4", 23034 * MiB, 300e9, 121e12),
+    "a100-40g": GPU("NVIDIA A100-SXM4-40GB", 40960 * MiB, 1555e9, 312e12),
+    "a100-80g": GPU("NVIDIA A100-SXM4-80GB", 81920 * MiB, 2039e9, 312e12),
+    "h100-80g": GPU("NVIDIA H100 80GB HBM3", 81559 * MiB, 3.35e12, 989e12),
+    "rtx4090": GPU("NVIDIA GeForce RTX 4090", 24564 * MiB, 1008e9, 165e12),
 }
 
 

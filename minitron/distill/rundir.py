@@ -44,7 +44,8 @@ METRICS = "metrics.jsonl"
 # new length ends exactly as a run asked for that length from the start. `out` too: a run directory
 # moved elsewhere is the same run.
 RESUME_FREE = ("resume", "stop_at_step", "progress", "eval_every", "save_every", "log_every", "model",
-               "steps", "tokens", "report_to", "command", "out")  # fmt: skip
+               "steps", "tokens", "report_to", "command", "out",
+               "gradient_checkpointing")  # fmt: skip
 FRESH = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "data": None}
 
 

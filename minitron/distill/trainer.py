@@ -83,6 +83,7 @@ class TrainConfig:
     fsdp: bool = False
     report_to: str = "none"  # experiment trackers, comma-separated (tracking.py)
     command: str = ""  # the command line that started the run (its model card shows it)
+    gradient_checkpointing: bool = False  # recompute each block in the backward: same result, less memory
 
     def __post_init__(self) -> None:
         parse_report_to(self.report_to)
@@ -180,6 +181,9 @@ def train(
         model_info = {**student, "params": sum(p.numel() for p in model.parameters())}
     check_seq_len(config.data.seq_len, model.config.to_dict(), model_info["model"])
     model.to(device=device, dtype=torch.float32)
+    if config.gradient_checkpointing:  # transformers 5.x renamed it; early 5.x releases have the old name only
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable({"use_reentrant": False})
     setup = getattr(objective, "setup", None)
     if setup is not None:
         setup(device, fsdp=config.fsdp)
@@ -202,9 +206,16 @@ def train(
         config = run_dir.config = dataclasses.replace(config, resume=True)
     start = run_dir.start(wrapped, optimizer, scheduler)
     loop = _Loop(config, objective, wrapped, tokenizer, optimizer, scheduler, run_dir, device, total_steps)
+    from minitron.plan.oom import explain_out_of_memory, training_plan
+
+    stage, hint = ("distill" if getattr(objective, "teacher", None) is not None else "train"), "--resume continues"
+    if "candidate" in (provenance or {}):
+        stage, hint = f"compare (candidate {provenance['candidate']['rank']})", "the same compare command continues"
     failed = True
     try:
-        result = loop.run(start, heldout)
+        with explain_out_of_memory(stage, lambda: training_plan(config, model, objective, world, device),
+                                   lambda: latest_checkpoint(out) if out.exists() else None, hint):  # fmt: skip
+            result = loop.run(start, heldout)
         failed = False
         return result
     except MinitronError:

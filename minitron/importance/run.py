@@ -101,6 +101,7 @@ def run(config: ScoreConfig) -> Scores:
     from minitron.importance.scores import save_scores
     from minitron.importance.width import score_width
     from minitron.model.load import check_seq_len, load_model, load_tokenizer, resolve_model
+    from minitron.plan.oom import explain_out_of_memory, model_plan
     from minitron.progress import progress_bar
 
     device = str(resolve_device(config.device))
@@ -142,17 +143,17 @@ def run(config: ScoreConfig) -> Scores:
         warn_if_long(work, device, config)
 
     tensors: dict[str, torch.Tensor] = {}
-    if config.width:
-        with progress_bar("width scores", len(mine), show) as advance:
-            tensors.update(score_width(model, mine, config.aggregation, advance))
-    if config.depth != "none":
-        runs = work["depth_block_runs"]
-        with progress_bar(f"depth scores ({config.depth}, block runs)", runs, show) as advance:
-            tensors.update(
-                score_depth(
-                    model, depth_batches, config.depth, config.depth_mode, advance, config.depth_iterations
-                )
-            )
+    plan = lambda: model_plan("score", arch, device, seq_len=config.seq_len, batch_size=config.batch_size,  # noqa: E731
+                              teacher_dtype=dtype, depth_metric=config.depth)  # fmt: skip
+    with explain_out_of_memory("score", plan):
+        if config.width:
+            with progress_bar("width scores", len(mine), show) as advance:
+                tensors.update(score_width(model, mine, config.aggregation, advance))
+        if config.depth != "none":
+            runs = work["depth_block_runs"]
+            with progress_bar(f"depth scores ({config.depth}, block runs)", runs, show) as advance:
+                tensors.update(score_depth(model, depth_batches, config.depth, config.depth_mode, advance,
+                                           config.depth_iterations))  # fmt: skip
 
     settings: dict[str, Any] = {
         "width": config.width,

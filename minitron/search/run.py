@@ -93,10 +93,13 @@ def run(config: SearchConfig, console=None) -> SearchResult:
         rows = [candidate_row(p, space, constraint, config.gpu_, None, value) for p, value in ranked]
         document = {**header, "ranked_by": f"proxy: {proxy_name}", "candidates": rank_rows(rows, "proxy")}
     else:
-        document = {
-            **header,
-            **_search(config, source, scores, space, constraint, enumeration, proxy, console),
-        }
+        from minitron.plan.oom import explain_out_of_memory, model_plan
+
+        plan = lambda: model_plan("search", source.architecture, config.device, seq_len=config.seq_len,  # noqa: E731
+                                  batch_size=config.batch_size, eval_dtype=config.eval_dtype,
+                                  eval_samples=config.eval_samples, top_k=config.top_k)  # fmt: skip
+        with explain_out_of_memory("search", plan):
+            document = {**header, **_search(config, source, scores, space, constraint, enumeration, proxy, console)}
     config.out.mkdir(parents=True, exist_ok=True)
     from minitron.search.report import candidates_table, write_outputs
 
