@@ -1,5 +1,6 @@
 """Tiny random models shared by every test area (imported by the conftest files and helpers):
-NemotronH (TINY) and one dense config per Llama-family model type (DENSE_CONFIGS)."""
+NemotronH (TINY), one dense config per Llama-family model type (DENSE_CONFIGS) and one
+mixture-of-experts config per MoE family (MOE_CONFIGS)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,54 @@ DENSE_CONFIGS = {
 
 def dense_arch(name: str) -> Architecture:
     return Architecture.from_hf_config(DENSE_CONFIGS[name])
+
+
+# Mixture-of-experts configs: NemotronH with every block type (E = MoE: 8 routed experts top 2, one
+# shared expert, a sigmoid router with correction bias and scaling) and Qwen3-MoE with one dense layer.
+MOE_CONFIGS = {
+    "nemotron_h": {
+        "model_type": "nemotron_h",
+        "hybrid_override_pattern": "ME*EM-E",
+        "hidden_size": 32,
+        "intermediate_size": 40,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "mamba_num_heads": 8,
+        "mamba_head_dim": 4,
+        "n_groups": 2,
+        "ssm_state_size": 8,
+        "conv_kernel": 4,
+        "chunk_size": 8,
+        "vocab_size": 97,
+        "n_routed_experts": 8,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 16,
+        "moe_shared_expert_intermediate_size": 24,
+        "n_shared_experts": 1,
+        "routed_scaling_factor": 2.5,
+        "norm_topk_prob": True,
+        "n_group": 1,
+        "topk_group": 1,
+        "layer_norm_epsilon": 1e-5,
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    },
+    "qwen3_moe": {
+        **_DENSE_BASE,
+        "model_type": "qwen3_moe",
+        "num_experts": 8,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 16,
+        "norm_topk_prob": True,
+        "mlp_only_layers": [1],
+    },
+}
+
+
+def moe_arch(name: str) -> Architecture:
+    return Architecture.from_hf_config(MOE_CONFIGS[name])
 
 
 class MaskedRMSNorm(nn.Module):

@@ -104,6 +104,15 @@ class Family:
     def block_params(self, arch: Architecture, kind: str) -> int:
         raise NotImplementedError
 
+    def extra_weight_bytes(self, arch: Architecture, itemsize: int) -> int:
+        """Checkpoint bytes beyond n_params x itemsize: persistent buffers and tensors transformers keeps
+        in float32 whatever the model's dtype."""
+        return 0
+
+    def expert_params(self, arch: Architecture) -> int:
+        """Parameters of one routed expert (what a token leaves out per expert it is not routed to)."""
+        raise MinitronError(f"{self.name} models have no mixture-of-experts blocks")
+
     def ffn_unit_params(self, arch: Architecture) -> int:
         """Parameters one FFN neuron holds over all MLPs (n_params is linear in ffn with this slope)."""
         raise NotImplementedError
@@ -168,8 +177,9 @@ def mask_arguments(config: Any, hidden: torch.Tensor, attention_mask: torch.Tens
 def _families() -> tuple[Family, ...]:
     from minitron.model.llama import LlamaFamily
     from minitron.model.nemotron_h import NemotronHFamily
+    from minitron.model.qwen3_moe import Qwen3MoeFamily
 
-    return (NemotronHFamily(), LlamaFamily())
+    return (NemotronHFamily(), LlamaFamily(), Qwen3MoeFamily())
 
 
 _REGISTRY: dict[str, Family] = {}

@@ -134,14 +134,9 @@ class LlamaFamily(Family):
     def block_params(self, arch: Architecture, kind: str) -> int:
         if kind != DENSE:
             raise MinitronError(f"Llama-family models have no {kind!r} blocks")
-        h, q, kv = arch.hidden, arch.attn_heads * arch.head_dim, arch.kv_heads * arch.head_dim
-        attention = h + h * q + 2 * h * kv + q * h  # input_layernorm, q, k, v, o
-        attention += (q + 2 * kv) if arch.attn_qkv_bias else 0
-        attention += h if arch.attn_out_bias else 0
-        attention += 2 * arch.head_dim if arch.qk_norm else 0
-        mlp = h + 3 * h * arch.ffn  # post_attention_layernorm, gate, up, down
-        mlp += (2 * arch.ffn + h) if arch.mlp_bias else 0
-        return attention + mlp
+        mlp = arch.hidden + 3 * arch.hidden * arch.ffn  # post_attention_layernorm, gate, up, down
+        mlp += (2 * arch.ffn + arch.hidden) if arch.mlp_bias else 0
+        return attention_params(arch) + mlp
 
     def ffn_unit_params(self, arch: Architecture) -> int:
         # gate and up rows + down column (+ gate and up biases) in every layer
@@ -188,6 +183,16 @@ class LlamaFamily(Family):
 
     def logits(self, model, hidden):
         return model.lm_head(model.model.norm(hidden)).float()
+
+
+def attention_params(arch: Architecture) -> int:
+    """A decoder layer's attention half: input_layernorm, q, k, v, o (+ biases, + QK norms)."""
+    h, q, kv = arch.hidden, arch.attn_heads * arch.head_dim, arch.kv_heads * arch.head_dim
+    attention = h + h * q + 2 * h * kv + q * h
+    attention += (q + 2 * kv) if arch.attn_qkv_bias else 0
+    attention += h if arch.attn_out_bias else 0
+    attention += 2 * arch.head_dim if arch.qk_norm else 0
+    return attention
 
 
 _LAYER_AXES: dict[str, tuple[Axis, ...]] = {
