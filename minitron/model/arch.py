@@ -152,6 +152,12 @@ class Architecture:
             family = _FAMILIES[self.model_type] = family_for(self.model_type)
         return family
 
+    @property
+    def block_kinds(self) -> str:
+        """The family's block kinds this model is described in (tables, depth counts): a family's MoE
+        kinds only when the model has MoE blocks, so a dense NemotronH reads as it always did."""
+        return "".join(k for k in self.family.block_kinds if k in self.pattern or MOE not in BLOCK_PARTS[k])
+
     def block_indices(self, kind: str) -> list[int]:
         return [i for i, c in enumerate(self.pattern) if c == kind]
 
@@ -180,9 +186,7 @@ class Architecture:
             "lm_head": family.lm_head_params(self),
             "final_norm": self.hidden,
         }
-        for kind in family.block_kinds:
-            if MOE in BLOCK_PARTS[kind] and kind not in self.pattern:
-                continue  # a family's MoE blocks are listed only for models that have them
+        for kind in self.block_kinds:
             parts[BLOCK_NAMES[kind]] = self.pattern.count(kind) * family.block_params(self, kind)
         return parts
 

@@ -49,7 +49,7 @@ def candidate_row(
         "drop_blocks": list(point.depth.dropped) if point.depth.dropped is not None else None,
         "drop_counts": {
             BLOCK_NAMES[k]: c
-            for k, c in zip(space.source.family.block_kinds, point.depth.counts, strict=True)
+            for k, c in zip(space.source.block_kinds, point.depth.counts, strict=True)
         },
         "layers": arch.n_blocks,
         "mamba_blocks": arch.count_part(MAMBA),

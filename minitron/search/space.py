@@ -151,7 +151,7 @@ class DepthOption:
 
 
 def _counts_of(source: Architecture, dropped: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(sum(1 for i in dropped if source.pattern[i] == k) for k in source.family.block_kinds)
+    return tuple(sum(1 for i in dropped if source.pattern[i] == k) for k in source.block_kinds)
 
 
 def _splits(remove: int, have: list[int]) -> list[tuple[int, ...]]:
@@ -194,7 +194,7 @@ def depth_options(
             dropped = tuple(sorted(order[:remove]))
             options.append(DepthOption(dropped, _counts_of(source, dropped)))
             continue
-        have = [source.count(k) for k in source.family.block_kinds]
+        have = [source.count(k) for k in source.block_kinds]
         options.extend(DepthOption(None, counts) for counts in _splits(remove, have))
     return options
 
@@ -206,7 +206,7 @@ def representative_pattern(source: Architecture, option: DepthOption) -> str:
         drop = set(option.dropped)
     else:
         drop = set()
-        for kind, count in zip(source.family.block_kinds, option.counts, strict=True):
+        for kind, count in zip(source.block_kinds, option.counts, strict=True):
             if count:
                 drop.update(source.block_indices(kind)[-count:])
     return "".join(c for i, c in enumerate(source.pattern) if i not in drop)
@@ -297,7 +297,7 @@ def build_space(
             else "no blocks dropped"
         )
     else:
-        kinds = [BLOCK_NAMES[k] for k in source.family.block_kinds if k in source.pattern]
+        kinds = [BLOCK_NAMES[k] for k in source.block_kinds if k in source.pattern]
         which = (
             f"every split of the removed blocks over {'/'.join(kinds)} blocks"
             if len(kinds) > 1
