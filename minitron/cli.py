@@ -294,6 +294,12 @@ def score(
         "--aggregation",
         help="Width aggregation over sequence-batch: mean-l2, mean-mean, l2-l2, var-var.",
     ),
+    expert_score: str = typer.Option(
+        "reap",
+        "--expert-score",
+        help="Routed experts (MoE models): reap (mean gate x output norm over routed tokens), "
+        "frequency (share of tokens routed), norm (mean output norm).",
+    ),
     device: str = DEVICE_OPTION,
     dtype: str = typer.Option(
         "auto",
@@ -324,6 +330,7 @@ def score(
             depth_iterations=depth_iterations,
             depth_samples=depth_samples,
             aggregation=aggregation,
+            expert_score=expert_score,
             device=device,
             dtype=dtype,
             report=not as_json,

@@ -51,6 +51,12 @@ def width_summary(scores: Scores) -> dict[str, dict[str, Any]]:
         elif key.startswith("mamba."):
             axes.setdefault("Mamba heads", []).append(value.double().norm(dim=1))
             axes.setdefault("Mamba head channels", []).append(value.double().norm(dim=0))
+        elif key.startswith("experts."):
+            axes.setdefault("routed experts", []).append(value)
+        elif key.startswith("expert_ffn."):
+            axes.setdefault("expert FFN neurons", []).append(value)
+        elif key.startswith("shared_ffn."):
+            axes.setdefault("shared expert neurons", []).append(value)
     return {
         # hidden scores are one vector summed over every block
         axis: {

@@ -8,6 +8,10 @@ Tensor keys (block indices are positions in the scored model's block pattern):
     mamba.{i}               (mamba_heads, head_dim)    aggregated |x| activations of Mamba block i;
                                                        head and head-channel rankings are derived
                                                        from it for a given target (nested, group-aware)
+    experts.{i}             (experts,)                 routed-expert scores of MoE block i (header
+                                                       settings.expert_score: reap, frequency, norm)
+    expert_ffn.{i}          (experts, expert_ffn)      neuron scores of each routed expert of block i
+    shared_ffn.{i}          (shared_ffn,)              neuron scores of block i's shared expert
     depth.scores            (n_blocks,)                one score per block, higher = more important
     depth.order             (n_blocks,)                block indices, least important first (iterative
                                                        removal order, or ascending score when one-shot)
@@ -59,7 +63,8 @@ class Scores:
                 f"({scored.get('blocks')} blocks, hidden {scored.get('hidden')}) than this model "
                 f"({arch.n_blocks} blocks, hidden {arch.hidden})"
             )
-        for axis in ("ffn", "attn_heads", "mamba_heads", "mamba_head_dim"):
+        moe = ("experts", "expert_ffn", "shared_ffn") if "experts" in scored or arch.experts else ()
+        for axis in ("ffn", "attn_heads", "mamba_heads", "mamba_head_dim", *moe):
             if scored.get(axis) != getattr(arch, axis):
                 raise MinitronError(
                     f"scores were computed for {axis}={scored.get(axis)}, this model has {getattr(arch, axis)}"

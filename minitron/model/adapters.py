@@ -65,7 +65,8 @@ def segment_slice(layout: tuple[Segment, ...], name: str) -> slice:
 class WidthHook:
     """Where a width score is read: `module`'s input (or output), optionally one slice of its last dim.
 
-    `score` is the scores-file family of the unit: hidden, ffn, attn_heads or mamba.
+    `score` is the scores-file family of the unit: hidden, ffn, attn_heads, mamba, shared_ffn, or
+    experts (the module is a fused experts module, its inputs the routing; see importance.width).
     """
 
     score: str
@@ -143,6 +144,11 @@ class Family:
         raise NotImplementedError
 
     def width_hooks(self, arch: Architecture, kind: str, block: nn.Module) -> list[WidthHook]:
+        raise NotImplementedError
+
+    def expert_forward(self, experts: nn.Module, expert: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One routed expert of a fused experts module on tokens x (n, H): (its down projection's input
+        (n, expert_ffn), its output (n, H)), before the router's weight."""
         raise NotImplementedError
 
     def start(

@@ -271,11 +271,20 @@ class NemotronHFamily(Family):
             hooks.append(WidthHook("ffn", mixer.down_proj, "input"))  # after relu2
         elif kind == ATTENTION:
             hooks.append(WidthHook("attn_heads", mixer.o_proj, "input"))
+        elif kind == MOE:
+            hooks.append(WidthHook("experts", mixer.experts, "input"))
+            hooks.append(WidthHook("shared_ffn", mixer.shared_experts.down_proj, "input"))  # after relu2
         elif kind == MAMBA:
             # The x slice of in_proj's output: both Mamba code paths (and mamba-ssm's fused kernel in
             # training mode) start from it.
             hooks.append(WidthHook("mamba", mixer.in_proj, "output", segment_slice(in_proj_layout(arch), "x")))
         return hooks
+
+    def expert_forward(self, experts, expert, x):
+        import torch.nn.functional as F
+
+        act = experts.act_fn(F.linear(x, experts.up_proj[expert]))  # relu2, no gate projection
+        return act, F.linear(act, experts.down_proj[expert])
 
     def start(self, model, input_ids, attention_mask=None):
         from transformers.masking_utils import create_causal_mask, create_recurrent_attention_mask

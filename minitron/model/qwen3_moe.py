@@ -152,7 +152,15 @@ class Qwen3MoeFamily(LlamaFamily):
             WidthHook("hidden", block.input_layernorm, "output"),
             WidthHook("attn_heads", block.self_attn.o_proj, "input"),
             WidthHook("hidden", block.post_attention_layernorm, "output"),
+            WidthHook("experts", block.mlp.experts, "input"),
         ]
+
+    def expert_forward(self, experts, expert, x):
+        import torch.nn.functional as F
+
+        gate, up = F.linear(x, experts.gate_up_proj[expert]).chunk(2, dim=-1)  # rows [gate | up]
+        act = experts.act_fn(gate) * up
+        return act, F.linear(act, experts.down_proj[expert])
 
     def start(self, model, input_ids, attention_mask=None):
         ctx = super().start(model, input_ids, attention_mask)
@@ -177,4 +185,6 @@ OWNED_CONFIG_KEYS = COMMON_CONFIG_KEYS | {
     "mlp_only_layers",
 }
 # ... and these when the model has sparse layers (num_local_experts: the alias transformers writes).
-MOE_CONFIG_KEYS = frozenset({"num_experts", "num_local_experts", "num_experts_per_tok", "moe_intermediate_size"})
+MOE_CONFIG_KEYS = frozenset(
+    {"num_experts", "num_local_experts", "num_experts_per_tok", "moe_intermediate_size"}
+)

@@ -76,7 +76,11 @@ def test_nemotron_3_nano_preset_is_the_public_config():
 
 def test_qwen3_30b_a3b_preset():
     arch = resolve_model("qwen3-30b-a3b").architecture
-    assert arch.pattern == "S" * 48 and (arch.experts, arch.experts_per_token, arch.expert_ffn) == (128, 8, 768)
+    assert arch.pattern == "S" * 48 and (arch.experts, arch.experts_per_token, arch.expert_ffn) == (
+        128,
+        8,
+        768,
+    )
     assert (arch.attn_heads, arch.kv_heads, arch.head_dim, arch.qk_norm) == (32, 4, 128, True)
     assert 30.4e9 < arch.n_params < 30.6e9 and 3.2e9 < arch.n_active_params < 3.4e9
 
@@ -121,7 +125,11 @@ def test_qwen3_moe_sparse_layers_follow_the_config_rule():
 @pytest.mark.parametrize(
     ("family", "defaults", "keys"),
     [
-        ("nemotron_h", NEMOTRON_H_DEFAULTS, ["n_routed_experts", "num_experts_per_tok", "moe_intermediate_size"]),
+        (
+            "nemotron_h",
+            NEMOTRON_H_DEFAULTS,
+            ["n_routed_experts", "num_experts_per_tok", "moe_intermediate_size"],
+        ),
         ("qwen3_moe", QWEN3_MOE_DEFAULTS, list(QWEN3_MOE_DEFAULTS)),
     ],
 )
@@ -135,11 +143,20 @@ def test_moe_defaults_are_transformers_defaults(family, defaults, keys):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"moe_latent_size": 16}, r"latent MoE \(moe_latent_size=16, Nemotron 3 Super\) is not supported yet"),
+        (
+            {"moe_latent_size": 16},
+            r"latent MoE \(moe_latent_size=16, Nemotron 3 Super\) is not supported yet",
+        ),
         ({"num_nextn_predict_layers": 1}, r"multi-token prediction layers .* not supported yet"),
-        ({"n_group": 3}, r"experts \(8\) must split evenly into the router's 3 groups .*nearest legal: 6 or 9"),
+        (
+            {"n_group": 3},
+            r"experts \(8\) must split evenly into the router's 3 groups .*nearest legal: 6 or 9",
+        ),
         ({"n_group": 8}, r"fewer than two per group"),
-        ({"n_group": 4, "topk_group": 1, "num_experts_per_tok": 3}, r"leave 2 experts to route to; .* needs 3"),
+        (
+            {"n_group": 4, "topk_group": 1, "num_experts_per_tok": 3},
+            r"leave 2 experts to route to; .* needs 3",
+        ),
         ({"num_experts_per_tok": 9}, r"experts \(8\) must be at least .*num_experts_per_tok 9"),
         ({"moe_intermediate_size": 0}, r"expert_ffn must be a positive integer"),
     ],
@@ -175,7 +192,11 @@ def test_every_memory_term_equals_transformers_after_prefill(name, dtype, batch,
         cache = model(ids, use_cache=True).cache
     estimate = estimate_memory(arch, context_tokens=tokens, batch=batch, weight_dtype=dtype)
     measured = measured_cache_bytes(cache)
-    assert measured == {"kv": estimate.kv_cache_bytes, "ssm": estimate.ssm_state_bytes, "conv": estimate.conv_state_bytes}
+    assert measured == {
+        "kv": estimate.kv_cache_bytes,
+        "ssm": estimate.ssm_state_bytes,
+        "conv": estimate.conv_state_bytes,
+    }
     assert measured["kv"] > 0 and (measured["ssm"] > 0) == ("M" in arch.pattern)
     # every expert is resident: the checkpoint's bytes (float32 routers and their bias buffers included)
     assert estimate.weights_bytes == sum(t.numel() * t.element_size() for t in model.state_dict().values())
@@ -198,7 +219,10 @@ def test_estimate_table_has_an_active_column_only_for_moe(tmp_path):
 
     out = CliRunner().invoke(app, ["estimate", "qwen3-30b-a3b", "--context", "4k"])
     assert out.exit_code == 0, out.output
-    assert "active" in out.output and f"{resolve_model('qwen3-30b-a3b').architecture.n_active_params:,}" in out.output
+    assert (
+        "active" in out.output
+        and f"{resolve_model('qwen3-30b-a3b').architecture.n_active_params:,}" in out.output
+    )
     dense = CliRunner().invoke(app, ["estimate", "qwen3-8b", "--context", "4k"])
     assert "active" not in dense.output
 
