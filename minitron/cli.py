@@ -134,6 +134,13 @@ def prune(
     attn_heads: int = typer.Option(
         None, "--attn-heads", help="Target attention query heads (multiple of KV heads)."
     ),
+    experts: int = typer.Option(
+        None,
+        "--experts",
+        help="MoE: routed experts kept in every MoE block, chosen per block by score (at least top-k).",
+    ),
+    expert_ffn: int = typer.Option(None, "--expert-ffn", help="MoE: target FFN size of each routed expert."),
+    shared_ffn: int = typer.Option(None, "--shared-ffn", help="MoE: target FFN size of the shared expert."),
     layers: int = typer.Option(
         None, "--layers", help="Target block count; drops the least important blocks (depth scores)."
     ),
@@ -163,13 +170,17 @@ def prune(
         attn_heads=attn_heads,
         mamba_heads=mamba_heads,
         mamba_head_dim=mamba_head_dim,
+        experts=experts,
+        expert_ffn=expert_ffn,
+        shared_ffn=shared_ffn,
         layers=layers,
         drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None,
     )
     if candidate is None and not spec.sizes() and spec.layers is None and spec.drop_blocks is None:
         raise MinitronError(
             "nothing to prune: give target sizes (--hidden, --ffn, --mamba-heads, --mamba-head-dim, "
-            "--attn-heads, --layers or --drop-blocks) or a search result (--candidate FILE)"
+            "--attn-heads, --experts, --expert-ffn, --shared-ffn, --layers or --drop-blocks) or a search "
+            "result (--candidate FILE)"
         )
     run(
         PruneConfig(

@@ -4,6 +4,7 @@ mixture-of-experts config per MoE family (MOE_CONFIGS)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from minitron.importance.scores import Scores
-from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP, Architecture
+from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP, MOE, Architecture
 
 # One of every block type, twice, with group structure in both attention (GQA) and Mamba.
 TINY = Architecture(
@@ -160,6 +161,33 @@ def mask_of(kept: torch.Tensor, n: int) -> torch.Tensor:
     return m
 
 
+def dense_reference(model: nn.Module, sel) -> nn.Module:
+    """The source model computing exactly what the pruned one does: removed FFN neurons' up_proj rows
+    (and biases) zeroed, removed heads' o_proj columns zeroed, every RMSNorm over kept hidden channels,
+    dropped layers skipped."""
+    ref = copy.deepcopy(model)
+    src, layers = sel.source, ref.model.layers
+    with torch.no_grad():
+        for i in sel.kept_blocks:
+            layer = layers[i]
+            if i in sel.ffn:  # (a Qwen3-MoE sparse layer has no dense MLP)
+                gone = ~mask_of(sel.ffn[i], src.ffn)
+                layer.mlp.up_proj.weight[gone] = 0
+                if layer.mlp.up_proj.bias is not None:
+                    layer.mlp.up_proj.bias[gone] = 0
+            cols = ~mask_of(sel.attn_q_rows(i), src.attn_heads * src.head_dim)
+            layer.self_attn.o_proj.weight[:, cols] = 0
+        if sel.hidden.numel() != src.hidden:
+            keep = mask_of(sel.hidden, src.hidden)
+            ref.model.embed_tokens.weight[:, ~keep] = 0
+            for layer in layers:
+                layer.input_layernorm = MaskedRMSNorm(layer.input_layernorm, keep)
+                layer.post_attention_layernorm = MaskedRMSNorm(layer.post_attention_layernorm, keep)
+            ref.model.norm = MaskedRMSNorm(ref.model.norm, keep)
+    ref.model.layers = nn.ModuleList([layers[i] for i in sel.kept_blocks])
+    return ref.eval()
+
+
 def random_scores(arch: Architecture, seed: int = 0, fingerprint: str | None = None) -> Scores:
     """Scores of every kind with random values (valid for pruning; the values only fix a ranking)."""
     g = torch.Generator().manual_seed(seed)
@@ -172,6 +200,11 @@ def random_scores(arch: Architecture, seed: int = 0, fingerprint: str | None = N
                 tensors[f"attn_heads.{i}"] = torch.rand(arch.attn_heads, generator=g)
             elif part == MAMBA:
                 tensors[f"mamba.{i}"] = torch.rand(arch.mamba_heads, arch.mamba_head_dim, generator=g)
+            elif part == MOE:
+                tensors[f"experts.{i}"] = torch.rand(arch.experts, generator=g)
+                tensors[f"expert_ffn.{i}"] = torch.rand(arch.experts, arch.expert_ffn, generator=g)
+                if arch.shared_ffn:
+                    tensors[f"shared_ffn.{i}"] = torch.rand(arch.shared_ffn, generator=g)
     tensors["depth.scores"] = torch.rand(arch.n_blocks, generator=g)
     tensors["depth.order"] = torch.argsort(tensors["depth.scores"])
     header = {"model": "test", "fingerprint": fingerprint, "architecture": arch.summary()}

@@ -105,6 +105,10 @@ class Family:
     def block_params(self, arch: Architecture, kind: str) -> int:
         raise NotImplementedError
 
+    def buffer_elements(self, arch: Architecture) -> int:
+        """Elements of the persistent buffers a checkpoint holds beside the parameters."""
+        return 0
+
     def extra_weight_bytes(self, arch: Architecture, itemsize: int) -> int:
         """Checkpoint bytes beyond n_params x itemsize: persistent buffers and tensors transformers keeps
         in float32 whatever the model's dtype."""

@@ -104,6 +104,14 @@ class Architecture:
         if self.has_part(MOE):
             for name in ("experts", "experts_per_token", "expert_ffn"):
                 positive(name, getattr(self, name))
+            for name in ("hidden", "expert_ffn"):
+                value = getattr(self, name)
+                if value % GROUPED_GEMM_MULTIPLE:
+                    raise MinitronError(
+                        f"{name} {value}: MoE models need it in multiples of {GROUPED_GEMM_MULTIPLE} "
+                        "(transformers runs the experts with grouped GEMM kernels, whose rows must be "
+                        f"16-byte aligned in bf16); nearest legal: {nearest_multiples(value, GROUPED_GEMM_MULTIPLE)}"
+                    )
             if self.experts < self.experts_per_token:
                 raise MinitronError(
                     f"experts ({self.experts}) must be at least the experts every token is routed to "
@@ -290,6 +298,10 @@ class Architecture:
 
 
 _FAMILIES: dict = {}  # model_type -> family adapter, filled on first use
+
+# Fused expert weights (E, rows, hidden) run through torch's grouped GEMM, which needs every row to
+# start 16 bytes apart: multiples of 8 channels in bf16/fp16 (transformers 5.x's default, on CPU too).
+GROUPED_GEMM_MULTIPLE = 8
 
 # The mixture-of-experts axes: routed experts per MoE block, routed expert width, shared expert width.
 MOE_AXES = frozenset({"experts", "expert_ffn", "shared_ffn"})

@@ -12,7 +12,8 @@ model.model.layers[i] = NemotronHBlock(norm, mixer); block i is pattern characte
                A_log/D/dt_bias (heads,), norm.weight (d_in,), out_proj (H, d_in)   (d_in = heads * head_dim)
     MoE        gate.weight (E, H) and gate.e_score_correction_bias (E,), both float32 (a sigmoid router
                with DeepSeek-V3's grouped top-k); experts.up_proj (E, I, H), experts.down_proj (E, H, I)
-               (fused routed experts, relu2, no gate projection); shared_experts.up_proj (S, H),
+               (fused routed experts, relu2, no gate projection; checkpoints on disk hold them unfused as
+               experts.<e>.up_proj.weight (I, H) / down_proj.weight (H, I)); shared_experts.up_proj (S, H),
                shared_experts.down_proj (H, S) (one ungated MLP every token passes)
 """
 
@@ -170,10 +171,12 @@ class NemotronHFamily(Family):
                 f"experts to route to; every token needs {arch.experts_per_token} (num_experts_per_tok)"
             )
 
+    def buffer_elements(self, arch: Architecture) -> int:
+        return arch.count(MOE) * arch.experts  # every router's e_score_correction_bias (E,)
+
     def extra_weight_bytes(self, arch: Architecture, itemsize: int) -> int:
-        # Every MoE router keeps gate.weight (E, H) and the e_score_correction_bias buffer (E,) in float32.
-        per_block = arch.experts * arch.hidden * (4 - itemsize) + arch.experts * 4
-        return arch.count(MOE) * per_block
+        # Every MoE router keeps gate.weight (E, H) and the e_score_correction_bias buffer in float32.
+        return arch.count(MOE) * arch.experts * arch.hidden * (4 - itemsize) + self.buffer_elements(arch) * 4
 
     def expert_params(self, arch: Architecture) -> int:
         return 2 * arch.hidden * arch.expert_ffn  # up_proj (I, H) + down_proj (H, I), no biases
@@ -236,6 +239,9 @@ class NemotronHFamily(Family):
                 "mixer.gate.e_score_correction_bias": ("experts",),
                 "mixer.experts.up_proj": ("experts", "expert_ffn", "hidden"),
                 "mixer.experts.down_proj": ("experts", "hidden", "expert_ffn"),
+                # one expert's tensors, as checkpoints store them (experts.<e>.up_proj.weight, ...)
+                "mixer.experts.*.up_proj.weight": ("expert_ffn", "hidden"),
+                "mixer.experts.*.down_proj.weight": ("hidden", "expert_ffn"),
                 "mixer.shared_experts.up_proj.weight": ("shared_ffn", "hidden"),
                 "mixer.shared_experts.up_proj.bias": ("shared_ffn",),
                 "mixer.shared_experts.down_proj.weight": ("hidden", "shared_ffn"),

@@ -11,7 +11,8 @@ a SwiGLU MLP of `intermediate_size`, as in Qwen3). The attention half and the de
     experts.gate_up_proj (E, 2I, H)   per expert [gate | up] rows (SwiGLU)
     experts.down_proj    (E, H, I)
 
-No shared expert, no biases in the experts or the router.
+Checkpoints on disk hold the experts unfused (experts.<e>.gate_proj / up_proj (I, H), down_proj (H, I));
+transformers fuses them on load. No shared expert, no biases in the experts or the router.
 """
 
 from __future__ import annotations
@@ -175,6 +176,10 @@ _SPARSE_MLP_AXES: dict[str, tuple[Axis, ...]] = {
     "mlp.gate.weight": ("experts", "hidden"),
     "mlp.experts.gate_up_proj": ("experts", "expert_gate_up", "hidden"),
     "mlp.experts.down_proj": ("experts", "hidden", "expert_ffn"),
+    # one expert's tensors, as checkpoints store them (experts.<e>.gate_proj.weight, ...)
+    "mlp.experts.*.gate_proj.weight": ("expert_ffn", "hidden"),
+    "mlp.experts.*.up_proj.weight": ("expert_ffn", "hidden"),
+    "mlp.experts.*.down_proj.weight": ("hidden", "expert_ffn"),
 }
 
 # Config keys the Qwen3-MoE adapter owns (and rewrites); the rest ride along in `extra`.

@@ -12,7 +12,7 @@ from typing import Any
 
 from minitron.errors import MinitronError
 from minitron.model.arch import Architecture
-from minitron.prune.target import TargetSpec
+from minitron.prune.target import AXIS_FLAGS, TargetSpec
 
 DTYPES = ("keep", "bfloat16", "float16", "float32")
 PROVENANCE_FILE = "minitron.json"
@@ -38,15 +38,7 @@ class PruneConfig:
         if self.candidate is not None:
             given = [
                 f"--{k.replace('_', '-')}"
-                for k in (
-                    "hidden",
-                    "ffn",
-                    "attn_heads",
-                    "mamba_heads",
-                    "mamba_head_dim",
-                    "layers",
-                    "drop_blocks",
-                )
+                for k in (*AXIS_FLAGS, "layers", "drop_blocks")
                 if getattr(self.target, k) is not None
             ]
             if given:
@@ -124,10 +116,11 @@ def run(config: PruneConfig, console=None) -> PruneResult:
 
     specs = sorted((p[2] for p in plans.values()), key=lambda s: _natural_key(s.name))
     n_written = sum(_numel(s.shape) for s in specs)
-    if n_written != target.arch.n_params:
+    expected = target.arch.n_params + target.arch.family.buffer_elements(target.arch)
+    if n_written != expected:
         raise MinitronError(
             f"{src_path}: the checkpoint's tensors give {n_written:,} parameters after pruning, the target "
-            f"architecture has {target.arch.n_params:,} (does the config describe these weights?)"
+            f"architecture has {expected:,} (does the config describe these weights?)"
         )
     shards = plan_shards(specs, config.max_shard_bytes)
 

@@ -9,6 +9,7 @@ Candidate file (written by `minitron search`, read here), JSON:
         {"rank": 1,                      # 1 = best; the row `--rank` selects
          "drop_blocks": [3, 17, ...],    # block indices in the SOURCE pattern, 0-based
          "hidden": 4480, "ffn": 15680, "attn_heads": 40, "mamba_heads": 128, "mamba_head_dim": 80,
+         "experts": 96, "expert_ffn": 1536, "shared_ffn": 3072,     # MoE models only
          ...},                           # other fields (scores, memory, ...) are ignored here
         ...],
      ...}                                # other top-level fields are ignored here
@@ -36,6 +37,10 @@ AXIS_FLAGS = {
     "attn_heads": "--attn-heads",
     "mamba_heads": "--mamba-heads",
     "mamba_head_dim": "--mamba-head-dim",
+    # mixture of experts
+    "experts": "--experts",
+    "expert_ffn": "--expert-ffn",
+    "shared_ffn": "--shared-ffn",
 }
 
 
@@ -48,6 +53,9 @@ class TargetSpec:
     attn_heads: int | None = None
     mamba_heads: int | None = None
     mamba_head_dim: int | None = None
+    experts: int | None = None  # routed experts kept in every MoE block
+    expert_ffn: int | None = None
+    shared_ffn: int | None = None
     layers: int | None = None
     drop_blocks: tuple[int, ...] | None = None
 

@@ -3,13 +3,11 @@ identity, masking equals removal on every axis, depth equals skipping layers."""
 
 from __future__ import annotations
 
-import copy
 import random
 
 import pytest
 import torch
-from tiny_models import MaskedRMSNorm, mask_of, random_scores
-from torch import nn
+from tiny_models import dense_reference, random_scores
 
 from minitron.importance.depth import score_depth
 from minitron.importance.width import score_width
@@ -27,32 +25,6 @@ def _prune(model, arch, spec: TargetSpec, seed: int = 0):
 def _logits(model, ids):
     with torch.no_grad():
         return model(ids).logits
-
-
-def dense_reference(model: nn.Module, sel) -> nn.Module:
-    """The source model computing exactly what the pruned one does: removed FFN neurons' up_proj rows
-    (and biases) zeroed, removed heads' o_proj columns zeroed, every RMSNorm over kept hidden channels,
-    dropped layers skipped."""
-    ref = copy.deepcopy(model)
-    src, layers = sel.source, ref.model.layers
-    with torch.no_grad():
-        for i in sel.kept_blocks:
-            layer = layers[i]
-            gone = ~mask_of(sel.ffn[i], src.ffn)
-            layer.mlp.up_proj.weight[gone] = 0
-            if layer.mlp.up_proj.bias is not None:
-                layer.mlp.up_proj.bias[gone] = 0
-            cols = ~mask_of(sel.attn_q_rows(i), src.attn_heads * src.head_dim)
-            layer.self_attn.o_proj.weight[:, cols] = 0
-        if sel.hidden.numel() != src.hidden:
-            keep = mask_of(sel.hidden, src.hidden)
-            ref.model.embed_tokens.weight[:, ~keep] = 0
-            for layer in layers:
-                layer.input_layernorm = MaskedRMSNorm(layer.input_layernorm, keep)
-                layer.post_attention_layernorm = MaskedRMSNorm(layer.post_attention_layernorm, keep)
-            ref.model.norm = MaskedRMSNorm(ref.model.norm, keep)
-    ref.model.layers = nn.ModuleList([layers[i] for i in sel.kept_blocks])
-    return ref.eval()
 
 
 def test_same_architecture_reproduces_logits_bit_exactly(dense, ids):

@@ -43,7 +43,7 @@ def _counts(model) -> tuple[int, int]:
 def _variants(arch: Architecture) -> list[Architecture]:
     """The architecture and prunings of every MoE axis, a hidden channel and one MoE block."""
     moe_block = arch.pattern.index("E" if "E" in arch.pattern else "S")
-    pruned = arch.with_sizes(experts=4, expert_ffn=9, hidden=24).drop_blocks([moe_block])
+    pruned = arch.with_sizes(experts=4, expert_ffn=8, hidden=24).drop_blocks([moe_block])
     if arch.shared_ffn:
         pruned = pruned.with_sizes(shared_ffn=10)
     return [arch, pruned]
