@@ -460,6 +460,12 @@ def search(
     ),
     min_params: str = typer.Option(None, "--min-params", help="Fewest parameters: 8B, 500M, 60%."),
     max_params: str = typer.Option(None, "--max-params", help="Most parameters: 9B, 72% (of the source)."),
+    min_active_params: str = typer.Option(
+        None, "--min-active-params", help="MoE: fewest parameters one token passes through: 2B, 60%."
+    ),
+    max_active_params: str = typer.Option(
+        None, "--max-active-params", help="MoE: most parameters one token passes through: 3.0B, 85% (of the source's)."
+    ),
     no_eval: bool = typer.Option(
         False, "--no-eval", help="Rank the feasible frontier by a weight-free proxy; load no weights."
     ),
@@ -520,6 +526,8 @@ def search(
             engine=engine,
             min_params=min_params,
             max_params=max_params,
+            min_active_params=min_active_params,
+            max_active_params=max_active_params,
             evaluate=not no_eval,
             objective=objective,
             throughput_objective=throughput,

@@ -26,7 +26,7 @@ from minitron.units import format_bytes
 GiB = 2**30
 CSV_COLUMNS = (
     "rank", "layers", "mamba_blocks", "mlp_blocks", "attention_blocks", "hidden", "ffn", "mamba_heads",
-    "mamba_head_dim", "attn_heads", "params", "weights_bytes", "kv_cache_bytes", "ssm_state_bytes",
+    "mamba_head_dim", "attn_heads", "experts", "expert_ffn", "shared_ffn", "params", "active_params", "weights_bytes", "kv_cache_bytes", "ssm_state_bytes",
     "conv_state_bytes", "total_bytes", "spare_bytes", "decode_tokens_per_s", "objective", "proxy",
     "drop_blocks", "trial",
 )  # fmt: skip
@@ -57,6 +57,7 @@ def candidate_row(
         "attention_blocks": arch.count_part(ATTENTION),
         **space.pruned_sizes(point.sizes()),
         "params": arch.n_params,
+        "active_params": arch.n_active_params,  # the total for a model without MoE blocks
         "memory": {
             "weights_bytes": mem.weights_bytes,
             "kv_cache_bytes": mem.kv_cache_bytes,
@@ -118,7 +119,12 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path, usable_bytes: int, ranke
     xs = [r["memory"]["total_bytes"] / GiB for r in rows]
     ys = [r[key] for r in rows]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.scatter(xs, ys, s=12, c="tab:blue", alpha=0.6, label="candidates")
+    if any(r["active_params"] != r["params"] for r in rows):  # MoE: colour by what one token passes
+        dots = ax.scatter(xs, ys, s=12, c=[r["active_params"] / 1e9 for r in rows], cmap="viridis",
+                          alpha=0.8, label="candidates")  # fmt: skip
+        fig.colorbar(dots, ax=ax, label="active parameters (B)")
+    else:
+        ax.scatter(xs, ys, s=12, c="tab:blue", alpha=0.6, label="candidates")
     if rows:
         ax.scatter(xs[:1], ys[:1], s=60, c="tab:red", marker="*", label="rank 1")
     ax.axvline(
@@ -149,13 +155,16 @@ def candidates_table(document: dict[str, Any], limit: int = 15):
         "rank", "blocks M/-/*", "hidden", "FFN", "Mamba", "attn", "params", "weights", "KV", "SSM+conv",
         "spare", f"tok/s {gpu}", document["ranked_by"],
     )  # fmt: skip
+    moe = "active_params" in document["source"]["architecture"]  # MoE sources: what one token passes
+    if moe:
+        columns = (*columns[:7], "active", *columns[7:])
     for c in columns:
         table.add_column(c, justify="left" if c == "blocks M/-/*" else "right")
     for row in document["candidates"][:limit]:
         mem = row["memory"]
         value = row["objective"] if document["ranked_by"] == "objective" else row["proxy"]
         dense = row["mlp_blocks"] == row["attention_blocks"] == row["layers"]  # Llama-family layers
-        table.add_row(
+        cells = [
             str(row["rank"]),
             f"{row['layers']} layers" if dense else f"{row['mamba_blocks']}/{row['mlp_blocks']}/{row['attention_blocks']}",
             str(row["hidden"]),
@@ -169,7 +178,10 @@ def candidates_table(document: dict[str, Any], limit: int = 15):
             format_bytes(row["spare_bytes"]),
             f"{row['decode_tokens_per_s']:,.1f}",
             f"{value:.5g}",
-        )
+        ]
+        if moe:
+            cells.insert(7, _count(row["active_params"]))
+        table.add_row(*cells)
     return table
 
 

@@ -61,6 +61,8 @@ class SearchConfig:
     engine: str = "transformers"
     min_params: str | None = None
     max_params: str | None = None
+    min_active_params: str | None = None  # MoE: parameters one token passes through
+    max_active_params: str | None = None
     evaluate: bool = True
     objective: str = "kl"
     throughput_objective: bool = False
@@ -162,6 +164,8 @@ def _prepare(config: SearchConfig):
         engine=config.engine,
         min_params=parse_params(config.min_params, "--min-params", arch.n_params),
         max_params=parse_params(config.max_params, "--max-params", arch.n_params),
+        min_active_params=parse_params(config.min_active_params, "--min-active-params", arch.n_active_params),
+        max_active_params=parse_params(config.max_active_params, "--max-active-params", arch.n_active_params),
     )
     enumeration = enumerate_feasible(space, constraint)
     return source, scores, space, constraint, enumeration
