@@ -12,7 +12,14 @@ from minitron.atomic import atomic_path
 from minitron.importance.scores import Scores
 from minitron.model.arch import BLOCK_NAMES
 
-BLOCK_COLOURS = {"mamba": "tab:blue", "mlp": "tab:orange", "attention": "tab:green", "layer": "tab:purple"}
+BLOCK_COLOURS = {
+    "mamba": "tab:blue",
+    "mlp": "tab:orange",
+    "attention": "tab:green",
+    "layer": "tab:purple",
+    "moe": "tab:red",
+    "moe_layer": "tab:brown",
+}
 
 
 def block_ranking(scores: Scores) -> list[dict[str, Any]]:

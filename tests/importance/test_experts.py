@@ -159,7 +159,7 @@ def test_score_command_writes_expert_scores(moe_checkpoint, tmp_path):
     ckpt, data = moe_checkpoint
     out = tmp_path / "s.safetensors"
     args = ["score", str(ckpt), "--data", str(data), "--samples", "4", "--seq-len", "16", "--batch-size", "2",
-            "--out", str(out), "--depth", "none", "--expert-score", "frequency", "--json"]  # fmt: skip
+            "--out", str(out), "--depth-mode", "one-shot", "--expert-score", "frequency", "--json"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -167,6 +167,9 @@ def test_score_command_writes_expert_scores(moe_checkpoint, tmp_path):
     assert summary["width"]["routed experts"]["blocks"] == arch.count("E") == 3
     assert summary["width"]["expert FFN neurons"]["units"] == arch.experts * arch.expert_ffn
     assert summary["width"]["shared expert neurons"]["units"] == arch.shared_ffn
+    # MoE blocks compete in the depth ranking like every other block
+    assert sorted(row["block"] for row in summary["depth"]) == list(range(arch.n_blocks))
+    assert sorted(row["type"] for row in summary["depth"] if row["type"] == "moe") == ["moe"] * 3
     scores = load_scores(out)
     assert scores.header["settings"]["expert_score"] == "frequency"
     assert scores.get("experts.1").sum().item() == pytest.approx(arch.experts_per_token)  # shares of k picks
