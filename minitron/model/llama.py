@@ -72,24 +72,10 @@ class LlamaFamily(Family):
         extra = {k: decode_special_floats(v) for k, v in d.items() if k not in OWNED_CONFIG_KEYS}
         explicit = {k: v for k, v in d.items() if v is not None}
         c = {**CONFIG_DEFAULTS[model_type], **explicit}
-        heads = c["num_attention_heads"]
         bias = bool(c["attention_bias"])
-        return Architecture(
+        return decoder_architecture(
+            c,
             pattern=DENSE * c["num_hidden_layers"],
-            hidden=c["hidden_size"],
-            ffn=c["intermediate_size"],
-            attn_heads=heads,
-            kv_heads=c["num_key_value_heads"] or heads,
-            head_dim=c["head_dim"] or c["hidden_size"] // heads,
-            mamba_heads=0,
-            mamba_head_dim=0,
-            mamba_groups=0,
-            ssm_state=0,
-            conv_kernel=0,
-            vocab=c["vocab_size"],
-            tied_embeddings=bool(c["tie_word_embeddings"]),
-            mamba_proj_bias=False,
-            conv_bias=False,
             mlp_bias=bool(c["mlp_bias"]) if model_type == "llama" else False,
             attn_qkv_bias=True if model_type == "qwen2" else bias and model_type in ("llama", "qwen3"),
             attn_out_bias=bias and model_type in ("llama", "qwen3"),
@@ -183,6 +169,28 @@ class LlamaFamily(Family):
 
     def logits(self, model, hidden):
         return model.lm_head(model.model.norm(hidden)).float()
+
+
+def decoder_architecture(c: dict[str, Any], **fields: Any) -> Architecture:
+    """The Architecture of a decoder-layer config `c` (defaults filled in): attention and FFN sizes
+    read from the keys every Llama-style config shares, no Mamba; `fields` add the rest."""
+    heads = c["num_attention_heads"]
+    return Architecture(
+        hidden=c["hidden_size"],
+        ffn=c["intermediate_size"],
+        attn_heads=heads,
+        kv_heads=c["num_key_value_heads"] or heads,
+        head_dim=c["head_dim"] or c["hidden_size"] // heads,
+        mamba_heads=0,
+        mamba_head_dim=0,
+        mamba_groups=0,
+        ssm_state=0,
+        conv_kernel=0,
+        vocab=c["vocab_size"],
+        tied_embeddings=bool(c["tie_word_embeddings"]),
+        conv_bias=False,
+        **fields,
+    )
 
 
 def attention_params(arch: Architecture) -> int:

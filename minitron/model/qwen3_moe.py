@@ -22,7 +22,7 @@ from typing import Any
 from minitron.errors import MinitronError
 from minitron.model.adapters import Axis, WidthHook
 from minitron.model.arch import COMMON_CONFIG_KEYS, DENSE, MOE, SPARSE, Architecture, decode_special_floats
-from minitron.model.llama import _LAYER_AXES, LlamaFamily, attention_params
+from minitron.model.llama import _LAYER_AXES, LlamaFamily, attention_params, decoder_architecture
 
 # transformers 5.x Qwen3MoeConfig defaults for the fields read below (tests check them against it).
 CONFIG_DEFAULTS: dict[str, Any] = {
@@ -68,22 +68,9 @@ class Qwen3MoeFamily(LlamaFamily):
         moe = SPARSE in pattern
         owned = OWNED_CONFIG_KEYS | (MOE_CONFIG_KEYS if moe else frozenset())
         extra = {k: decode_special_floats(v) for k, v in d.items() if k not in owned}
-        heads = c["num_attention_heads"]
-        return Architecture(
+        return decoder_architecture(
+            c,
             pattern=pattern,
-            hidden=c["hidden_size"],
-            ffn=c["intermediate_size"],
-            attn_heads=heads,
-            kv_heads=c["num_key_value_heads"] or heads,
-            head_dim=c["head_dim"] or c["hidden_size"] // heads,
-            mamba_heads=0,
-            mamba_head_dim=0,
-            mamba_groups=0,
-            ssm_state=0,
-            conv_kernel=0,
-            vocab=c["vocab_size"],
-            tied_embeddings=bool(c["tie_word_embeddings"]),
-            conv_bias=False,
             attn_qkv_bias=bool(c["attention_bias"]),
             attn_out_bias=bool(c["attention_bias"]),
             qk_norm=True,
