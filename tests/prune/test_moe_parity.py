@@ -110,17 +110,17 @@ def test_keeping_everything_reproduces_the_logits(moe, ids):
 
 def _specs(arch: Architecture) -> dict[str, TargetSpec]:
     moe_block = arch.pattern.index("E" if "E" in arch.pattern else "S")
+    shared = {"shared_ffn": 13} if arch.shared_ffn else {}
     specs = {
         "experts7": TargetSpec(experts=7),
         "experts2": TargetSpec(experts=2),  # as few as the top-k
         "expert_ffn8": TargetSpec(expert_ffn=8),
         "drop_moe_block": TargetSpec(drop_blocks=(moe_block,)),
         "hidden": TargetSpec(hidden=24),
-        "all": TargetSpec(experts=5, expert_ffn=8, hidden=16, attn_heads=2, drop_blocks=(moe_block,)),
+        "all": TargetSpec(experts=5, expert_ffn=8, hidden=16, attn_heads=2, drop_blocks=(moe_block,), **shared),
     }
     if arch.shared_ffn:
         specs["shared_ffn7"] = TargetSpec(shared_ffn=7)
-        specs["all"] = dataclasses.replace(specs["all"], shared_ffn=13)
     return specs
 
 
