@@ -203,7 +203,7 @@ def test_every_memory_term_equals_transformers_after_prefill(name, dtype, batch,
 
 
 def test_estimate_reports_active_parameters():
-    report = run_estimate(EstimateConfig.from_options("nemotron-3-nano-30b-a3b", "8k"))
+    report = run_estimate(EstimateConfig.from_options(model="nemotron-3-nano-30b-a3b", context="8k"))
     params = report.to_dict()["params"]
     arch = report.architecture
     assert params["total"] == 31_577_937_344 and params["active"] == arch.n_active_params
