@@ -223,3 +223,26 @@ def test_prune_command_writes_a_checkpoint_that_generates_in_a_fresh_process(nam
     out = generate_in_fresh_process(tmp_path / "out", tmp_path / "out", "3 plus 3 is", 6)
     assert out["type"] == arch.model_type and out["cached"] == out["plain"]
     assert len(out["cached"][0]) == len(out["prompt"][0]) + 6
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--experts", "20"], r"^error: target is not a pruning of the source: experts 20 > source 8$"),
+        (["--experts", "1"], r"^error: experts \(1\) must be at least the experts every token is routed to"),
+        (["--experts", "5", "--expert-ffn", "12"], r"^error: expert_ffn 12: MoE models need it in multiples of 8"),
+    ],
+)
+def test_bad_expert_targets_are_one_line_and_write_nothing(tmp_path, extra, message):
+    import re
+
+    from typer.testing import CliRunner
+
+    from minitron.cli import app
+
+    ckpt = tmp_path / "ckpt"
+    _model(moe_arch("nemotron_h")).save_pretrained(ckpt)
+    result = CliRunner().invoke(app, ["prune", str(ckpt), *extra, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1, result.output
+    assert re.search(message, result.stderr.strip()), result.stderr
+    assert not (tmp_path / "out").exists()
