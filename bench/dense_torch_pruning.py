@@ -87,7 +87,8 @@ def parse_args() -> argparse.Namespace:
 def train_teacher(args, cache: Path) -> Path:
     """Train (or resume, or reuse) the teacher; returns its checkpoint directory."""
     from minitron.data import DataSpec
-    from minitron.distill.trainer import TrainConfig, latest_checkpoint, train
+    from minitron.distill.checkpoint import latest_checkpoint
+    from minitron.distill.trainer import TrainConfig, train
     from minitron.model.arch import Architecture
     from minitron.model.load import build_model, load_tokenizer, resolve_model
 

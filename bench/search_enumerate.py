@@ -35,14 +35,14 @@ def main() -> None:
     parser.add_argument("--brute-force-limit", type=int, default=200_000)
     args = parser.parse_args()
 
-    from minitron.memory import Budget
+    from minitron.memory import Budget, ServingSpec
     from minitron.model.load import resolve_model
     from minitron.search.frontier import Constraint, enumerate_feasible
     from minitron.search.space import build_space
 
     source = resolve_model("nemotron-nano-12b-v2-base").architecture
     budget = Budget.from_options(NANO2["budget"], None, NANO2["headroom"], NANO2["reserve"])
-    constraint = Constraint(budget.usable_bytes, context_tokens=NANO2["context"])
+    constraint = Constraint(ServingSpec(context_tokens=NANO2["context"], budget=budget))
     print(
         f"nemotron-nano-12b-v2-base, budget {budget.usable_bytes / 2**30:.2f} GiB usable at "
         f"{NANO2['context']:,} tokens, {args.repeats} repeats (median)"

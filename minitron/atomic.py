@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from minitron.errors import MinitronError
 
 
 @contextmanager
@@ -71,4 +74,45 @@ def make_temp_dir(prefix: str, suffix: str = "", dir: str | Path | None = None) 
     it becomes a published output directory once renamed."""
     path = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=dir))
     os.chmod(path, 0o777 & ~_umask())
+    return path
+
+
+@contextmanager
+def replace_dir(tmp: Path, final: Path) -> Iterator[Path]:
+    """Fill the temp directory `tmp` in the block; it then replaces `final` (removed on any failure)."""
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def check_writable(path: str | Path, flag: str = "--out", *, file: bool = False, what: str = "") -> Path:
+    """Refuse an output that cannot be written, before any work and without creating anything.
+
+    `path` is an output directory (or, with `file`, an output file whose directory is created as
+    needed). Refused: a directory output that is an existing file (or the reverse), a path under a
+    regular file, and a directory where nothing can be written (read-only, /proc). The nearest
+    existing ancestor is probed with an anonymous temp file, so root's permission bypass and virtual
+    file systems are caught as well.
+    """
+    path = Path(path).expanduser()
+    what = what or ("file" if file else "directory")
+    if not file and path.exists() and not path.is_dir():
+        raise MinitronError(f"{flag} {path} exists and is not a directory")
+    if file and path.is_dir():
+        raise MinitronError(f"{flag} {path} is a directory; give a file name")
+    existing = path.parent if file else path
+    while not os.path.exists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise MinitronError(f"{flag}: cannot create {what} {path} ({existing} is a file, not a directory)")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise MinitronError(f"{flag}: cannot write {what} {path} ({existing}: {e.strerror})") from None
     return path

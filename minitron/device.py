@@ -3,6 +3,7 @@
 `resolve_device("auto")` is this process's CUDA device (cuda:LOCAL_RANK under torchrun) when CUDA is
 there, else the CPU; a plain `cuda` is also this process's device. A device that this machine does not
 have is one clear error naming the flag, before anything is loaded, not a CUDA traceback later.
+`weights_dtype(dtype, device)`: `auto` means bfloat16 weights on CUDA and float32 on the CPU.
 `autocast(precision, device)`: `auto` means bfloat16 autocast on CUDA devices that compute in bf16,
 float32 elsewhere (on CPUs without bf16 units bf16 autocast is slower than float32, and on CPUs with
 them it would change a run's numbers between machines).
@@ -52,3 +53,10 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
 
 def autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(precision, device))
+
+
+def weights_dtype(dtype: str, device: torch.device | str) -> str:
+    """The dtype to hold weights in: `dtype` itself, or for `auto` bfloat16 on CUDA, float32 on the CPU."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if torch.device(device).type == "cuda" else "float32"

@@ -58,6 +58,10 @@ class EvalConfig:
             raise MinitronError(f"--batch-size: {self.batch_size} must be >= 1")
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise MinitronError(f"--num-fewshot: {self.num_fewshot} must be >= 0")
+        if self.out is not None:
+            from minitron.atomic import check_writable
+
+            check_writable(self.out)
 
 
 def lm_eval_installed() -> bool:
@@ -153,6 +157,15 @@ def run(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
         del model, lm
     if config.out is not None:
         write_results(results, config.out)
+    return results
+
+
+def main(config: EvalConfig) -> dict[str, dict[str, dict[str, float]]]:
+    """`minitron evaluate`: the scores, written and shown as one table with a column per model."""
+    from rich.console import Console
+
+    results = run(config)
+    Console().print(table(results))
     return results
 
 

@@ -16,15 +16,13 @@ pass, the CUDA context and allocator slack; that is what `--headroom` is for.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from minitron.errors import MinitronError
-from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, MOE, Architecture
+from minitron.model.arch import ATTENTION, MAMBA, Architecture
 from minitron.units import (
     DTYPE_BYTES,
     format_bytes,
-    format_tokens,
     parse_bytes,
     parse_dtype,
     parse_fraction,
@@ -251,36 +249,41 @@ def estimate_memory(
     )
 
 
-# ---- `minitron estimate` ------------------------------------------------------------------------
+# ---- how a model is served ----------------------------------------------------------------------
+DEFAULT_CONTEXT = "128k"
+DEFAULT_GPU = "a10g"  # whose bandwidth the decode estimate of a search uses when no --gpu is given
+
+
 @dataclass(frozen=True)
-class EstimateConfig:
-    model: str
-    context_tokens: int
+class ServingSpec:
+    """How a model is served: what estimate sizes, what search fits under its budget, what a candidates
+    file records (and compare and the run report read back). One set of options (`from_options`)."""
+
+    context_tokens: int = 131072
     batch: int = 1
-    budget: Budget | None = None
-    gpu: GPU | None = None
     weight_dtype: str = "bfloat16"
     kv_dtype: str | None = None
     ssm_dtype: str | None = None
     engine: str = "transformers"
+    budget: Budget | None = None
+    gpu: str | None = None  # a GPU preset name (GPUS)
 
     def __post_init__(self) -> None:
-        if self.context_tokens < 1:
-            raise MinitronError(f"--context: must be at least 1 token, got {self.context_tokens}")
-        if self.batch < 1:
-            raise MinitronError(f"--batch: must be at least 1, got {self.batch}")
+        for flag, value in (("--context", self.context_tokens), ("--batch", self.batch)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise MinitronError(f"{flag}: must be at least 1, got {value!r}")
         get_engine(self.engine)
         parse_dtype(self.weight_dtype, "--dtype")
-        if self.kv_dtype is not None:
-            parse_dtype(self.kv_dtype, "--kv-dtype")
-        if self.ssm_dtype is not None:
-            parse_dtype(self.ssm_dtype, "--ssm-dtype")
+        for flag, value in (("--kv-dtype", self.kv_dtype), ("--ssm-dtype", self.ssm_dtype)):
+            if value is not None:
+                parse_dtype(value, flag)
+        if self.gpu is not None:
+            get_gpu(self.gpu)
 
     @classmethod
     def from_options(
         cls,
-        model: str,
-        context: str,
+        context: str | int = DEFAULT_CONTEXT,
         batch: int = 1,
         budget: str | None = None,
         gpu: str | None = None,
@@ -290,194 +293,57 @@ class EstimateConfig:
         kv_dtype: str | None = None,
         ssm_dtype: str | None = None,
         engine: str = "transformers",
-    ) -> EstimateConfig:
-        """From the command-line strings; every parse error names its flag."""
+    ) -> ServingSpec:
+        """From the serving options by name (the commands' option names); every error names its flag."""
         return cls(
-            model=model,
             context_tokens=parse_tokens(context, "--context"),
             batch=batch,
-            budget=Budget.from_options(budget, gpu, headroom, reserve),
-            gpu=get_gpu(gpu) if gpu is not None else None,
             weight_dtype=dtype,
             kv_dtype=kv_dtype,
             ssm_dtype=ssm_dtype,
             engine=engine,
+            budget=Budget.from_options(budget, gpu, headroom, reserve),
+            gpu=gpu,
         )
 
-
-@dataclass(frozen=True)
-class EstimateReport:
-    model: str
-    architecture: Architecture
-    memory: MemoryEstimate
-    budget: Budget | None
-    gpu: GPU | None
+    def usable_bytes(self, command: str) -> int:
+        """The budget's usable bytes; one error line when `command` needs a budget and has none."""
+        if self.budget is None:
+            raise MinitronError(f"{command} needs a memory budget: give --budget (e.g. 22GiB) or --gpu (e.g. a10g)")
+        return self.budget.usable_bytes
 
     @property
-    def fits(self) -> bool | None:
-        return None if self.budget is None else self.memory.total_bytes <= self.budget.usable_bytes
+    def gpu_preset(self) -> GPU | None:
+        return get_gpu(self.gpu) if self.gpu is not None else None
 
-    @property
-    def margin_bytes(self) -> int | None:
-        """Usable budget minus the estimate (negative: over budget)."""
-        return None if self.budget is None else self.budget.usable_bytes - self.memory.total_bytes
-
-    @property
-    def decode_tokens_per_s_bound(self) -> float | None:
-        """Bandwidth roofline at full context: every decode step reads the weights and every cache once."""
-        if self.gpu is None:
-            return None
-        return self.memory.batch * self.gpu.bandwidth_bytes_per_s / self.memory.total_bytes
+    def memory(self, arch: Architecture) -> MemoryEstimate:
+        return estimate_memory(
+            arch,
+            context_tokens=self.context_tokens,
+            batch=self.batch,
+            weight_dtype=self.weight_dtype,
+            kv_dtype=self.kv_dtype,
+            ssm_dtype=self.ssm_dtype,
+            engine=self.engine,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        mem = self.memory
-        budget = None
+        """JSON form (what a candidates file carries under "serving")."""
+        d = asdict(self)
         if self.budget is not None:
-            budget = {**asdict(self.budget), "usable_bytes": self.budget.usable_bytes}
-        return {
-            "model": self.model,
-            "engine": mem.engine,
-            "context_tokens": mem.context_tokens,
-            "batch": mem.batch,
-            "dtypes": {
-                "weights": mem.weight_dtype,
-                "kv_cache": mem.kv_dtype,
-                "ssm_state": mem.ssm_dtype,
-                "conv_state": mem.conv_dtype,
-            },
-            "architecture": self.architecture.summary(),
-            "params": {
-                "total": mem.params,
-                "active": self.architecture.n_active_params,  # the total for a model without MoE blocks
-                "by_part": self.architecture.params_by_part(),
-                "active_by_part": self.architecture.active_params_by_part(),
-            },
-            "bytes": {
-                "weights": mem.weights_bytes,
-                "kv_cache": mem.kv_cache_bytes,
-                "ssm_state": mem.ssm_state_bytes,
-                "conv_state": mem.conv_state_bytes,
-                "total": mem.total_bytes,
-            },
-            "budget": budget,
-            "gpu": asdict(self.gpu) if self.gpu is not None else None,
-            "fits": self.fits,
-            "margin_bytes": self.margin_bytes,
-            "decode_tokens_per_s_bound": self.decode_tokens_per_s_bound,
-        }
+            d["budget"]["usable_bytes"] = self.budget.usable_bytes
+        return d
 
+    @staticmethod
+    def option_names() -> tuple[str, ...]:
+        """The serving options by name (what from_options takes; the CLI declares one option each)."""
+        import inspect
 
-def run_estimate(config: EstimateConfig) -> EstimateReport:
-    """Resolve the model (a directory or a built-in name; its config is enough) and size it."""
-    from minitron.model.load import resolve_model
+        return tuple(inspect.signature(ServingSpec.from_options).parameters)
 
-    source = resolve_model(config.model)
-    arch = source.architecture
-    memory = estimate_memory(
-        arch,
-        context_tokens=config.context_tokens,
-        batch=config.batch,
-        weight_dtype=config.weight_dtype,
-        kv_dtype=config.kv_dtype,
-        ssm_dtype=config.ssm_dtype,
-        engine=config.engine,
-    )
-    return EstimateReport(
-        model=source.name, architecture=arch, memory=memory, budget=config.budget, gpu=config.gpu
-    )
-
-
-def estimate_tables(report: EstimateReport) -> list:
-    """Rich tables: parameters by block type, bytes by term, then the budget verdict."""
-    from rich.table import Table
-
-    arch, mem = report.architecture, report.memory
-    params = Table(title=f"{report.model}: parameters", title_justify="left")
-    params.add_column("part")
-    params.add_column("blocks", justify="right")
-    params.add_column("parameters", justify="right")
-    params.add_column("share", justify="right")
-    moe = arch.has_part(MOE)
-    if moe:  # what one token passes through: the top-k routed experts of every MoE block
-        params.add_column("active", justify="right")
-    kinds = {name: kind for kind, name in BLOCK_NAMES.items()}
-    active = arch.active_params_by_part()
-    for part, count in arch.params_by_part().items():
-        blocks = str(arch.count(kinds[part])) if part in kinds else ""
-        row = [part, blocks, f"{count:,}", f"{count / mem.params:.1%}"]
-        params.add_row(*row, *([f"{active[part]:,}"] if moe else []))
-    params.add_section()
-    total = ["total", str(arch.n_blocks), f"{mem.params:,}", "100%"]
-    params.add_row(*total, *([f"{arch.n_active_params:,}"] if moe else []), style="bold")
-
-    title = f"memory at {format_tokens(mem.context_tokens)} context, batch {mem.batch}, {mem.engine} engine"
-    memory = Table(title=title, title_justify="left")
-    memory.add_column("term")
-    memory.add_column("dtype")
-    memory.add_column("shape")
-    memory.add_column("bytes", justify="right")
-    memory.add_column("size", justify="right")
-    n_attn, n_mamba, b = arch.count_part(ATTENTION), arch.count_part(MAMBA), mem.batch
-    columns = get_engine(mem.engine).conv_columns(arch.conv_kernel)
-    rows = [
-        ("weights", mem.weight_dtype, f"{mem.params:,}", mem.weights_bytes),
-        (
-            "KV cache",
-            mem.kv_dtype,
-            f"{n_attn}x2x({b},{arch.kv_heads},{mem.context_tokens},{arch.head_dim})",
-            mem.kv_cache_bytes,
-        ),
-        (
-            "SSM state",
-            mem.ssm_dtype,
-            f"{n_mamba}x({b},{arch.mamba_heads},{arch.mamba_head_dim},{arch.ssm_state})",
-            mem.ssm_state_bytes,
-        ),
-        (
-            "conv state",
-            mem.conv_dtype,
-            f"{n_mamba}x({b},{arch.mamba_conv_dim},{columns})",
-            mem.conv_state_bytes,
-        ),
-    ]
-    if not n_mamba:
-        rows = rows[:2]  # a model without Mamba blocks has no SSM or conv state
-    for term, dtype, shape, size in rows:
-        memory.add_row(term, dtype, shape, f"{size:,}", format_bytes(size))
-    memory.add_section()
-    memory.add_row("total", "", "", f"{mem.total_bytes:,}", format_bytes(mem.total_bytes), style="bold")
-
-    summary = Table.grid(padding=(0, 2))
-    summary.add_column(style="bold")
-    summary.add_column()
-    if report.budget is None:
-        summary.add_row("budget", "none given (--budget or --gpu)")
-    else:
-        budget, margin = report.budget, report.margin_bytes
-        summary.add_row("budget", f"{budget.describe()} ({budget.source})")
-        if report.fits:
-            verdict = f"[green]fits[/]: {format_bytes(margin)} spare"
-        else:
-            verdict = f"[red]does not fit[/]: {format_bytes(-margin)} over"
-        summary.add_row("verdict", verdict)
-    if report.gpu is not None:
-        summary.add_row(
-            "decode",
-            f"at most {report.decode_tokens_per_s_bound:,.1f} tokens/s on {report.gpu.name} "
-            f"({report.gpu.bandwidth_bytes_per_s / 1e9:,.0f} GB/s; every step reads weights and caches)",
-        )
-    return [params, memory, summary]
-
-
-def save_json(data: dict[str, Any], path: str | Path) -> Path:
-    """Write atomically: a temp file in the same directory, then rename over `path`."""
-    path = Path(path)
-    if path.is_dir():
-        raise MinitronError(f"--out: {path} is a directory; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise MinitronError(f"--out: cannot create directory {path.parent} ({e.strerror})") from None
-    from minitron.atomic import write_json
-
-    return write_json(path, data)
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ServingSpec:
+        budget = d.get("budget")
+        if budget is not None:
+            budget = Budget(**{k: v for k, v in budget.items() if k != "usable_bytes"})
+        return cls(**{**d, "budget": budget})

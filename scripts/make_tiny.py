@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from minitron.data import DataSpec, documents, token_batches, train_bpe_tokenizer
+from minitron.distill.objectives import heldout_loss
 from minitron.distill.trainer import TrainConfig, train
 from minitron.model.arch import Architecture
 from minitron.model.load import ASSETS_DIR, PRESET_DIR, build_model
@@ -79,19 +80,6 @@ def machine() -> str:
         ]
         cpu = names[0] if names else cpu
     return f"{cpu}, {os.cpu_count()} CPU cores (1 torch thread), torch {torch.__version__}"
-
-
-def heldout_loss(model, batches: list[torch.Tensor]) -> float:
-    model.eval()
-    total, n = 0.0, 0
-    for batch in batches:
-        logits = model(input_ids=batch).logits
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
-        )
-        total += loss.item() * batch[:, 1:].numel()
-        n += batch[:, 1:].numel()
-    return total / n
 
 
 def main() -> None:

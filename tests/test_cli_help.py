@@ -126,5 +126,6 @@ def test_json_is_a_flag_everywhere(path):
 
 def test_search_defaults_in_help_stay_text():
     flat = " ".join(CliRunner().invoke(app, ["search", "--help"]).stdout.split())
-    assert "KV cache dtype [default: the compute dtype]" in flat
-    assert "Mamba SSM state dtype [default: per engine]" in flat
+    # estimate and search share one help text per serving option (ServingSpec)
+    assert "KV cache dtype (default: the compute dtype" in flat
+    assert "[search's default: a10g]" in flat and "[default: the source size]" in flat

@@ -24,16 +24,6 @@ def umask():
     os.umask(before)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def modes(root: Path) -> dict[str, int]:
     """Mode of `root` and of every directory under it."""
     dirs = [root, *(p for p in root.rglob("*") if p.is_dir())]

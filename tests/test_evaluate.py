@@ -17,17 +17,6 @@ runner = CliRunner()
 METRIC_KEYS = {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny forwards on a shared 2-core machine are faster without OpenMP waits."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_random_model_scores_the_same_twice(random_checkpoint, task_yaml, tmp_path):
     config = dict(models=[str(random_checkpoint)], tasks=str(task_yaml), limit=4, device="cpu")
     first = run(EvalConfig(**config, out=str(tmp_path / "out")))
@@ -66,15 +55,10 @@ def test_cli_puts_two_models_side_by_side(random_checkpoint, task_yaml, tmp_path
         (["--limit", "0"], "--limit"),
         (["--limit", "-3"], "--limit"),
         (["--limit", "1e400"], "--limit"),
-        (["--device", "cuda"], "no CUDA device"),
+        pytest.param(["--device", "cuda"], "no CUDA device", marks=pytest.mark.no_cuda),
     ],
 )
 def test_bad_options_are_one_line(task_yaml, tmp_path, extra, message):
-    if "cuda" in extra:
-        import torch
-
-        if torch.cuda.is_available():
-            pytest.skip("this machine has CUDA")
     out = tmp_path / "eval"
     result = runner.invoke(app, ["evaluate", "tiny", "--tasks", str(task_yaml), "--out", str(out), *extra])
     assert result.exit_code == 1

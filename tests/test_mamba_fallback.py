@@ -10,14 +10,6 @@ from minitron.model import mamba_fallback
 from minitron.model.load import build_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _inputs(seed, b, L, h, p, g, n):
     gen = torch.Generator().manual_seed(seed)
     shapes = dict(x=(b, L, h, p), dt=(b, L, h), B=(b, L, g, n), C=(b, L, g, n), D=(h,), dt_bias=(h,))

@@ -8,14 +8,13 @@ import pytest
 import torch
 
 from minitron.errors import MinitronError
+from minitron.estimate import EstimateConfig, run_estimate
 from minitron.memory import (
     ENGINES,
     GPUS,
     Budget,
-    EstimateConfig,
     conv_state_bytes,
     estimate_memory,
-    run_estimate,
 )
 from minitron.model.arch import Architecture
 from minitron.model.load import build_model, resolve_model
@@ -320,3 +319,53 @@ def test_parse_fraction_and_dtype_and_formatting():
         and format_bytes(12) == "12 B"
     )
     assert (format_tokens(131072), format_tokens(2**20), format_tokens(1000)) == ("128k", "1M", "1000")
+
+
+# ---- the serving spec ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("options", "flag"),
+    [
+        ({"budget": "abc"}, "--budget"),
+        ({"budget": "1e400"}, "--budget"),
+        ({"budget": "0"}, "--budget"),
+        ({"budget": "-3GiB"}, "--budget"),
+        ({"budget": "22"}, "--budget"),  # a number without its unit
+        ({"reserve": "-1GiB", "budget": "1GiB"}, "--reserve"),
+        ({"headroom": "1e400", "budget": "1GiB"}, "--headroom"),
+        ({"context": "0"}, "--context"),
+        ({"context": "1e400"}, "--context"),
+        ({"batch": 0}, "--batch"),
+        ({"batch": -2}, "--batch"),
+        ({"gpu": "tpu"}, "--gpu"),
+        ({"kv_dtype": "int3"}, "--kv-dtype"),
+    ],
+)
+def test_serving_spec_names_the_flag_of_a_bad_value(options, flag):
+    from minitron.memory import ServingSpec
+    from minitron.search.config import SearchConfig
+
+    for build in (ServingSpec.from_options, lambda **o: SearchConfig.from_options(model="tiny", **o)):
+        with pytest.raises(MinitronError) as e:
+            build(**options)
+        assert str(e.value).startswith(flag) and "\n" not in str(e.value)
+
+
+def test_serving_spec_round_trips_through_a_candidates_file():
+    from minitron.memory import ServingSpec
+
+    spec = ServingSpec.from_options(context="8k", budget="20MiB", headroom="5%", reserve="0.25MiB", gpu="l4")
+    assert ServingSpec.from_dict(spec.to_dict()) == spec
+    assert spec.to_dict()["budget"]["usable_bytes"] == spec.budget.usable_bytes
+    arch = resolve_model("tiny").architecture
+    assert spec.memory(arch) == estimate_memory(arch, 8192)
+
+
+def test_estimate_and_search_declare_each_serving_option_once():
+    import minitron.cli
+    from minitron.memory import ServingSpec
+
+    assert set(minitron.cli.SERVING_OPTIONS) == set(ServingSpec.option_names())
+    for command in ("estimate", "search"):
+        params = {p.name: p for p in minitron.cli.typer.main.get_command(minitron.cli.app).commands[command].params}
+        for name in ServingSpec.option_names():
+            assert params[name].help == minitron.cli.SERVING_OPTIONS[name][1].help

@@ -6,7 +6,7 @@
 `train(config, objective=None, model=None, tokenizer=None, provenance=None)` runs AdamW with
 warm-up + cosine or WSD decay, gradient clipping and accumulation, bf16 autocast on CUDA, periodic
 held-out evaluation, metrics in `<out>/metrics.jsonl`, atomic resumable checkpoints and the final
-model in `<out>/final/` (see trainer.py for the layout).
+model in `<out>/final/` (see rundir.py for the layout).
 
 `minitron distill` is `run.distill(DistillConfig)`: the `kd.Distillation` objective (frozen teacher,
 chunked KD losses from `losses.py`) in this loop. `minitron compare` is `compare.compare`: prune the

@@ -13,7 +13,6 @@ checkpoints are deleted once a newer one is complete.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import torch
 
-from minitron.atomic import make_temp_dir, write_text
+from minitron.atomic import make_temp_dir, replace_dir, write_text
 from minitron.errors import MinitronError
 
 CHECKPOINTS = "checkpoints"
@@ -60,15 +59,9 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], sharded=Non
 
 
 def _publish(root: Path, name: str, tmp: Path, state: dict[str, Any]) -> Path:
-    try:
+    final = root / name
+    with replace_dir(tmp, final):
         torch.save(state, tmp / STATE)
-        final = root / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     write_text(root / LATEST, name + "\n")
     for old in root.glob("step-*"):
         if old.name != name:

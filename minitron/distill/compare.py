@@ -24,6 +24,7 @@ from minitron.atomic import atomic_path, write_json, write_text
 from minitron.distill.losses import KDLoss
 from minitron.distill.trainer import TrainConfig
 from minitron.errors import MinitronError
+from minitron.runs import claim
 
 COLUMNS = ("rank_before", "rank_after", "candidate", "params", "memory_bytes", "objective_before",
            "kd_before", "kd_after", "lm_loss_before", "lm_loss_after", "teacher_lm_loss")  # fmt: skip
@@ -37,18 +38,38 @@ class CompareConfig:
     train: TrainConfig  # the recipe every candidate gets; its model and out are set per candidate
     scores: str | None = None
     top: int = 3
-    context: str = "128k"
     loss: KDLoss = field(default_factory=KDLoss)
     chunk_tokens: int = 256
 
     def __post_init__(self) -> None:
-        from minitron.units import parse_tokens
+        from minitron.atomic import check_writable
 
         if self.top < 1:
             raise MinitronError(f"--top must be at least 1, got {self.top}")
-        parse_tokens(self.context, "--context")
+        if self.chunk_tokens < 1:
+            raise MinitronError(f"--chunk-tokens must be positive, got {self.chunk_tokens}")
         if self.train.stop_at_step is not None:
             raise MinitronError("--stop-at-step does not apply to compare (interrupt it and run it again)")
+        check_writable(self.out)
+
+    @classmethod
+    def from_options(
+        cls,
+        teacher: str,
+        candidates: str,
+        out: str,
+        scores: str | None,
+        top: int,
+        chunk_tokens: int,
+        **options: Any,
+    ) -> CompareConfig:
+        """`minitron compare`'s options -> its config; every candidate gets the same training recipe
+        (held-out loss only at its start and end)."""
+        from minitron.distill.run import kd_loss, recipe
+
+        loss = kd_loss(options)
+        return cls(teacher=teacher, candidates=candidates, out=out, scores=scores, top=top,
+                   loss=loss, chunk_tokens=chunk_tokens, train=recipe(eval_every=0, **options))  # fmt: skip
 
 
 @dataclass
@@ -56,7 +77,7 @@ class CandidateResult:
     rank_before: int
     candidate: str
     params: int
-    memory_bytes: int
+    memory_bytes: int | None  # at the spec the search served it at (the candidates file's figure)
     objective_before: float | None  # the search's objective, from the candidates file
     kd_before: float
     kd_after: float
@@ -72,20 +93,25 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
     import torch
     from rich.console import Console
 
+    from minitron.device import resolve_device
     from minitron.distill.kd import Distillation, shared_vocab
     from minitron.distill.trainer import train
-    from minitron.importance.distributed import launched_distributed
     from minitron.importance.scores import load_scores
-    from minitron.memory import estimate_memory
     from minitron.model.load import load_model, load_tokenizer, resolve_model
+    from minitron.parallel import launched_distributed
     from minitron.prune.slicing import prune_to
-    from minitron.prune.target import read_candidate, resolve_target
-    from minitron.units import parse_tokens
+    from minitron.prune.target import (
+        candidates_document,
+        read_candidate,
+        resolve_target,
+        searched_memory_bytes,
+    )
 
     if launched_distributed():
         raise MinitronError(
             "compare runs in one process (its candidates one after another); run it without torchrun"
         )
+    resolve_device(config.train.device)  # a device this machine lacks: one line, before anything is loaded
     console = console or Console()
     out = Path(config.out)
     rows = _top_rows(Path(config.candidates), config.top)
@@ -103,11 +129,11 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
             f"candidates {needs_scores} narrow width axes: give --scores (from `minitron score`)"
         )
     settings = _settings(config, source.fingerprint())
-    _claim(out, settings)
+    claim(out, "compare_config.json", settings, "compare")
 
     teacher = load_model(source, dtype="float32", device="cpu", command="minitron compare")
     tokenizer = load_tokenizer(source, command="minitron compare")
-    context = parse_tokens(config.context, "--context")
+    document = candidates_document(config.candidates)
     results = []
     for row in rows:
         rank = row["rank"]
@@ -137,9 +163,7 @@ def compare(config: CompareConfig, console=None) -> list[CandidateResult]:
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         evals = [r for r in records if "eval_kd" in r]
         first, last = evals[0], evals[-1]
-        memory = row.get("memory_bytes")
-        if not isinstance(memory, int):
-            memory = estimate_memory(arch, context).total_bytes
+        memory = searched_memory_bytes(document, row, arch)
         results.append(CandidateResult(
             rank_before=rank, candidate=name, params=arch.n_params, memory_bytes=memory,
             objective_before=row.get("objective") if isinstance(row.get("objective"), (int, float)) else None,
@@ -172,10 +196,12 @@ def _narrows_width(source, target) -> bool:
 
 
 def _describe(arch, dropped: tuple[int, ...]) -> str:
+    from minitron.model.axes import width_axes
+
     counts = f"{arch.count('M')}M/{arch.count('-')}-/{arch.count('*')}*"
     drop = f" (drop {','.join(map(str, dropped))})" if dropped else ""
-    return (f"{counts}{drop} h{arch.hidden} ffn{arch.ffn} mamba{arch.mamba_heads}x{arch.mamba_head_dim} "
-            f"attn{arch.attn_heads}")  # fmt: skip
+    sizes = " ".join(f"{a.name}={getattr(arch, a.name)}" for a in width_axes() if a.on(arch))
+    return f"{counts}{drop} {sizes}"
 
 
 def _settings(config: CompareConfig, fingerprint: str) -> dict[str, Any]:
@@ -183,24 +209,8 @@ def _settings(config: CompareConfig, fingerprint: str) -> dict[str, Any]:
     return json.loads(json.dumps({
         "teacher": config.teacher, "teacher_fingerprint": fingerprint,
         "candidates": str(Path(config.candidates).resolve()), "scores": config.scores, "top": config.top,
-        "context": config.context, "loss": asdict(config.loss), "chunk_tokens": config.chunk_tokens, "train": train,
+        "loss": asdict(config.loss), "chunk_tokens": config.chunk_tokens, "train": train,
     }))  # fmt: skip
-
-
-def _claim(out: Path, settings: dict[str, Any]) -> None:
-    """Start a compare in `out`, or continue the one there if it has the same settings."""
-    path = out / "compare_config.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        changed = sorted(k for k in settings if saved.get(k) != settings[k])
-        if changed:
-            raise MinitronError(f"--out {out} holds a compare with other settings ({', '.join(changed)}); "
-                                "use another --out")  # fmt: skip
-        return
-    if out.exists() and any(out.iterdir()):
-        raise MinitronError(f"--out {out} is not empty and holds no compare; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(path, settings)
 
 
 def _write_outputs(out: Path, results: list[CandidateResult], settings: dict[str, Any]) -> None:
@@ -248,7 +258,7 @@ def table(results: list[CandidateResult]):
                  "LM 0", "LM end"):  # fmt: skip
         t.add_column(name, justify="left" if name == "candidate" else "right", overflow="fold")
     for r in sorted(results, key=lambda r: r.rank_after):
-        t.add_row(str(r.rank_after), str(r.rank_before), r.candidate, f"{r.params:,}", format_bytes(r.memory_bytes),
+        t.add_row(str(r.rank_after), str(r.rank_before), r.candidate, f"{r.params:,}", "-" if r.memory_bytes is None else format_bytes(r.memory_bytes),
                   "-" if r.objective_before is None else f"{r.objective_before:.4f}", f"{r.kd_before:.4f}",
                   f"{r.kd_after:.4f}", f"{r.lm_loss_before:.4f}", f"{r.lm_loss_after:.4f}")  # fmt: skip
     if results:

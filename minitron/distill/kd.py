@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from minitron.device import resolve_device
+from minitron.device import resolve_device, weights_dtype
 from minitron.distill.losses import IGNORE, KDLoss, chunked_kd_sums
 from minitron.errors import MinitronError
 
@@ -104,20 +104,14 @@ class Distillation:
     def setup(self, device: torch.device, fsdp: bool = False) -> None:
         """Freeze the teacher on its device, in its dtype (bf16 on CUDA by default), sharded under FSDP2."""
         teacher_device = resolve_device(self.teacher_device, "--teacher-device") if self.teacher_device else device
-        dtype = self.teacher_dtype
-        if dtype == "auto":
-            dtype = "bfloat16" if teacher_device.type == "cuda" else "float32"
+        dtype = weights_dtype(self.teacher_dtype, teacher_device)
         self.teacher.to(device=teacher_device, dtype=getattr(torch, dtype))
         self.teacher.eval().requires_grad_(False)
         self._device, self._teacher_on = device, teacher_device
         if fsdp:
-            from torch.distributed.fsdp import fully_shard
+            from minitron.parallel import fully_shard_blocks
 
-            from minitron.model.adapters import adapter_for
-
-            for block in adapter_for(self.teacher).blocks(self.teacher):
-                fully_shard(block)
-            fully_shard(self.teacher)
+            fully_shard_blocks(self.teacher)
 
     def sums(self, model: torch.nn.Module, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         labels = next_token_labels(input_ids)

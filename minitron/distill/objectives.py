@@ -6,6 +6,7 @@ else about it, so knowledge distillation plugs in by holding a teacher and retur
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 import torch
@@ -56,3 +57,42 @@ def loss_sums(
         return sums(model, input_ids)
     count = predicted_tokens(input_ids)
     return {"loss": objective(model, input_ids) * count, "count": torch.tensor(float(count))}
+
+
+@torch.no_grad()
+def heldout_losses(
+    model: torch.nn.Module,
+    objective: Objective,
+    batches: list[torch.Tensor],
+    autocast: AbstractContextManager | None = None,
+    device: torch.device | str | None = None,
+) -> dict[str, float]:
+    """Every sum `objective` reports, per predicted token over the held-out `batches`: {"eval_loss": ...,
+    "eval_<name>": ...}, the one held-out loop of training, distillation, the run report and make_tiny.
+
+    Under torchrun each rank evaluates its share and the sums are added over ranks; all ranks run the
+    same number of forwards (FSDP2 gathers weights in each), a rank with a shorter share repeating a
+    batch it then leaves out.
+    """
+    from minitron.parallel import rank_and_world, sum_over_ranks
+
+    rank, world = rank_and_world()
+    device = device if device is not None else next(model.parameters()).device
+    model.eval()
+    mine = batches[rank::world]
+    totals: dict[str, torch.Tensor] = {}
+    for i in range(-(-len(batches) // world)):
+        batch = mine[i] if i < len(mine) else batches[0]
+        with autocast or nullcontext():
+            sums = loss_sums(objective, model, batch.to(device))
+        weight = 1.0 if i < len(mine) else 0.0
+        for key, value in sums.items():
+            totals[key] = totals.get(key, 0) + weight * value.detach().float().reshape(())
+    reduced = sum_over_ranks(totals)
+    count = reduced.pop("count")
+    return {"eval_loss": reduced.pop("loss") / count, **{f"eval_{k}": v / count for k, v in reduced.items()}}
+
+
+def heldout_loss(model: torch.nn.Module, batches: list[torch.Tensor]) -> float:
+    """Mean next-token cross-entropy per predicted token over `batches` (nats / token)."""
+    return heldout_losses(model, NextTokenCE(), batches)["eval_loss"]

@@ -1,4 +1,5 @@
-"""`minitron distill TEACHER STUDENT`: train the student on the teacher's logits (the loop in trainer.py)."""
+"""`minitron distill TEACHER STUDENT` and `minitron train MODEL`: their options -> a config -> the loop
+in trainer.py (the student trains on the teacher's logits, or the model on next-token cross-entropy)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,46 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from minitron.data import DEFAULT_GLOB, DataSpec
 from minitron.distill.losses import KDLoss
 from minitron.distill.trainer import TrainConfig, TrainResult
 from minitron.errors import MinitronError
+
+
+def recipe(
+    *,
+    data: str,
+    text_field: str,
+    glob: str | None,
+    seq_len: int,
+    batch_size: int,
+    samples: int,
+    heldout_fraction: float,
+    tokens: int = 0,
+    stop_at_step: int = 0,
+    **train: Any,
+) -> TrainConfig:
+    """A TrainConfig from the training options that train, distill and compare share; 0 turns
+    --samples, --tokens and --stop-at-step off."""
+    spec = DataSpec(source=data, text_field=text_field, glob=glob or DEFAULT_GLOB, seq_len=seq_len,
+                    batch_size=batch_size, samples=samples or None, heldout_fraction=heldout_fraction,
+                    seed=train.get("seed", 0))  # fmt: skip
+    return TrainConfig(data=spec, tokens=tokens or None, stop_at_step=stop_at_step or None, **train)
+
+
+def kd_loss(options: dict[str, Any]) -> KDLoss:
+    """The KDLoss of distill's and compare's options (--loss, --tau, --beta, --ce-weight, --teacher-topk),
+    taken out of `options`."""
+    return KDLoss(divergence=options.pop("loss"), tau=options.pop("tau"), beta=options.pop("beta"),
+                  ce_weight=options.pop("ce_weight"), teacher_topk=options.pop("teacher_topk"))  # fmt: skip
+
+
+def train_config(model: str, out: str, **options: Any) -> TrainConfig:
+    """`minitron train`'s options -> its TrainConfig; an --out that cannot be written is refused first."""
+    from minitron.atomic import check_writable
+
+    check_writable(out)
+    return recipe(model=model, out=out, **options)
 
 
 @dataclass(frozen=True)
@@ -25,6 +63,21 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if self.chunk_tokens < 1:
             raise MinitronError(f"--chunk-tokens must be positive, got {self.chunk_tokens}")
+
+    @classmethod
+    def from_options(
+        cls,
+        teacher: str,
+        student: str,
+        chunk_tokens: int,
+        teacher_device: str | None,
+        teacher_dtype: str,
+        **options: Any,
+    ) -> DistillConfig:
+        """`minitron distill`'s options -> its config (the student trains under the training options)."""
+        loss = kd_loss(options)
+        return cls(teacher=teacher, train=train_config(student, **options), loss=loss, chunk_tokens=chunk_tokens,
+                   teacher_device=teacher_device, teacher_dtype=teacher_dtype)  # fmt: skip
 
 
 def distill(
@@ -65,6 +118,19 @@ def distill(
     }  # fmt: skip
     torch.manual_seed(config.train.seed)
     return train(config.train, objective=objective, model=student, tokenizer=tokenizer, provenance=provenance)
+
+
+def main(config: TrainConfig | DistillConfig) -> TrainResult:
+    """`minitron train` or `minitron distill`: the run, then its result table (rank 0 under torchrun)."""
+    from minitron.distill.trainer import result_table, train
+    from minitron.parallel import rank_and_world
+
+    result = distill(config) if isinstance(config, DistillConfig) else train(config)
+    if rank_and_world()[0] == 0:
+        from rich.console import Console
+
+        Console().print(result_table(result, result.objective_name))
+    return result
 
 
 def replace_train(config: DistillConfig, **changes) -> DistillConfig:

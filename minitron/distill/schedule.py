@@ -1,25 +1,40 @@
-"""Learning-rate schedules as multipliers of the peak rate, one value per optimizer step."""
+"""Learning-rate schedules, as multipliers of the peak rate, one value per optimizer step.
+
+The shapes after warm-up are transformers' own: `get_cosine_with_min_lr_schedule_with_warmup`
+(cosine down to `min_ratio` at `total_steps`) and `get_wsd_schedule` (warm-up, stable, then a linear
+decay over the last `decay_fraction` of the steps to `min_ratio`). The warm-up is minitron's: step s
+of w runs at (s + 1) / w of the peak, so the first update is not wasted at a rate of zero.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 SCHEDULES = ("cosine", "wsd")
 
 
-def lr_multiplier(
-    step: int, *, total_steps: int, warmup_steps: int, schedule: str, min_ratio: float, decay_fraction: float
-) -> float:
-    """Linear warm-up from ~0 to 1, then `cosine` down to `min_ratio` at `total_steps`, or `wsd`
-    (warm-up, stable, decay): hold 1 until the last `decay_fraction` of the steps, then fall
-    linearly to `min_ratio`. `step` counts finished optimizer steps (0 = the first update)."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
+def lr_lambda(
+    *, total_steps: int, warmup_steps: int, schedule: str, min_ratio: float, decay_fraction: float
+) -> Callable[[int], float]:
+    """step -> multiplier for steps 0 .. total_steps - 1 (`step` counts finished optimizer steps)."""
+    import torch
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup, get_wsd_schedule
+
+    # transformers builds its schedules on an optimizer; a throwaway one lends us the bare function.
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     if schedule == "cosine":
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    decay_start = total_steps - max(1, round(decay_fraction * total_steps))
-    if step < decay_start:
-        return 1.0
-    progress = min(1.0, (step - decay_start) / max(1, total_steps - decay_start))
-    return 1.0 - (1 - min_ratio) * progress
+        shape = get_cosine_with_min_lr_schedule_with_warmup(
+            probe, warmup_steps, total_steps, min_lr_rate=min_ratio
+        ).lr_lambdas[0]
+    else:
+        decay_steps = max(1, round(decay_fraction * total_steps))
+        shape = get_wsd_schedule(
+            probe, warmup_steps, decay_steps, num_training_steps=total_steps, decay_type="linear",
+            min_lr_ratio=min_ratio,
+        ).lr_lambdas[0]  # fmt: skip
+
+    def multiplier(step: int) -> float:
+        return (step + 1) / warmup_steps if step < warmup_steps else shape(step)
+
+    return multiplier
+

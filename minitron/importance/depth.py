@@ -29,9 +29,9 @@ from torch import nn
 
 from minitron.errors import MinitronError
 from minitron.importance.batches import Batch, as_batches, eval_mode, valid_token_index
-from minitron.importance.distributed import all_reduce_sum_
-from minitron.importance.progress import Advance
 from minitron.model.adapters import FamilyAdapter, ForwardContext, adapter_for
+from minitron.parallel import all_reduce_sum_
+from minitron.progress import Advance
 
 DEPTH_METRICS = ("mse", "kl", "cosine")
 # Candidate logits are computed this many tokens at a time: with a 131072 vocabulary a chunk is 0.5 GiB.

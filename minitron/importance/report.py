@@ -159,3 +159,12 @@ def print_report(scores: Scores, files: list[Path]) -> None:
         console.print(table)
     for file in files:
         console.print(f"wrote {file}")
+
+
+def print_json(scores: Scores) -> None:
+    """`minitron score --json`: the summary on stdout, from rank 0 only under torchrun."""
+    from minitron.atomic import json_text
+    from minitron.parallel import rank_and_world
+
+    if rank_and_world()[0] == 0:
+        print(json_text(summary(scores), sort_keys=True))

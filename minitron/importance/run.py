@@ -38,10 +38,18 @@ class ScoreConfig:
     progress: bool = True  # rich progress bars on stderr
     report: bool = True  # rich tables on stdout
 
+    @classmethod
+    def from_options(cls, as_json: bool = False, **options: Any) -> ScoreConfig:
+        """From `minitron score`'s options (`--json` prints the summary instead of the tables)."""
+        return cls(report=not as_json, **options)
+
     def __post_init__(self) -> None:
+        from minitron.atomic import check_writable
+
         self.out = Path(self.out)
         if self.out.suffix != ".safetensors":
             raise MinitronError(f"--out must end in .safetensors, got {self.out}")
+        check_writable(self.out, file=True)
         for flag, value in (("--samples", self.samples), ("--seq-len", self.seq_len)):
             if value < 1:
                 raise MinitronError(f"{flag} must be positive, got {value}")
@@ -89,27 +97,24 @@ def run(config: ScoreConfig) -> Scores:
     """Score a checkpoint and write the scores file (+ JSON summary and depth plot) on rank 0."""
     import torch
 
-    from minitron import __version__
+    from minitron import __version__, parallel
     from minitron.atomic import write_json
     from minitron.data import DataSpec, describe, token_batches
-    from minitron.device import resolve_device
-    from minitron.importance import distributed
+    from minitron.device import resolve_device, weights_dtype
     from minitron.importance.batches import n_samples
-    from minitron.importance.progress import progress_bar
     from minitron.importance.report import plot_depth, print_report, summary
     from minitron.importance.scores import save_scores
     from minitron.importance.width import score_width
     from minitron.model.load import load_model, load_tokenizer, resolve_model
+    from minitron.progress import progress_bar
 
     device = str(resolve_device(config.device))
     source = resolve_model(config.model)
     source.require_weights("minitron score")
     arch = source.architecture
-    dtype = (
-        config.dtype if config.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
-    )
-    distributed.init_from_env(device)
-    rank, world = distributed.rank_and_world()
+    dtype = weights_dtype(config.dtype, device)
+    parallel.init_from_env(device)
+    rank, world = parallel.rank_and_world()
     show = config.progress and rank == 0
 
     spec = DataSpec(
@@ -132,7 +137,7 @@ def run(config: ScoreConfig) -> Scores:
             f"(asked for {config.samples}); scoring on those",
             file=sys.stderr,
         )
-    mine = distributed.shard(batches)
+    mine = parallel.shard(batches)
     model = load_model(source, dtype=dtype, device=device, command="minitron score")
 
     depth_batches = first_samples(mine, config.depth_samples) if config.depth_samples else mine

@@ -63,11 +63,13 @@ class Scores:
                 f"({scored.get('blocks')} blocks, hidden {scored.get('hidden')}) than this model "
                 f"({arch.n_blocks} blocks, hidden {arch.hidden})"
             )
-        moe = ("experts", "expert_ffn", "shared_ffn") if "experts" in scored or arch.experts else ()
-        for axis in ("ffn", "attn_heads", "mamba_heads", "mamba_head_dim", *moe):
-            if scored.get(axis) != getattr(arch, axis):
+        from minitron.model.axes import width_names
+
+        here = arch.summary()  # a model without MoE blocks lists no MoE axes, nor do its scores
+        for axis in width_names():
+            if scored.get(axis) != here.get(axis):
                 raise MinitronError(
-                    f"scores were computed for {axis}={scored.get(axis)}, this model has {getattr(arch, axis)}"
+                    f"scores were computed for {axis}={scored.get(axis)}, this model has {here.get(axis)}"
                 )
         if fingerprint is not None and self.header.get("fingerprint") not in (None, fingerprint):
             raise MinitronError(

@@ -38,10 +38,10 @@ import torch
 from torch import nn
 
 from minitron.importance.batches import Batch, as_batches, eval_mode
-from minitron.importance.distributed import all_reduce_sum_
-from minitron.importance.progress import Advance
 from minitron.model.adapters import adapter_for
 from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP, MOE, Architecture
+from minitron.parallel import all_reduce_sum_
+from minitron.progress import Advance
 
 # name -> (statistic over the sequence, aggregation over the batch)
 AGGREGATIONS = {

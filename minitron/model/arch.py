@@ -137,18 +137,9 @@ class Architecture:
 
     def absent_axes(self) -> set[str]:
         """Prunable axes this architecture has no blocks for (a dense model's Mamba axes, ...)."""
-        absent = set()
-        if not self.has_part(MLP):
-            absent.add("ffn")
-        if not self.has_part(ATTENTION):
-            absent.add("attn_heads")
-        if not self.has_part(MAMBA):
-            absent |= {"mamba_heads", "mamba_head_dim"}
-        if not self.has_part(MOE):
-            absent |= MOE_AXES
-        elif not self.shared_ffn:
-            absent.add("shared_ffn")
-        return absent
+        from minitron.model.axes import width_axes
+
+        return {a.name for a in width_axes() if not a.on(self)}
 
     @property
     def family(self):
@@ -225,9 +216,11 @@ class Architecture:
     # ---- changes -------------------------------------------------------------------------------
     def with_sizes(self, **sizes: int) -> Architecture:
         """A copy with some axis sizes changed (hidden, ffn, attn_heads, mamba_heads, ...); validated."""
-        unknown = set(sizes) - PRUNABLE_AXES
+        from minitron.model.axes import width_names
+
+        unknown = set(sizes) - set(width_names())
         if unknown:
-            raise MinitronError(f"cannot change {sorted(unknown)}; prunable axes: {sorted(PRUNABLE_AXES)}")
+            raise MinitronError(f"cannot change {sorted(unknown)}; prunable axes: {sorted(width_names())}")
         return dataclasses.replace(self, **sizes)
 
     def drop_blocks(self, indices: list[int] | tuple[int, ...]) -> Architecture:
@@ -243,8 +236,10 @@ class Architecture:
 
     def shrinks(self, source: Architecture) -> list[str]:
         """Why `self` is not reachable from `source` by pruning (empty when it is)."""
+        from minitron.model.axes import width_names
+
         problems = []
-        for axis in sorted(PRUNABLE_AXES):
+        for axis in sorted(width_names()):
             if getattr(self, axis) > getattr(source, axis):
                 problems.append(f"{axis} {getattr(self, axis)} > source {getattr(source, axis)}")
         names = ("kv_heads", "head_dim", "mamba_groups", "ssm_state", "conv_kernel", "vocab", "experts_per_token")
@@ -281,7 +276,10 @@ class Architecture:
 
     def summary(self) -> dict[str, Any]:
         """The prunable sizes as a plain dict (for tables and JSON); MoE entries only for MoE models."""
+        from minitron.model.axes import width_axes
+
         moe = self.has_part(MOE)
+        names = sorted(a.name for a in width_axes() if moe or a.part != MOE)
         return {
             "blocks": self.n_blocks,
             "pattern": self.pattern,
@@ -289,7 +287,7 @@ class Architecture:
             "mlp_blocks": self.count_part(MLP),
             "attention_blocks": self.count_part(ATTENTION),
             **({"moe_blocks": self.count_part(MOE)} if moe else {}),
-            **{axis: getattr(self, axis) for axis in sorted(PRUNABLE_AXES) if moe or axis not in MOE_AXES},
+            **{axis: getattr(self, axis) for axis in names},
             **({"experts_per_token": self.experts_per_token} if moe else {}),
             "params": self.n_params,
             **({"active_params": self.n_active_params} if moe else {}),
@@ -302,10 +300,6 @@ _FAMILIES: dict = {}  # model_type -> family adapter, filled on first use
 # Fused expert weights (E, rows, hidden) run through torch's grouped GEMM, which needs every row to
 # start 16 bytes apart: multiples of 8 channels in bf16/fp16 (transformers 5.x's default, on CPU too).
 GROUPED_GEMM_MULTIPLE = 8
-
-# The mixture-of-experts axes: routed experts per MoE block, routed expert width, shared expert width.
-MOE_AXES = frozenset({"experts", "expert_ffn", "shared_ffn"})
-PRUNABLE_AXES = frozenset({"hidden", "ffn", "attn_heads", "mamba_heads", "mamba_head_dim"}) | MOE_AXES
 
 # transformers bookkeeping that to_dict() adds and from_pretrained recomputes: never carried in `extra`.
 HF_BOOKKEEPING_KEYS = frozenset(

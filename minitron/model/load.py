@@ -21,6 +21,7 @@ from typing import Any
 from minitron.errors import MinitronError
 from minitron.model.adapters import adapter_for
 from minitron.model.arch import Architecture
+from minitron.runs import digest
 
 PRESET_DIR = Path(str(resources.files("minitron.model") / "presets"))
 ASSETS_DIR = Path(str(resources.files("minitron"))) / "assets"
@@ -75,21 +76,19 @@ class ModelSource:
         offsets, and three 64 KiB samples per shard catch retrained weights of the same shape.
         """
         if self.path is None:
-            return (
-                "config:" + hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:16]
-            )
-        digest = hashlib.sha256()
+            return "config:" + digest(self.config, 16)
+        h = hashlib.sha256()
         for file in self.safetensors_files():
             size = file.stat().st_size
             with open(file, "rb") as f:
                 header_len = _read_header_len(f, file)
-                digest.update(f.read(header_len))
+                h.update(f.read(header_len))
                 data_start = 8 + header_len
                 for offset in (data_start, (data_start + size) // 2, max(data_start, size - 65536)):
                     f.seek(offset)
-                    digest.update(f.read(65536))
-            digest.update(str(size).encode())
-        return digest.hexdigest()[:16]
+                    h.update(f.read(65536))
+            h.update(str(size).encode())
+        return h.hexdigest()[:16]
 
 
 def _read_header_len(f, file: Path) -> int:

@@ -2,8 +2,9 @@
 distill (-> lm-eval benchmarks with eval-tasks), from one file, into one run directory, resumable
 stage by stage, ending in a report.
 
-config.py   the TOML file -> one command line per stage (keys are the commands' own option names)
-stages.py   which stages, their inputs and outputs, and when a stage can be skipped
+config.py   the TOML file -> each stage's options (keys are the commands' own option names)
+stages.py   which stages, their inputs and outputs, when a stage can be skipped; every stage's config
+            is built and checked before the first stage runs, then each runs in this process
 report.py   report.md and the terminal summary (losses, generations, tables, plots)
 """
 

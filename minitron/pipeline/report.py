@@ -54,6 +54,7 @@ def evaluate_models(models: dict[str, str], distill_options: dict[str, Any]) -> 
     import torch
 
     from minitron.data import DataSpec, token_batches
+    from minitron.distill.objectives import heldout_loss
     from minitron.model.load import load_model, load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model(models["teacher"]))
@@ -70,14 +71,8 @@ def evaluate_models(models: dict[str, str], distill_options: dict[str, Any]) -> 
     out: dict[str, Any] = {"heldout": {"sequences": HELDOUT_SEQUENCES, "seq_len": spec.seq_len}, "models": {}}
     for name, path in models.items():
         model = load_model(resolve_model(path), command="minitron run")
+        loss = heldout_loss(model, batches)
         with torch.no_grad():
-            total, count = 0.0, 0
-            for ids in batches:
-                logits = model(input_ids=ids).logits[:, :-1].float()
-                total += torch.nn.functional.cross_entropy(
-                    logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="sum"
-                ).item()
-                count += ids[:, 1:].numel()
             generations = []
             for prompt in PROMPTS:
                 ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
@@ -86,7 +81,7 @@ def evaluate_models(models: dict[str, str], distill_options: dict[str, Any]) -> 
         out["models"][name] = {
             "path": path,
             "params": sum(p.numel() for p in model.parameters()),
-            "loss": total / max(count, 1),
+            "loss": loss,
             "generations": generations,
         }
         del model
@@ -151,14 +146,23 @@ def _markdown(config, paths, evaluation, candidates, compare, steps, benchmarks)
                             [[task, metric, *values] for task, metric, values in benchmark_rows(benchmarks)]),
                   ""]  # fmt: skip
     if candidates:
+        from minitron.model.axes import depth_axis, width_names
+
         rows = candidates["candidates"][:10]
-        keys = [k for k in ("rank", "layers", "hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads",
-                            "params", "objective", "decode_tokens_per_s") if rows and k in rows[0]]  # fmt: skip
-        parts += ["## Search: candidates under the budget", "", _md_table(keys, [[r.get(k) for k in keys] for r in rows]), ""]
+        moe = any(r.get("active_params", r.get("params")) != r.get("params") for r in rows)
+        keys = [k for k in ("rank", depth_axis().name, *width_names(), "params", *(["active_params"] if moe else []),
+                            "objective", "decode_tokens_per_s")
+                if rows and k in rows[0] and any(r.get(k) is not None for r in rows)]  # the family's axes only; fmt: skip
+        context = candidates.get("serving", {}).get("context_tokens")
+        memory_header = f"memory at {context:,} tokens (bytes)" if context else "memory (bytes)"
+        parts += ["## Search: candidates under the budget", "",
+                  _md_table([*keys, memory_header],
+                            [[r.get(k) for k in keys] + [(r.get("memory") or {}).get("total_bytes")] for r in rows]),
+                  ""]  # fmt: skip
     if compare:
         rows = sorted(compare["candidates"], key=lambda r: r["rank_after"])
-        keys = ["rank_after", "rank_before", "candidate", "params", "objective_before", "lm_loss_before",
-                "lm_loss_after", "kd_after", "teacher_lm_loss"]
+        keys = ["rank_after", "rank_before", "candidate", "params", "memory_bytes", "objective_before",
+                "lm_loss_before", "lm_loss_after", "kd_after", "teacher_lm_loss"]
         parts += ["## Compare: short distillation of the top candidates", "",
                   _md_table(keys, [[r.get(k) for k in keys] for r in rows]), ""]  # fmt: skip
     parts += ["## Generations (greedy)", ""]

@@ -10,6 +10,11 @@
     RUN/report.md                what came out, side by side
     RUN/.stages/NAME.json        the key of a stage's inputs, written when it starts and when it is done
 
+Before the first stage starts, every enabled stage's command line is parsed by its command and built
+into its config (`stage_config`, the builder the command itself uses), so a bad value in any section
+or an output that cannot be written fails at once; each stage then runs in this process
+(`run_stage`) with that config.
+
 A stage is skipped when it finished before with the same key: its command line (less --resume) and
 the content of what it reads (teacher fingerprint, scores, candidates, pruned model). A stage that
 was interrupted runs again in place and picks up where it stopped (search and compare from their
@@ -19,19 +24,21 @@ directory kept as NAME.previous.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from minitron.atomic import write_json
+from minitron.atomic import check_writable, write_json
 from minitron.errors import MinitronError
 from minitron.pipeline.config import Option, RunConfig, command_args
+from minitron.runs import digest, file_digest
 
-Invoke = Callable[[list[str]], int]  # runs one `minitron ...` command line, returns its exit code
+# A `minitron ...` command line -> its command's options, parsed and defaulted as the command's own.
+Parse = Callable[[list[str]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -70,10 +77,64 @@ class Paths:
         return self.run / ".stages" / f"{stage}.json"
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Each stage of a run as its command line, the files it reads, the file that says it is complete
+    and its directory; and each stage's config, built from its command line as the command builds it."""
+
+    config: RunConfig
+    options: dict[str, dict[str, Option]]
+    parse: Parse
+
+    def steps(self) -> list[tuple[str, Callable[[], list[str]], Callable[[], list[Path]], Path, Path]]:
+        config, paths = self.config, Paths(self.config.out)
+        opts = self._opts
+        return [
+            ("score", lambda: ["score", config.teacher, "--out", str(paths.scores), *opts("score")],
+             lambda: [], paths.scores, paths.scores.parent),
+            ("search", lambda: ["search", config.teacher, "--scores", str(paths.scores), "--out",
+                                str(paths.candidates.parent), *opts("search")],
+             lambda: [paths.scores], paths.candidates, paths.candidates.parent),
+            ("compare", lambda: ["compare", config.teacher, str(paths.candidates), "--scores", str(paths.scores),
+                                 "--out", str(paths.compare), *opts("compare")],
+             lambda: [paths.scores, paths.candidates], paths.compare / "compare.json", paths.compare),
+            ("prune", lambda: ["prune", config.teacher, "--scores", str(paths.scores), "--candidate",
+                               str(paths.candidates), "--rank", str(chosen_rank(config, paths)), "--out",
+                               str(paths.pruned), "--overwrite", *opts("prune")],
+             lambda: [paths.scores, paths.candidates], paths.pruned / "minitron.json", paths.pruned),
+            ("distill", lambda: ["distill", config.teacher, str(paths.pruned), "--out", str(paths.distill),
+                                 *opts("distill")],
+             lambda: [paths.pruned / "minitron.json"], paths.student / "config.json", paths.distill),
+            ("evaluate", lambda: ["evaluate", config.teacher, str(paths.pruned), str(paths.student), "--tasks",
+                                  str(config.eval_tasks), "--out", str(paths.evaluate), *opts("evaluate")],
+             lambda: [paths.pruned / "minitron.json", paths.student / "minitron.json", *task_files(config)],
+             paths.evaluate / "results.json", paths.evaluate),
+        ]  # fmt: skip
+
+    def _opts(self, stage: str) -> list[str]:
+        given = self.config.stages[stage].items()
+        return [w for name, value in given for w in command_args(self.options[stage][name], value)]
+
+    def build(self, stage: str, argv: list[str]) -> Any:
+        """The stage's validated config; an error names the run file and the stage."""
+        try:
+            return stage_config(stage, self.parse(argv), "minitron " + shlex.join(argv))
+        except MinitronError as e:
+            raise MinitronError(f"{self.config.source or 'run file'} [{stage}]: {e}") from None
+
+    def check(self) -> None:
+        """Build every enabled stage's config before the first stage starts: a bad [distill] value must
+        not wait for hours of scoring and search. Files a stage reads that an earlier stage writes
+        (scores, candidates, the pruned model) are checked when that stage starts."""
+        for stage, argv_of, *_ in self.steps():
+            if self.config.enabled(stage):
+                self.build(stage, argv_of())
+
+
 def run_pipeline(
-    config: RunConfig, options: dict[str, dict[str, Option]], invoke: Invoke, console=None
-) -> int:
-    """Run every stage not already done; 0 on success, else the failing stage's exit code."""
+    config: RunConfig, options: dict[str, dict[str, Option]], parse: Parse, console=None
+) -> None:
+    """Build and check every stage's config, then run every stage not already done."""
     from rich.console import Console
 
     from minitron.model.load import resolve_model
@@ -83,6 +144,9 @@ def run_pipeline(
     teacher = resolve_model(config.teacher)
     teacher.require_weights("minitron run")
     preflight(config)
+    check_writable(config.out, what="run directory")
+    plan = Plan(config, options, parse)
+    plan.check()
     try:
         config.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -90,38 +154,14 @@ def run_pipeline(
     write_json(config.out / "run_config.json", config.to_json())
     base = {"teacher": teacher.fingerprint()}
 
-    def opts(stage: str) -> list[str]:
-        return [w for name, v in config.stages[stage].items() for w in command_args(options[stage][name], v)]
-
-    plan: list[tuple[str, Callable[[], list[str]], Callable[[], list[Path]], Path, Path]] = [
-        # (stage, command line, inputs, the file that says it is complete, its directory)
-        ("score", lambda: ["score", config.teacher, "--out", str(paths.scores), *opts("score")],
-         lambda: [], paths.scores, paths.scores.parent),
-        ("search", lambda: ["search", config.teacher, "--scores", str(paths.scores), "--out",
-                            str(paths.candidates.parent), *opts("search")],
-         lambda: [paths.scores], paths.candidates, paths.candidates.parent),
-        ("compare", lambda: ["compare", config.teacher, str(paths.candidates), "--scores", str(paths.scores),
-                             "--out", str(paths.compare), *opts("compare")],
-         lambda: [paths.scores, paths.candidates], paths.compare / "compare.json", paths.compare),
-        ("prune", lambda: ["prune", config.teacher, "--scores", str(paths.scores), "--candidate",
-                           str(paths.candidates), "--rank", str(chosen_rank(config, paths)), "--out",
-                           str(paths.pruned), "--overwrite", *opts("prune")],
-         lambda: [paths.scores, paths.candidates], paths.pruned / "minitron.json", paths.pruned),
-        ("distill", lambda: ["distill", config.teacher, str(paths.pruned), "--out", str(paths.distill),
-                             *opts("distill")],
-         lambda: [paths.pruned / "minitron.json"], paths.student / "config.json", paths.distill),
-        ("evaluate", lambda: ["evaluate", config.teacher, str(paths.pruned), str(paths.student), "--tasks",
-                              str(config.eval_tasks), "--out", str(paths.evaluate), *opts("evaluate")],
-         lambda: [paths.pruned / "minitron.json", paths.student / "minitron.json", *task_files(config)],
-         paths.evaluate / "results.json", paths.evaluate),
-    ]  # fmt: skip
-    for stage, argv_of, inputs_of, done_file, directory in plan:
+    for stage, argv_of, inputs_of, done_file, directory in plan.steps():
         if not config.enabled(stage):
             why = "no eval-tasks" if stage == "evaluate" else "top = 0"
             console.print(f"[dim]{stage}: off ({why})[/dim]")
             continue
         argv = argv_of()
-        key = _key({**base, "argv": argv, "inputs": {str(p): _digest(p) for p in inputs_of()}})
+        inputs = {str(p): file_digest(p) if p.exists() else None for p in inputs_of()}
+        key = digest({**base, "argv": argv, "inputs": inputs})
         marker = paths.marker(stage)
         state = json.loads(marker.read_text()) if marker.exists() else {}
         if state.get("key") == key and state.get("done") and done_file.exists():
@@ -134,23 +174,65 @@ def run_pipeline(
         write_json(marker, {"stage": stage, "key": key, "done": False, "argv": argv})
         console.rule(f"[bold]{stage}")
         console.print("minitron " + " ".join(argv + (["--resume"] if resume else [])), markup=False)
-        code = invoke(argv + (["--resume"] if resume else []))
-        if code != 0:
-            return code
+        run_stage(stage, plan.build(stage, argv + (["--resume"] if resume else [])))
         if not done_file.exists():
             raise MinitronError(f"{stage} finished but wrote no {done_file}")
         write_json(marker, {"stage": stage, "key": key, "done": True, "argv": argv})
     from minitron.pipeline.report import write_report
 
     write_report(config, paths, console)
-    return 0
+
+
+def stage_config(stage: str, options: dict[str, Any], command: str = "") -> Any:
+    """A stage's validated config from its command's parsed options, built as the command builds it."""
+    if stage == "score":
+        from minitron.importance.run import ScoreConfig
+
+        return ScoreConfig.from_options(**options)
+    if stage == "search":
+        from minitron.search.run import SearchConfig
+
+        return SearchConfig.from_options(**options)
+    if stage == "compare":
+        from minitron.distill.compare import CompareConfig
+
+        return CompareConfig.from_options(**options)
+    if stage == "prune":
+        from minitron.prune.run import PruneConfig
+
+        return PruneConfig.from_options(command=command, **options)
+    if stage == "distill":
+        from minitron.distill.run import DistillConfig
+
+        return DistillConfig.from_options(**options)
+    from minitron.evaluate import EvalConfig
+
+    return EvalConfig(**options)
+
+
+def run_stage(stage: str, config: Any) -> None:
+    """Run one stage in this process, as its command does (tables and all)."""
+    if stage == "score":
+        from minitron.importance.run import run
+    elif stage == "search":
+        from minitron.search.run import run
+    elif stage == "compare":
+        from minitron.distill.compare import compare as run
+    elif stage == "prune":
+        from minitron.prune.run import run
+    elif stage == "distill":
+        from minitron.distill.run import main as run
+    else:
+        from minitron.evaluate import main as run
+    run(config)
 
 
 def preflight(config: RunConfig) -> None:
-    """What would only fail hours in, checked before the first stage: each stage's devices exist, and
-    with eval-tasks, lm-eval is installed and the task files are there."""
+    """What would only fail hours in, checked before the first stage: each stage's devices and --data
+    exist, and with eval-tasks, lm-eval is installed and the task files are there."""
+    from minitron.data import check_source
     from minitron.device import resolve_device
-    from minitron.importance.distributed import launched_distributed
+    from minitron.parallel import launched_distributed
 
     if launched_distributed():
         raise MinitronError(
@@ -165,6 +247,11 @@ def preflight(config: RunConfig) -> None:
         for name, value in stage_options.items():
             if name.endswith("device") and isinstance(value, str):
                 resolve_device(value, f"{where} [{stage}] {name.replace('_', '-')}")
+            if name == "data" and isinstance(value, str):
+                try:
+                    check_source(value)
+                except MinitronError as e:
+                    raise MinitronError(f"{where} [{stage}]: {e}") from None
     if config.eval_tasks is not None:
         from minitron.evaluate import INSTALL_HINT, EvalConfig, lm_eval_installed
 
@@ -190,20 +277,6 @@ def chosen_rank(config: RunConfig, paths: Paths) -> int:
     rows = json.loads(table.read_text())["candidates"]
     best = min(rows, key=lambda r: r["rank_after"])  # rank after the short distillation
     return int(best["rank_before"])  # its rank in the search's candidates file
-
-
-def _key(data: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def _digest(path: Path) -> str | None:
-    if not path.exists():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _has_checkpoint(run: Path) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -12,7 +11,8 @@ from typing import Any
 
 from minitron.errors import MinitronError
 from minitron.model.arch import Architecture
-from minitron.prune.target import AXIS_FLAGS, TargetSpec
+from minitron.prune.target import TargetSpec
+from minitron.runs import file_digest
 
 DTYPES = ("keep", "bfloat16", "float16", "float32")
 PROVENANCE_FILE = "minitron.json"
@@ -32,15 +32,13 @@ class PruneConfig:
     command: str = ""  # the command line, recorded in minitron.json
 
     def __post_init__(self) -> None:
+        from minitron.atomic import check_writable
         from minitron.units import parse_bytes
 
         self.out = Path(self.out)
+        check_writable(self.out)
         if self.candidate is not None:
-            given = [
-                f"--{k.replace('_', '-')}"
-                for k in (*AXIS_FLAGS, "layers", "drop_blocks")
-                if getattr(self.target, k) is not None
-            ]
+            given = self.target.given_flags()
             if given:
                 raise MinitronError(f"--candidate sets the whole target; drop {', '.join(given)}")
             if self.rank is None:
@@ -52,6 +50,22 @@ class PruneConfig:
         if self.dtype not in DTYPES:
             raise MinitronError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         self.max_shard_bytes = parse_bytes(self.max_shard_size, "--max-shard-size")
+
+    @classmethod
+    def from_options(cls, *, drop_blocks: str | None = None, **options: Any) -> PruneConfig:
+        """From the `prune` command's options by name (one per axis of the table, --drop-blocks as text)."""
+        from minitron.model.axes import axes, depth_axis, width_axes
+        from minitron.prune.target import parse_block_list
+
+        sizes = {a.name: options.pop(a.option, None) for a in axes()}
+        target = TargetSpec(drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None, **sizes)
+        if options.get("candidate") is None and target.empty():
+            flags = ", ".join(a.flag for a in (*width_axes(), depth_axis()))
+            raise MinitronError(
+                f"nothing to prune: give target sizes ({flags} or --drop-blocks) "
+                "or a search result (--candidate FILE)"
+            )
+        return cls(target=target, **options)
 
 
 @dataclass
@@ -66,11 +80,11 @@ def run(config: PruneConfig, console=None) -> PruneResult:
     """Prune `config.model` to the configured target and write the checkpoint to `config.out`."""
     import torch
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     from minitron import __version__
     from minitron.importance.scores import load_scores
     from minitron.model.load import resolve_model
+    from minitron.progress import progress_bar
     from minitron.prune.select import select_units
     from minitron.prune.slicing import plan_tensor, pruned_shape
     from minitron.prune.target import read_candidate, resolve_target
@@ -134,17 +148,10 @@ def run(config: PruneConfig, console=None) -> PruneResult:
         out_arch = dataclasses.replace(out_arch, extra={**out_arch.extra, "dtype": config.dtype})
 
     with atomic_output_dir(config.out) as tmp:
-        with Progress(
-            TextColumn("[bold]pruning[/]"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("write", total=sum(s.nbytes for s in specs))
+        total = sum(s.nbytes for s in specs)
+        with progress_bar("pruning", total, True, unit="bytes", console=console, transient=True) as advance:
             for file, group in shards:
-                write_shard(tmp / file, group, produce, on_tensor=lambda s: progress.advance(task, s.nbytes))
+                write_shard(tmp / file, group, produce, on_tensor=lambda s: advance(s.nbytes))
         write_index(tmp, shards)
         (tmp / "config.json").write_text(out_arch.to_config_json())
         record["tokenizer_files"] = copy_tokenizer_files(src_path, tmp)
@@ -176,23 +183,15 @@ def _weight_files(path: Path, files: list[Path]) -> list[Path]:
 def summary_table(result: PruneResult):
     from rich.table import Table
 
+    from minitron.model.axes import width_names
+
     table = Table(title="prune: source vs target")
     for col in ("", "source", "target", "kept"):
         table.add_column(col, justify="left" if not col else "right")
     src, tgt = result.source.summary(), result.target.summary()
-    for key in (
-        "params",
-        "blocks",
-        "mamba_blocks",
-        "mlp_blocks",
-        "attention_blocks",
-        "hidden",
-        "ffn",
-        "attn_heads",
-        "mamba_heads",
-        "mamba_head_dim",
-    ):
-        a, b = src[key], tgt[key]
+    rows = ("params", "active_params", "blocks", "mamba_blocks", "mlp_blocks", "attention_blocks", "moe_blocks")
+    for key in (*rows, *width_names()):
+        a, b = src.get(key, 0), tgt.get(key, 0)  # MoE rows only for MoE models
         if not a and not b:  # a row the family does not have (a dense model's Mamba rows)
             continue
         table.add_row(key, f"{a:,}", f"{b:,}", f"{b / a:.1%}" if a else "-")
@@ -204,7 +203,7 @@ def _provenance(config, source, fingerprint, scores, target, sel, shards, versio
     if config.scores is not None:
         scores_info = {
             "path": str(Path(config.scores).resolve()),
-            "sha256": hashlib.sha256(Path(config.scores).read_bytes()).hexdigest()[:16],
+            "sha256": file_digest(config.scores, 16),
             "header": scores.header,
         }
     return {

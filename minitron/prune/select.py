@@ -8,8 +8,6 @@ change keeps every unit and needs no scores.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +16,9 @@ from minitron.errors import MinitronError
 from minitron.importance.ranking import rank_attention_heads, rank_experts, rank_mamba, top_k
 from minitron.importance.scores import Scores
 from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP, MOE, Architecture
-from minitron.prune.target import AXIS_FLAGS, Target
+from minitron.model.axes import width_axes
+from minitron.prune.target import Target
+from minitron.runs import digest
 
 
 @dataclass
@@ -95,7 +95,7 @@ def _compact(idx: torch.Tensor, total: int) -> object:
     entry: dict[str, object] = {
         "count": idx.numel(),
         "of": total,
-        "sha256": hashlib.sha256(json.dumps(idx.tolist()).encode()).hexdigest()[:16],
+        "sha256": digest(idx.tolist(), 16),
     }
     if total - idx.numel() <= 64:
         entry["removed"] = sorted(set(range(total)) - set(idx.tolist()))
@@ -105,7 +105,7 @@ def _compact(idx: torch.Tensor, total: int) -> object:
 def select_units(source: Architecture, target: Target, scores: Scores | None) -> Selection:
     """Rank every axis the target narrows and keep its top units (same count per group where grouped)."""
     arch = target.arch
-    needs = [AXIS_FLAGS[a] for a in AXIS_FLAGS if getattr(arch, a) != getattr(source, a)]
+    needs = [a.flag for a in width_axes() if getattr(arch, a.name) != getattr(source, a.name)]
     if needs and scores is None:
         raise MinitronError(f"width pruning ({', '.join(needs)}) needs --scores (run `minitron score` first)")
 

@@ -8,10 +8,11 @@ Candidate file (written by `minitron search`, read here), JSON:
     {"candidates": [
         {"rank": 1,                      # 1 = best; the row `--rank` selects
          "drop_blocks": [3, 17, ...],    # block indices in the SOURCE pattern, 0-based
-         "hidden": 4480, "ffn": 15680, "attn_heads": 40, "mamba_heads": 128, "mamba_head_dim": 80,
-         "experts": 96, "expert_ffn": 1536, "shared_ffn": 3072,     # MoE models only
-         ...},                           # other fields (scores, memory, ...) are ignored here
+         "hidden": 4480, "ffn": 15680, ...,  # one size per width axis of minitron.model.axes
+         "memory": {"total_bytes": ..., ...},  # serving memory at the searched spec (compare, report)
+         ...},                           # other fields (scores, ...) are ignored here
         ...],
+     "serving": {"context_tokens": 131072, "batch": 1, "budget": {...}, ...},  # minitron.memory.ServingSpec
      ...}                                # other top-level fields are ignored here
 
 A size missing from a candidate keeps the source size; a missing `drop_blocks` keeps every block.
@@ -21,6 +22,7 @@ each type to remove, which ones unknown): it is refused here rather than pruned 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,49 +30,63 @@ from typing import Any
 
 from minitron.errors import MinitronError
 from minitron.importance.scores import Scores
-from minitron.model.arch import PRUNABLE_AXES, Architecture
-
-# Flag names of the width axes, for error messages.
-AXIS_FLAGS = {
-    "hidden": "--hidden",
-    "ffn": "--ffn",
-    "attn_heads": "--attn-heads",
-    "mamba_heads": "--mamba-heads",
-    "mamba_head_dim": "--mamba-head-dim",
-    # mixture of experts
-    "experts": "--experts",
-    "expert_ffn": "--expert-ffn",
-    "shared_ffn": "--shared-ffn",
-}
+from minitron.model.arch import Architecture
+from minitron.model.axes import axes, axis, axis_names, depth_axis, width_names
 
 
-@dataclass(frozen=True)
 class TargetSpec:
-    """What the user asked for; `None` keeps the source value."""
+    """What the user asked for: a size per axis of the table (`None` keeps the source value), and/or
+    the source blocks to drop. `TargetSpec(hidden=4480, layers=56)`; sizes read as `spec.hidden`."""
 
-    hidden: int | None = None
-    ffn: int | None = None
-    attn_heads: int | None = None
-    mamba_heads: int | None = None
-    mamba_head_dim: int | None = None
-    experts: int | None = None  # routed experts kept in every MoE block
-    expert_ffn: int | None = None
-    shared_ffn: int | None = None
-    layers: int | None = None
-    drop_blocks: tuple[int, ...] | None = None
+    __slots__ = ("_sizes", "drop_blocks")
 
-    def __post_init__(self) -> None:
-        for axis, flag in AXIS_FLAGS.items():
-            value = getattr(self, axis)
-            if value is not None and value <= 0:
-                raise MinitronError(f"{flag} must be a positive integer, got {value}")
-        if self.layers is not None and self.layers <= 0:
-            raise MinitronError(f"--layers must be a positive integer, got {self.layers}")
+    def __init__(self, drop_blocks: tuple[int, ...] | None = None, **sizes: int | None) -> None:
+        names = axis_names()
+        unknown = sorted(set(sizes) - set(names))
+        if unknown:
+            raise MinitronError(f"unknown axis {unknown[0]!r}; axes: {', '.join(names)}")
+        for name, value in sizes.items():
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise MinitronError(f"{axis(name).flag} must be a positive integer, got {value}")
+        object.__setattr__(self, "_sizes", {k: v for k, v in sizes.items() if v is not None})
+        object.__setattr__(self, "drop_blocks", tuple(drop_blocks) if drop_blocks is not None else None)
         if self.layers is not None and self.drop_blocks is not None:
-            raise MinitronError("give either --layers or --drop-blocks, not both")
+            raise MinitronError(f"give either {depth_axis().flag} or --drop-blocks, not both")
+
+    def __getattr__(self, name: str) -> int | None:
+        if name in axis_names():
+            return self._sizes.get(name)
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("TargetSpec is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TargetSpec) and (self._sizes, self.drop_blocks) == (other._sizes, other.drop_blocks)
+
+    def __hash__(self) -> int:
+        return hash((tuple(sorted(self._sizes.items())), self.drop_blocks))
+
+    def __repr__(self) -> str:
+        fields = [f"{k}={v}" for k, v in self._sizes.items()] + [f"drop_blocks={self.drop_blocks}"] * (
+            self.drop_blocks is not None
+        )
+        return f"TargetSpec({', '.join(fields)})"
+
+    def __reduce__(self):  # copy and pickle through __init__ (the attributes are read-only)
+        return (functools.partial(TargetSpec, **self._sizes), (self.drop_blocks,))
 
     def sizes(self) -> dict[str, int]:
-        return {axis: getattr(self, axis) for axis in AXIS_FLAGS if getattr(self, axis) is not None}
+        """The width sizes asked for (depth aside)."""
+        return {name: self._sizes[name] for name in width_names() if name in self._sizes}
+
+    def given_flags(self) -> list[str]:
+        """The flags this spec sets (for "--candidate sets the whole target; drop ...")."""
+        flags = [a.flag for a in axes() if a.name in self._sizes]
+        return flags + ["--drop-blocks"] * (self.drop_blocks is not None)
+
+    def empty(self) -> bool:
+        return not self._sizes and self.drop_blocks is None
 
 
 @dataclass(frozen=True)
@@ -93,8 +109,8 @@ def parse_block_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def candidate_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The candidate rows of a search candidates file (one clear error for a missing or malformed file)."""
+def candidates_document(path: str | Path) -> dict[str, Any]:
+    """A search candidates file (one clear error for a missing or malformed file)."""
     path = Path(path)
     if not path.is_file():
         raise MinitronError(f"{path}: no such candidates file")
@@ -105,7 +121,25 @@ def candidate_rows(path: str | Path) -> list[dict[str, Any]]:
     rows = data.get("candidates") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise MinitronError(f"{path}: not a candidates file (needs a 'candidates' list of objects)")
-    return rows
+    return data
+
+
+def candidate_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The candidate rows of a search candidates file."""
+    return candidates_document(path)["candidates"]
+
+
+def searched_memory_bytes(document: dict[str, Any], row: dict[str, Any], arch: Architecture) -> int | None:
+    """The serving memory of a candidate as its search measured it: the row's figure, else the
+    architecture sized with the file's serving spec; None when the file gives neither (never a default)."""
+    memory = row.get("memory")
+    if isinstance(memory, dict) and isinstance(memory.get("total_bytes"), int):
+        return memory["total_bytes"]
+    if isinstance(document.get("serving"), dict):
+        from minitron.memory import ServingSpec
+
+        return ServingSpec.from_dict(document["serving"]).memory(arch).total_bytes
+    return None
 
 
 def read_candidate(path: str | Path, rank: int) -> TargetSpec:
@@ -125,7 +159,7 @@ def read_candidate(path: str | Path, rank: int) -> TargetSpec:
             "say which; rerun `minitron search` with --scores (depth scores) or --drop-blocks"
         )
     return TargetSpec(
-        **{axis: _int_field(row, axis, path) for axis in AXIS_FLAGS},
+        **{name: _int_field(row, name, path) for name in width_names()},
         drop_blocks=_drop_blocks_field(row, path),
     )
 
@@ -154,7 +188,7 @@ def resolve_target(source: Architecture, spec: TargetSpec, scores: Scores | None
     """The target architecture of `spec` applied to `source`; one clear error when it is not reachable."""
     absent = sorted(set(spec.sizes()) & source.absent_axes())
     if absent:
-        flags = ", ".join(AXIS_FLAGS[a] for a in absent)
+        flags = ", ".join(axis(a).flag for a in absent)
         raise MinitronError(f"{flags}: {source.family.name} models have no such axis")
     drop = _blocks_to_drop(source, spec, scores)
     if len(set(drop)) != len(drop):
@@ -185,4 +219,4 @@ def _blocks_to_drop(source: Architecture, spec: TargetSpec, scores: Scores | Non
 
 def width_axes_changed(source: Architecture, target: Architecture) -> list[str]:
     """The width axes the target narrows (these need importance scores)."""
-    return [axis for axis in sorted(PRUNABLE_AXES) if getattr(target, axis) != getattr(source, axis)]
+    return [name for name in sorted(width_names()) if getattr(target, name) != getattr(source, name)]

@@ -12,14 +12,16 @@ a second.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from minitron.errors import MinitronError
-from minitron.memory import MemoryEstimate, estimate_memory
+from minitron.memory import MemoryEstimate, ServingSpec
 from minitron.model.arch import Architecture
+from minitron.model.axes import width_axes, width_names
 from minitron.search.space import DepthOption, SearchSpace
 from minitron.units import DTYPE_BYTES, format_bytes
 
@@ -28,29 +30,32 @@ from minitron.units import DTYPE_BYTES, format_bytes
 class Constraint:
     """What every candidate must satisfy: serving memory within the budget, parameters within bounds."""
 
-    usable_bytes: int
-    context_tokens: int
-    batch: int = 1
-    weight_dtype: str = "bfloat16"
-    kv_dtype: str | None = None
-    ssm_dtype: str | None = None
-    engine: str = "transformers"
+    serving: ServingSpec
     min_params: int | None = None
     max_params: int | None = None
     # Parameters one token passes through (MoE models: routed experts beyond the top-k left out).
     min_active_params: int | None = None
     max_active_params: int | None = None
 
+    def __post_init__(self) -> None:
+        self.usable_bytes  # noqa: B018  (a constraint without a budget: one error line now)
+
+    @property
+    def usable_bytes(self) -> int:
+        return self.serving.usable_bytes("search")
+
     def memory(self, arch: Architecture) -> MemoryEstimate:
-        return estimate_memory(
-            arch,
-            context_tokens=self.context_tokens,
-            batch=self.batch,
-            weight_dtype=self.weight_dtype,
-            kv_dtype=self.kv_dtype,
-            ssm_dtype=self.ssm_dtype,
-            engine=self.engine,
-        )
+        return self.serving.memory(arch)
+
+    def to_dict(self) -> dict:
+        """The flat record candidates files and study settings hold (as before the ServingSpec)."""
+        s = self.serving
+        return {
+            "usable_bytes": self.usable_bytes, "context_tokens": s.context_tokens, "batch": s.batch,
+            "weight_dtype": s.weight_dtype, "kv_dtype": s.kv_dtype, "ssm_dtype": s.ssm_dtype, "engine": s.engine,
+            "min_params": self.min_params, "max_params": self.max_params,
+            "min_active_params": self.min_active_params, "max_active_params": self.max_active_params,
+        }  # fmt: skip
 
     def violation(self, arch: Architecture) -> str | None:
         """Why `arch` is not allowed (None when it is), recomputed from its sizes."""
@@ -75,25 +80,35 @@ class Constraint:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Point:
-    """One architecture of the space: a depth option and a size per width axis."""
+    """One architecture of the space: a depth option and a size per width axis (table order).
+
+    `Point(depth, 4480, 15680, ...)` or `Point(depth, hidden=4480, ...)`; `point.hidden` reads one size.
+    """
 
     depth: DepthOption
-    hidden: int
-    ffn: int
-    mamba_heads: int
-    mamba_head_dim: int
-    attn_heads: int
+    values: tuple[int, ...]
+
+    def __init__(self, depth: DepthOption, *values: int, **sizes: int) -> None:
+        names = width_names()
+        if sizes:
+            if values or set(sizes) != set(names):
+                raise TypeError(f"Point takes one size per width axis: {', '.join(names)}")
+            values = tuple(sizes[n] for n in names)
+        if len(values) != len(names):
+            raise TypeError(f"Point takes one size per width axis: {', '.join(names)}")
+        object.__setattr__(self, "depth", depth)
+        object.__setattr__(self, "values", tuple(values))
+
+    def __getattr__(self, name: str) -> int:
+        names = width_names()
+        if name in names and "values" in self.__dict__:
+            return self.values[names.index(name)]
+        raise AttributeError(name)
 
     def sizes(self) -> dict[str, int]:
-        return {
-            "hidden": self.hidden,
-            "ffn": self.ffn,
-            "mamba_heads": self.mamba_heads,
-            "mamba_head_dim": self.mamba_head_dim,
-            "attn_heads": self.attn_heads,
-        }
+        return dict(zip(width_names(), self.values, strict=True))
 
     def key(self) -> str:
         """Identity of the architecture (what 'evaluated twice' means)."""
@@ -102,17 +117,29 @@ class Point:
 
 @dataclass
 class Combination:
-    """Every axis but FFN fixed; `ffn` holds the feasible FFN values, largest first."""
+    """Every axis but the solved (affine) one fixed; `values` holds its feasible sizes, largest first.
+    `combo.ffn` reads the solved axis' values, `combo.hidden` a fixed size."""
 
     depth: DepthOption
-    hidden: int
-    mamba_heads: int
-    mamba_head_dim: int
-    attn_heads: int
-    ffn: tuple[int, ...]
+    fixed: dict[str, int]
+    values: tuple[int, ...]
 
-    def point(self, ffn: int) -> Point:
-        return Point(self.depth, self.hidden, ffn, self.mamba_heads, self.mamba_head_dim, self.attn_heads)
+    def __getattr__(self, name: str):
+        if name == solved_axis() and "values" in self.__dict__:
+            return self.values
+        fixed = self.__dict__.get("fixed", {})
+        if name in fixed:
+            return fixed[name]
+        raise AttributeError(name)
+
+    def point(self, value: int) -> Point:
+        return Point(self.depth, **self.fixed, **{solved_axis(): value})
+
+
+def solved_axis() -> str:
+    """The width axis memory and parameters are affine in (FFN: no cache depends on it)."""
+    (name,) = [a.name for a in width_axes() if a.affine]
+    return name
 
 
 @dataclass
@@ -125,11 +152,11 @@ class Enumeration:
 
     @property
     def feasible(self) -> int:
-        return sum(len(c.ffn) for c in self.combinations)
+        return sum(len(c.values) for c in self.combinations)
 
     def frontier(self) -> list[Point]:
         """The largest fitting FFN of every combination of the other axes."""
-        return [c.point(c.ffn[0]) for c in self.combinations]
+        return [c.point(c.values[0]) for c in self.combinations]
 
     def sample(self, n: int, seed: int) -> list[Point]:
         """`n` distinct feasible points drawn uniformly (all of them when there are fewer)."""
@@ -139,12 +166,12 @@ class Enumeration:
         starts, acc = [], 0
         for c in self.combinations:
             starts.append(acc)
-            acc += len(c.ffn)
+            acc += len(c.values)
         out = []
         for p in picks:
             i = bisect.bisect_right(starts, p) - 1
             c = self.combinations[i]
-            out.append(c.point(c.ffn[p - starts[i]]))
+            out.append(c.point(c.values[p - starts[i]]))
         return out
 
     def contains(self, point: Point) -> bool:
@@ -160,33 +187,29 @@ def enumerate_feasible(space: SearchSpace, constraint: Constraint) -> Enumeratio
     import dataclasses
 
     result = Enumeration(space=space, constraint=constraint)
-    ffn_values = space.ffn  # largest first
-    ascending = tuple(reversed(ffn_values))
+    solved = solved_axis()
+    others = [name for name in space.width if name != solved]
+    solved_values = space.width[solved]  # largest first
+    ascending = tuple(reversed(solved_values))
     smallest_bytes = smallest_params = None
     wbytes = DTYPE_BYTES[constraint.memory(space.source).weight_dtype]
     for depth in space.depth:
         base_arch = space.arch(depth)
-        for hidden in space.hidden:
-            for mh in space.mamba_heads:
-                for mhd in space.mamba_head_dim:
-                    for ah in space.attn_heads:
-                        try:
-                            arch = dataclasses.replace(
-                                base_arch, hidden=hidden, ffn=ffn_values[-1], mamba_heads=mh,
-                                mamba_head_dim=mhd, attn_heads=ah,
-                            )  # fmt: skip
-                        except MinitronError:  # sizes the family's config refuses (Llama: hidden % heads)
-                            continue
-                        per_ffn_params = arch.family.ffn_unit_params(arch)  # n_params is linear in ffn
-                        mem = constraint.memory(arch)
-                        if smallest_bytes is None or mem.total_bytes < smallest_bytes:
-                            smallest_bytes, smallest_params = mem.total_bytes, arch.n_params
-                        fits = _fitting_ffn(
-                            ascending, mem.total_bytes, arch.n_params, arch.n_active_params, per_ffn_params,
-                            wbytes, constraint,
-                        )  # fmt: skip
-                        if fits:
-                            result.combinations.append(Combination(depth, hidden, mh, mhd, ah, fits))
+        for sizes in itertools.product(*(space.width[name] for name in others)):
+            fixed = dict(zip(others, sizes, strict=True))
+            try:
+                arch = dataclasses.replace(base_arch, **fixed, **{solved: solved_values[-1]})
+            except MinitronError:  # sizes the family's config refuses (Llama: hidden % heads)
+                continue
+            per_unit_params = arch.family.ffn_unit_params(arch)  # n_params is linear in the solved axis
+            mem = constraint.memory(arch)
+            if smallest_bytes is None or mem.total_bytes < smallest_bytes:
+                smallest_bytes, smallest_params = mem.total_bytes, arch.n_params
+            fits = _fitting_ffn(
+                ascending, mem.total_bytes, arch.n_params, arch.n_active_params, per_unit_params, wbytes, constraint
+            )
+            if fits:
+                result.combinations.append(Combination(depth, fixed, fits))
     result.smallest_bytes, result.smallest_params = smallest_bytes or 0, smallest_params or 0
     if not result.combinations:
         limits = f"the budget {format_bytes(constraint.usable_bytes)}"

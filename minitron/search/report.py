@@ -17,19 +17,22 @@ from typing import Any
 
 from minitron.atomic import atomic_path, write_json, write_text
 from minitron.memory import GPU
-from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, MLP
+from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, MLP, MOE
+from minitron.model.axes import depth_axis, width_axes, width_names
 from minitron.search.frontier import Constraint, Point
 from minitron.search.space import SearchSpace
 from minitron.search.throughput import decode_tokens_per_s
 from minitron.units import format_bytes
 
 GiB = 2**30
-CSV_COLUMNS = (
-    "rank", "layers", "mamba_blocks", "mlp_blocks", "attention_blocks", "hidden", "ffn", "mamba_heads",
-    "mamba_head_dim", "attn_heads", "experts", "expert_ffn", "shared_ffn", "params", "active_params", "weights_bytes", "kv_cache_bytes", "ssm_state_bytes",
-    "conv_state_bytes", "total_bytes", "spare_bytes", "decode_tokens_per_s", "objective", "proxy",
-    "drop_blocks", "trial",
-)  # fmt: skip
+MEMORY_COLUMNS = ("weights_bytes", "kv_cache_bytes", "ssm_state_bytes", "conv_state_bytes", "total_bytes")
+
+
+def csv_columns() -> tuple[str, ...]:
+    """candidates.csv: one column per axis of the table, the memory terms, the scores."""
+    return ("rank", depth_axis().name, "mamba_blocks", "mlp_blocks", "attention_blocks", "moe_blocks",
+            *width_names(), "params", "active_params", *MEMORY_COLUMNS, "spare_bytes", "decode_tokens_per_s",
+            "objective", "proxy", "drop_blocks", "trial")  # fmt: skip
 
 
 def candidate_row(
@@ -51,20 +54,15 @@ def candidate_row(
             BLOCK_NAMES[k]: c
             for k, c in zip(space.source.block_kinds, point.depth.counts, strict=True)
         },
-        "layers": arch.n_blocks,
+        depth_axis().name: arch.n_blocks,
         "mamba_blocks": arch.count_part(MAMBA),
         "mlp_blocks": arch.count_part(MLP),
         "attention_blocks": arch.count_part(ATTENTION),
+        "moe_blocks": arch.count_part(MOE),
         **space.pruned_sizes(point.sizes()),
         "params": arch.n_params,
         "active_params": arch.n_active_params,  # the total for a model without MoE blocks
-        "memory": {
-            "weights_bytes": mem.weights_bytes,
-            "kv_cache_bytes": mem.kv_cache_bytes,
-            "ssm_state_bytes": mem.ssm_state_bytes,
-            "conv_state_bytes": mem.conv_state_bytes,
-            "total_bytes": mem.total_bytes,
-        },
+        "memory": {key: getattr(mem, key) for key in MEMORY_COLUMNS},
         "spare_bytes": constraint.usable_bytes - mem.total_bytes,
         "decode_tokens_per_s": decode_tokens_per_s(mem, gpu),
         "objective": objective,
@@ -88,10 +86,11 @@ def write_outputs(out: Path, document: dict[str, Any], usable_bytes: int) -> lis
     rows = document["candidates"]
     written = [write_json(out / "candidates.json", document)]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    columns = csv_columns()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        flat = {k: row.get(k) for k in CSV_COLUMNS}
+        flat = {k: row.get(k) for k in columns}
         flat.update(row["memory"])
         flat["drop_blocks"] = " ".join(map(str, row["drop_blocks"])) if row["drop_blocks"] is not None else ""
         writer.writerow(flat)
@@ -151,37 +150,33 @@ def candidates_table(document: dict[str, Any], limit: int = 15):
         f"under {format_bytes(document['budget']['usable_bytes'])}; ranked by {document['ranked_by']}"
     )
     table = Table(title=title, caption=f"blocks dropped: {document['space']['depth_assumption']}")
-    columns = (
-        "rank", "blocks M/-/*", "hidden", "FFN", "Mamba", "attn", "params", "weights", "KV", "SSM+conv",
-        "spare", f"tok/s {gpu}", document["ranked_by"],
-    )  # fmt: skip
+    rows = document["candidates"][:limit]
+    shown = [a for a in width_axes() if any(r.get(a.name) is not None for r in rows)]  # the family's axes
     moe = "active_params" in document["source"]["architecture"]  # MoE sources: what one token passes
-    if moe:
-        columns = (*columns[:7], "active", *columns[7:])
+    blocks = "blocks M/-/*/E" if moe else "blocks M/-/*"
+    columns = ("rank", blocks, *(a.column or a.name for a in shown), "params", *(["active"] if moe else []),
+               "weights", "KV", "SSM+conv", "spare", f"tok/s {gpu}", document["ranked_by"])  # fmt: skip
     for c in columns:
-        table.add_column(c, justify="left" if c == "blocks M/-/*" else "right")
-    for row in document["candidates"][:limit]:
+        table.add_column(c, justify="left" if c == blocks else "right")
+    for row in rows:
         mem = row["memory"]
         value = row["objective"] if document["ranked_by"] == "objective" else row["proxy"]
-        dense = row["mlp_blocks"] == row["attention_blocks"] == row["layers"]  # Llama-family layers
-        cells = [
+        layers = row[depth_axis().name]
+        dense = row["mlp_blocks"] == row["attention_blocks"] == layers  # Llama-family layers
+        counts = [row["mamba_blocks"], row["mlp_blocks"], row["attention_blocks"], *([row["moe_blocks"]] if moe else [])]
+        table.add_row(
             str(row["rank"]),
-            f"{row['layers']} layers" if dense else f"{row['mamba_blocks']}/{row['mlp_blocks']}/{row['attention_blocks']}",
-            str(row["hidden"]),
-            str(row["ffn"]),
-            f"{row['mamba_heads']}x{row['mamba_head_dim']}" if row["mamba_blocks"] else "-",
-            str(row["attn_heads"]),
+            f"{layers} layers" if dense else "/".join(map(str, counts)),
+            *(str(row[a.name]) for a in shown),
             _count(row["params"]),
+            *([_count(row["active_params"])] if moe else []),
             f"{mem['weights_bytes'] / GiB:.2f}",
             f"{mem['kv_cache_bytes'] / GiB:.2f}",
             f"{(mem['ssm_state_bytes'] + mem['conv_state_bytes']) / GiB:.3f}",
             format_bytes(row["spare_bytes"]),
             f"{row['decode_tokens_per_s']:,.1f}",
             f"{value:.5g}",
-        ]
-        if moe:
-            cells.insert(7, _count(row["active_params"]))
-        table.add_row(*cells)
+        )
     return table
 
 

@@ -2,134 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import math
-import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from minitron.errors import MinitronError
-from minitron.search.objective import OBJECTIVES
-from minitron.search.space import AXIS_FLAGS
+from minitron.runs import file_digest
+from minitron.search.config import SearchConfig, parse_params
 
 FORMAT = "minitron-candidates"
 FORMAT_VERSION = 1
-
-
-def parse_params(text: str | None, flag: str, source_params: int) -> int | None:
-    """'8.9B', '7e9', '500M', '72%' (of the source) or a plain count -> parameters."""
-    if text is None:
-        return None
-    raw = str(text).strip()
-    if raw.endswith("%"):
-        from minitron.units import parse_fraction
-
-        return int(parse_fraction(raw, flag) * source_params) if raw != "100%" else source_params
-    match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kKmMbB]?)", raw)
-    if not match:
-        raise MinitronError(f"{flag}: cannot read {text!r}; write 8.9B, 500M, 7e9, 72% or a count")
-    scale = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9}[match[2].lower()]
-    number = float(match[1]) * scale
-    if not math.isfinite(number):
-        raise MinitronError(f"{flag}: {text!r} is too large to be a parameter count such as 8.9B or 500M")
-    value = int(number)
-    if value < 1:
-        raise MinitronError(f"{flag}: must be positive, got {text!r}")
-    return value
-
-
-@dataclass
-class SearchConfig:
-    model: str
-    out: Path = Path("runs/search")
-    scores: Path | None = None
-    axes: dict[str, str | None] = field(default_factory=dict)
-    drop_blocks: tuple[int, ...] | None = None
-    granularity: int = 64
-    max_prune: str | None = None
-    budget: str | None = None
-    gpu: str | None = None
-    headroom: str | None = None
-    reserve: str | None = None
-    context: str = "128k"
-    batch: int = 1
-    dtype: str = "bfloat16"
-    kv_dtype: str | None = None
-    ssm_dtype: str | None = None
-    engine: str = "transformers"
-    min_params: str | None = None
-    max_params: str | None = None
-    min_active_params: str | None = None  # MoE: parameters one token passes through
-    max_active_params: str | None = None
-    evaluate: bool = True
-    objective: str = "kl"
-    throughput_objective: bool = False
-    trials: int = 100
-    timeout_s: float | None = None
-    workers: int = 1
-    storage: str | None = None
-    seed: int = 0
-    seed_trials: int = 10
-    top: int = 100
-    data: str = "builtin"
-    text_field: str = "text"
-    glob: str | None = None
-    eval_samples: int = 16
-    seq_len: int = 256
-    batch_size: int = 4
-    top_k: int = 64
-    device: str = "cpu"
-    eval_dtype: str = "float32"
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        from minitron.memory import get_engine
-        from minitron.units import parse_dtype, parse_tokens
-
-        self.out = Path(self.out)
-        if self.out.exists() and not self.out.is_dir():
-            raise MinitronError(f"--out {self.out} exists and is not a directory")
-        unknown = set(self.axes) - set(AXIS_FLAGS)
-        if unknown:
-            raise MinitronError(f"unknown axis {sorted(unknown)[0]!r}; axes: {', '.join(AXIS_FLAGS)}")
-        for flag, value, least in (
-            ("--trials", self.trials, 1),
-            ("--workers", self.workers, 1),
-            ("--batch", self.batch, 1),
-            ("--eval-samples", self.eval_samples, 1),
-            ("--seq-len", self.seq_len, 2),
-            ("--batch-size", self.batch_size, 1),
-            ("--top-k", self.top_k, 1),
-            ("--top", self.top, 1),
-            ("--seed-trials", self.seed_trials, 0),
-        ):
-            if value < least:
-                raise MinitronError(f"{flag} must be at least {least}, got {value}")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise MinitronError(f"--timeout must be positive seconds, got {self.timeout_s}")
-        if self.objective not in OBJECTIVES:
-            raise MinitronError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if self.eval_dtype not in ("float32", "bfloat16", "float16"):
-            raise MinitronError(f"--eval-dtype must be float32, bfloat16 or float16, got {self.eval_dtype!r}")
-        self.context_tokens = parse_tokens(self.context, "--context")
-        get_engine(self.engine)
-        parse_dtype(self.dtype, "--dtype")
-        for flag, value in (("--kv-dtype", self.kv_dtype), ("--ssm-dtype", self.ssm_dtype)):
-            if value is not None:
-                parse_dtype(value, flag)
-        if self.budget is None and self.gpu is None:
-            raise MinitronError(
-                "search needs a memory budget: give --budget (e.g. 22GiB) or --gpu (e.g. a10g)"
-            )
-        from minitron.memory import Budget, get_gpu
-
-        self.budget_ = Budget.from_options(self.budget, self.gpu, self.headroom, self.reserve)
-        self.gpu_ = get_gpu(self.gpu or "a10g")
-        from minitron.search.space import parse_max_prune
-
-        self.max_prune_ = parse_max_prune(self.max_prune)
 
 
 @dataclass
@@ -155,13 +38,7 @@ def _prepare(config: SearchConfig):
     order = [int(i) for i in scores.get("depth.order").tolist()] if scores and scores.has_depth() else None
     space = build_space(arch, config.axes, config.granularity, config.max_prune_, order, config.drop_blocks)
     constraint = Constraint(
-        usable_bytes=config.budget_.usable_bytes,
-        context_tokens=config.context_tokens,
-        batch=config.batch,
-        weight_dtype=config.dtype,
-        kv_dtype=config.kv_dtype,
-        ssm_dtype=config.ssm_dtype,
-        engine=config.engine,
+        config.serving,
         min_params=parse_params(config.min_params, "--min-params", arch.n_params),
         max_params=parse_params(config.max_params, "--max-params", arch.n_params),
         min_active_params=parse_params(config.min_active_params, "--min-active-params", arch.n_active_params),
@@ -233,8 +110,6 @@ def run(config: SearchConfig, console=None) -> SearchResult:
 
 
 def _header(config, source, space, constraint, enumeration, scores) -> dict[str, Any]:
-    from dataclasses import asdict
-
     from minitron import __version__
 
     return {
@@ -248,36 +123,31 @@ def _header(config, source, space, constraint, enumeration, scores) -> dict[str,
         },
         "scores": None
         if config.scores is None
-        else {"path": str(Path(config.scores).resolve()), "sha256": _sha(config.scores)},
-        "budget": {**asdict(config.budget_), "usable_bytes": config.budget_.usable_bytes},
-        "constraint": asdict(constraint),
+        else {"path": str(Path(config.scores).resolve()), "sha256": file_digest(config.scores, 16)},
+        "budget": config.serving.to_dict()["budget"],
+        "serving": config.serving.to_dict(),
+        "constraint": constraint.to_dict(),
         "space": space.describe(),
         "feasible": enumeration.feasible,
         "frontier": len(enumeration.combinations),
         "throughput": {
-            "gpu": config.gpu or "a10g",
+            "gpu": config.gpu_name,
             "bandwidth_bytes_per_s": config.gpu_.bandwidth_bytes_per_s,
             "formula": "batch x bandwidth / (weights + kv + 2 x (ssm + conv))",
         },
     }
 
 
-def _sha(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def study_settings(config: SearchConfig, source, space, constraint, cache_key: str) -> dict[str, Any]:
     """What a study's results depend on: resuming under other settings is refused."""
-    from dataclasses import asdict
-
     return {
         "model": source.fingerprint(),
-        "scores": _sha(config.scores) if config.scores else None,
+        "scores": file_digest(config.scores, 16) if config.scores else None,
         "space": space.describe(),
-        "constraint": asdict(constraint),
+        "constraint": constraint.to_dict(),
         "objective": config.objective,
         "throughput_objective": config.throughput_objective,
-        "gpu": config.gpu or "a10g",
+        "gpu": config.gpu_name,
         "teacher_cache": cache_key,
         "seed": config.seed,
     }
@@ -356,6 +226,7 @@ def _search(config, source, scores, space, constraint, enumeration, proxy, conso
     import multiprocessing
 
     from minitron.device import resolve_device
+    from minitron.progress import progress_bar
     from minitron.search.frontier import rank_by
     from minitron.search.study import TrialSpace, evaluated_trials, recover_dead_trials, run_worker
 
@@ -383,10 +254,11 @@ def _search(config, source, scores, space, constraint, enumeration, proxy, conso
     run_point = _evaluator(config, model, scores, space, constraint, cache)
     target = min(config.trials, enumeration.feasible)
     try:
-        with _progress(config.progress, target, len(evaluated_trials(study))) as advance:
+        done = min(len(evaluated_trials(study)), target)
+        with progress_bar("trials", target, config.progress, completed=done) as bar:
             result = run_worker(
                 study, trial_space, constraint, claims, run_point, config.trials, enumeration.feasible,
-                config.timeout_s, on_trial=advance,
+                config.timeout_s, on_trial=lambda n: bar.update(completed=min(n, target)),
             )  # fmt: skip
     finally:
         for child in children:
@@ -452,29 +324,3 @@ def worker_main(config: SearchConfig, worker: int, ready=None) -> None:
     except MinitronError as e:
         print(f"error: worker {worker}: {e}", file=sys.stderr)
         raise SystemExit(1) from None
-
-
-class _progress:
-    """A rich bar over evaluated trials (stderr), or nothing."""
-
-    def __init__(self, enabled: bool, total: int, done: int):
-        self.enabled, self.total, self.done = enabled, total, done
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(
-            TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )  # fmt: skip
-        self.bar.__enter__()
-        task = self.bar.add_task("trials", total=self.total, completed=min(self.done, self.total))
-        return lambda n: self.bar.update(task, completed=min(n, self.total))
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.__exit__(*exc)
-        return False

@@ -1,17 +1,18 @@
 """The search space: which sizes each axis may take, derived from the source architecture (torch-free).
 
-Axis syntax (the value of --layers, --hidden, --ffn, --mamba-heads, --mamba-head-dim, --attn-heads):
+Axis syntax (the value of every axis option, --layers, --hidden, ...; the axes: minitron.model.axes):
 
     4480            one fixed value
     4352,4480,4608  a list
-    3072:5120       a range, in steps of the axis step (--granularity for hidden/FFN, the Mamba groups
-                    for Mamba heads, 8 for the Mamba head dim, the KV heads for attention heads, 1 for layers)
+    3072:5120       a range, in steps of the axis step (the table's `step`: --granularity for hidden/FFN,
+                    the Mamba groups for Mamba heads, the KV heads for attention heads, ...)
     3072:5120:128   a range with its own step
     source          the source size (nothing pruned on this axis)
 
 Ranges run down from their upper end, so `3000:5120` with step 64 holds 5120, 5056, ... (never 5121).
-An axis left unset takes the range from the source size down to `--max-prune` of it (default 40% for
-width; attention heads and layers keep the source size unless asked, as Nano 2 did).
+An axis left unset takes the range from the source size down to `--max-prune` of it (the table's
+default, 40% for most width axes; attention heads and layers keep the source size unless asked, as
+Nano 2 did).
 """
 
 from __future__ import annotations
@@ -23,49 +24,23 @@ from typing import Any
 
 from minitron.errors import MinitronError
 from minitron.model.arch import BLOCK_NAMES, Architecture
-
-# Axis name -> command-line flag; `layers` is depth, the rest are Architecture fields.
-AXIS_FLAGS = {
-    "layers": "--layers",
-    "hidden": "--hidden",
-    "ffn": "--ffn",
-    "mamba_heads": "--mamba-heads",
-    "mamba_head_dim": "--mamba-head-dim",
-    "attn_heads": "--attn-heads",
-}
-WIDTH_AXES = ("hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads")
-DEFAULT_MAX_PRUNE = {"hidden": 0.4, "ffn": 0.4, "mamba_heads": 0.4, "mamba_head_dim": 0.4}
-MAMBA_HEAD_DIM_STEP = 8  # ModelOpt's step for the Mamba head dim
+from minitron.model.axes import axes, axis_names, depth_axis
+from minitron.model.axes import axis as axis_of
 
 _RANGE = re.compile(r"^(\d+):(\d+)(?::(\d+))?$")
 
 
-def axis_step(axis: str, source: Architecture, granularity: int) -> int:
-    """The step a range of `axis` moves in unless it names its own."""
-    return {
-        "layers": 1,
-        "hidden": granularity,
-        "ffn": granularity,
-        "mamba_heads": source.mamba_groups,
-        "mamba_head_dim": MAMBA_HEAD_DIM_STEP,
-        "attn_heads": source.kv_heads,
-    }[axis]
-
-
-def source_size(axis: str, source: Architecture) -> int:
-    return source.n_blocks if axis == "layers" else getattr(source, axis)
-
-
 def parse_axis(text: str, axis: str, source: Architecture, granularity: int) -> tuple[int, ...]:
     """The values of one axis, largest first; one error line naming the flag when the text is bad."""
-    flag, top = AXIS_FLAGS[axis], source_size(axis, source)
+    spec = axis_of(axis)
+    flag, top = spec.flag, spec.source_size(source)
     raw = str(text).strip().replace(" ", "")
     if raw == "source":
         return (top,)
     match = _RANGE.match(raw)
     if match:
         lo, hi = int(match[1]), int(match[2])
-        step = int(match[3]) if match[3] else axis_step(axis, source, granularity)
+        step = int(match[3]) if match[3] else spec.step_of(source, granularity)
         if step < 1 or lo > hi:
             raise MinitronError(f"{flag}: range {raw!r} needs LO <= HI and a positive step")
         values = tuple(range(hi, lo - 1, -step))
@@ -85,50 +60,51 @@ def parse_axis(text: str, axis: str, source: Architecture, granularity: int) -> 
 
 
 def _check_multiples(axis: str, values: tuple[int, ...], source: Architecture, flag: str) -> None:
-    units = {
-        "mamba_heads": (source.mamba_groups, "Mamba groups"),
-        "attn_heads": (source.kv_heads, "KV heads"),
-    }
-    if axis not in units:
-        return
-    unit, what = units[axis]
-    bad = [v for v in values if v % unit]
+    spec = axis_of(axis)
+    unit = spec.unit(source)
+    bad = [v for v in values if unit and v % unit]
     if bad:
-        raise MinitronError(f"{flag}: {bad[0]} is not a multiple of the {unit} {what}")
+        raise MinitronError(f"{flag}: {bad[0]} is not a multiple of the {unit} {spec.step_name}")
 
 
 def default_axis(
     axis: str, source: Architecture, granularity: int, max_prune: float | None
 ) -> tuple[int, ...]:
     """Source size down to (1 - max_prune) x source in axis steps; only the source size without max_prune."""
-    top = source_size(axis, source)
+    spec = axis_of(axis)
+    top = spec.source_size(source)
     if not max_prune:
         return (top,)
-    step = axis_step(axis, source, granularity)
+    step = spec.step_of(source, granularity)
     floor = math.ceil(top * (1 - max_prune))
     values = tuple(v for v in range(top, floor - 1, -step) if v >= 1)
-    if axis in ("mamba_heads", "attn_heads"):
-        unit = source.mamba_groups if axis == "mamba_heads" else source.kv_heads
+    unit = spec.unit(source)
+    if unit:
         values = tuple(v for v in values if v % unit == 0) or (top,)
     return values
+
+
+def default_max_prune() -> dict[str, float]:
+    """The table's default --max-prune share of each axis that has one."""
+    return {a.name: a.max_prune for a in axes() if a.max_prune is not None}
 
 
 def parse_max_prune(text: str | None) -> dict[str, float]:
     """'40%' (every width axis) or 'hidden=30%,ffn=50%,layers=10%' -> fractions per axis."""
     from minitron.units import parse_fraction
 
-    out = dict(DEFAULT_MAX_PRUNE)
+    out = default_max_prune()
     if text is None:
         return out
     raw = str(text).replace(" ", "")
     if "=" not in raw:
         fraction = parse_fraction(raw, "--max-prune")
-        return {axis: fraction for axis in DEFAULT_MAX_PRUNE}
+        return {axis: fraction for axis in out}
     for part in filter(None, raw.split(",")):
         name, _, value = part.partition("=")
         axis = name.replace("-", "_")
-        if axis not in AXIS_FLAGS:
-            raise MinitronError(f"--max-prune: unknown axis {name!r}; axes: {', '.join(AXIS_FLAGS)}")
+        if axis not in axis_names():
+            raise MinitronError(f"--max-prune: unknown axis {name!r}; axes: {', '.join(axis_names())}")
         out[axis] = parse_fraction(value, f"--max-prune {name}")
     return out
 
@@ -214,20 +190,18 @@ def representative_pattern(source: Architecture, option: DepthOption) -> str:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Per-axis values (largest first) and the depth options of one search."""
+    """Per-axis values (largest first) and the depth options of one search; `space.hidden` reads one axis."""
 
     source: Architecture
     depth: tuple[DepthOption, ...]
-    hidden: tuple[int, ...]
-    ffn: tuple[int, ...]
-    mamba_heads: tuple[int, ...]
-    mamba_head_dim: tuple[int, ...]
-    attn_heads: tuple[int, ...]
+    width: dict[str, tuple[int, ...]]  # every width axis of the table, in table order
     depth_assumption: str  # how the dropped blocks were chosen, said in the table
 
-    @property
-    def width(self) -> dict[str, tuple[int, ...]]:
-        return {axis: getattr(self, axis) for axis in WIDTH_AXES}
+    def __getattr__(self, name: str) -> tuple[int, ...]:
+        width = self.__dict__.get("width", {})
+        if name in width:
+            return width[name]
+        raise AttributeError(name)
 
     @property
     def size(self) -> int:
@@ -237,7 +211,7 @@ class SearchSpace:
     def describe(self) -> dict[str, Any]:
         layers = sorted({self.source.n_blocks - sum(d.counts) for d in self.depth}, reverse=True)
         return {
-            "layers": layers,
+            depth_axis().name: layers,
             "depth_options": len(self.depth),
             "depth_assumption": self.depth_assumption,
             **{axis: list(values) for axis, values in self.width.items()},
@@ -268,32 +242,33 @@ def build_space(
     """The space of `axes` (flag text per axis, None = default) over `source`."""
     if granularity < 1:
         raise MinitronError(f"--granularity must be a positive integer, got {granularity}")
-    unknown = set(axes) - set(AXIS_FLAGS)
+    unknown = set(axes) - set(axis_names())
     if unknown:
-        raise MinitronError(f"unknown axis {sorted(unknown)[0]!r}; axes: {', '.join(AXIS_FLAGS)}")
-    max_prune = DEFAULT_MAX_PRUNE if max_prune is None else max_prune
+        raise MinitronError(f"unknown axis {sorted(unknown)[0]!r}; axes: {', '.join(axis_names())}")
+    max_prune = default_max_prune() if max_prune is None else max_prune
     # An axis whose blocks are absent (no MLP, no attention, no Mamba) has one meaningless size.
     absent = source.absent_axes()
     values: dict[str, tuple[int, ...]] = {}
-    for axis in AXIS_FLAGS:
+    for axis in axis_names():
         text = axes.get(axis)
         if axis in absent:
             if text is not None:
-                raise MinitronError(f"{AXIS_FLAGS[axis]}: {source.family.name} models have no such axis")
+                raise MinitronError(f"{axis_of(axis).flag}: {source.family.name} models have no such axis")
             values[axis] = (getattr(source, axis),)
         elif text is not None:
             values[axis] = parse_axis(text, axis, source, granularity)
         else:
             values[axis] = default_axis(axis, source, granularity, max_prune.get(axis))
-    if drop_blocks is not None and axes.get("layers") is not None:
-        raise MinitronError("give either --layers or --drop-blocks, not both")
-    depth = depth_options(source, values["layers"], depth_order, drop_blocks)
+    layers = values.pop(depth_axis().name)
+    if drop_blocks is not None and axes.get(depth_axis().name) is not None:
+        raise MinitronError(f"give either {depth_axis().flag} or --drop-blocks, not both")
+    depth = depth_options(source, layers, depth_order, drop_blocks)
     if drop_blocks is not None:
         assumption = "--drop-blocks"
-    elif depth_order is not None or values["layers"] == (source.n_blocks,):
+    elif depth_order is not None or layers == (source.n_blocks,):
         assumption = (
             "depth order of the scores file"
-            if values["layers"] != (source.n_blocks,)
+            if layers != (source.n_blocks,)
             else "no blocks dropped"
         )
     else:
@@ -304,6 +279,4 @@ def build_space(
             else f"the last {kinds[0]}s assumed removed"
         )
         assumption = f"no depth order: {which} (which ones is left to `minitron score`)"
-    return SearchSpace(
-        source=source, depth=tuple(depth), depth_assumption=assumption, **{a: values[a] for a in WIDTH_AXES}
-    )
+    return SearchSpace(source=source, depth=tuple(depth), width=values, depth_assumption=assumption)

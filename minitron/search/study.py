@@ -17,7 +17,6 @@ evaluated twice, whichever worker proposes it. Trials left RUNNING by a dead wor
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from minitron.errors import MinitronError
+from minitron.model.axes import depth_axis, width_names
+from minitron.runs import differences, short_json
 from minitron.search.frontier import Constraint, Point
 from minitron.search.space import DepthOption, SearchSpace
 
@@ -81,22 +82,16 @@ def open_study(storage, settings: dict[str, Any], two_objectives: bool, sampler,
     except ValueError as e:  # e.g. a study of the same name with other directions
         raise MinitronError(f"study in {where} cannot be used: {e}") from None
     before = study.user_attrs.get("settings")
+    changed = [] if before is None else differences(before, settings)
     if before is None:
         study.set_user_attr("settings", settings)
-    elif before != settings:
-        differ = sorted(set(before) | set(settings))
-        differ = [k for k in differ if before.get(k) != settings.get(k)]
-        parts = [f"{k} (was {_short(before.get(k))}, now {_short(settings.get(k))})" for k in differ]
+    elif changed:
+        parts = [f"{k} (was {short_json(before.get(k))}, now {short_json(settings.get(k))})" for k in changed]
         raise MinitronError(
             f"the study in {where} was created with other settings: {'; '.join(parts)}; "
             "use another --out/--storage or the same settings"
         )
     return study
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ---- points <-> trial parameters ----------------------------------------------------------------
@@ -114,16 +109,16 @@ class TrialSpace:
         params: dict[str, int] = {}
         depth = self.depth_by_layers()
         layers = sorted(depth, reverse=True)
-        chosen = _suggest(trial, "layers", tuple(layers)) if len(layers) > 1 else layers[0]
+        chosen = _suggest(trial, depth_axis().name, tuple(layers)) if len(layers) > 1 else layers[0]
         for axis, values in self.space.width.items():
             params[axis] = _suggest(trial, axis, values) if len(values) > 1 else values[0]
-        return Point(depth=depth[chosen], **params)
+        return Point(depth[chosen], **params)
 
     def params(self, point: Point) -> dict[str, int]:
         """The Optuna parameters of `point` (for enqueue_trial)."""
         out = {}
         if len(self.space.depth) > 1:
-            out["layers"] = self.space.source.n_blocks - sum(point.depth.counts)
+            out[depth_axis().name] = self.space.source.n_blocks - sum(point.depth.counts)
         for axis, values in self.space.width.items():
             if len(values) > 1:
                 out[axis] = getattr(point, axis)
@@ -342,7 +337,4 @@ def point_record(point: Point) -> dict[str, Any]:
 def point_from_record(record: dict[str, Any]) -> Point:
     dropped = record.get("drop_blocks")
     depth = DepthOption(tuple(dropped) if dropped is not None else None, tuple(record["drop_counts"]))
-    return Point(
-        depth=depth,
-        **{k: record[k] for k in ("hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads")},
-    )
+    return Point(depth, **{name: record[name] for name in width_names()})

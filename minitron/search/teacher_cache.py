@@ -13,7 +13,6 @@ dtype), so another model or other data never reads a stale cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 
 from minitron.errors import MinitronError
 from minitron.importance.depth import LOGIT_CHUNK_TOKENS
+from minitron.runs import digest
 
 HEADER_KEY = "minitron"
 FORMAT_VERSION = 1
@@ -47,7 +47,7 @@ class TeacherCache:
 
 def cache_key(fingerprint: str, data: dict[str, Any], top_k: int, dtype: str) -> str:
     payload = {"fingerprint": fingerprint, "data": data, "top_k": top_k, "dtype": dtype, "v": FORMAT_VERSION}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest(payload, 16)
 
 
 def cache_path(directory: Path, key: str) -> Path:

@@ -8,7 +8,7 @@ from collections import Counter
 
 import torch
 
-from minitron.data import DataSpec, documents, is_heldout, token_batches
+from minitron.data import BatchStream, DataSpec, documents, is_heldout, token_batches
 
 DOCS = [f"doc {i}: " + "alpha beta gamma " * (i % 5 + 1) + "\n" for i in range(60)]
 
@@ -70,21 +70,22 @@ def test_split_is_by_document_hash_and_stable_under_reordering(tmp_path, tokeniz
     assert [i for i, d in enumerate(DOCS) if is_heldout(d, 0.25)] == PINNED_HELDOUT
 
 
-def test_bounded_shuffle_keeps_memory_flat():
-    from minitron.data import _shuffled
+def test_bounded_shuffle_keeps_memory_flat(tmp_path, tokenizer, monkeypatch):
+    import minitron.data as data_module
 
-    seen = []
-
-    def source():
-        for i in range(1000):
-            seen.append(i)
-            yield [i]
-
-    out = _shuffled(source(), seed=0, size=16)
-    first = next(out)
-    # Only the buffer (+1) has been pulled from the source when the first item comes out.
-    assert len(seen) == 17 and first[0] < 17
-    assert sorted(x[0] for x in [first, *out]) == list(range(1000))
+    monkeypatch.setattr(data_module, "SHUFFLE_SEQUENCES", 16)
+    spec = DataSpec(source=str(write_jsonl(tmp_path / "c.jsonl", DOCS)), seq_len=4, batch_size=1)
+    stream = BatchStream(spec, tokenizer)
+    out = [stream.next_in_epoch()]
+    # The first sequence comes out as the 17th arrives: the pool holds 16, never more.
+    assert len(stream.pool) == 16
+    pools = []
+    while (batch := stream.next_in_epoch()) is not None:
+        out.append(batch)
+        pools.append(len(stream.pool))
+    assert max(pools) == 16
+    expected = reference_sequences(list(documents(spec)), tokenizer, 4)
+    assert sorted(rows(out)) == sorted(expected) and rows(out) != expected  # all of them, shuffled
 
 
 PINNED_HELDOUT = [0, 8, 9, 12, 20, 21, 23, 26, 29, 37, 38, 45, 52, 55, 59]

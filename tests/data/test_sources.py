@@ -8,8 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from minitron.data import BUILTIN_CORPUS, DataSpec, describe, documents, is_heldout, token_batches
+from minitron.data import DataSpec, describe, documents, is_heldout, token_batches
 from minitron.errors import MinitronError
+from minitron.text_files import BUILTIN_CORPUS
 
 DOCS = [f"document number {i}: " + "word " * (i % 7 + 1) for i in range(40)]
 

@@ -43,13 +43,14 @@ def make_model(tokenizer):
     return make
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread while these tests run: tiny ops on a shared 2-core machine are much
-    faster without OpenMP threads waiting on each other. Restored afterwards."""
-    import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+
+@pytest.fixture
+def pair(tmp_path, tokenizer, make_model):
+    """A teacher and a different student sharing one tokenizer, as checkpoints."""
+    paths = []
+    for name, seed in (("teacher", 0), ("student", 1)):
+        make_model(seed).save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+        paths.append(tmp_path / name)
+    return paths

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from minitron.cli import app
 
 
-def test_train_command_runs_and_resumes(tmp_path, corpus, tokenizer, make_model):
+def train_args(tmp_path, corpus, tokenizer, make_model):
+    """A 3-step `minitron train` of a saved tiny model into tmp_path/run: (checkpoint, out, argv)."""
     ckpt = tmp_path / "ckpt"
     make_model(0).save_pretrained(ckpt)
     tokenizer.save_pretrained(ckpt)
     out = tmp_path / "run"
     args = ["train", str(ckpt), "--data", str(corpus), "--seq-len", "16", "--batch-size", "2", "--steps", "3"]
     args += ["--out", str(out), "--eval-batches", "1", "--warmup-steps", "1", "--device", "cpu"]
+    return ckpt, out, args
+
+
+def test_train_command_runs_and_resumes(tmp_path, corpus, tokenizer, make_model):
+    ckpt, out, args = train_args(tmp_path, corpus, tokenizer, make_model)
     first = CliRunner().invoke(app, [*args, "--stop-at-step", "2"])
     assert first.exit_code == 0, first.output
     assert json.loads((out / "result.json").read_text())["step"] == 2
@@ -28,12 +35,7 @@ def test_train_command_runs_and_resumes(tmp_path, corpus, tokenizer, make_model)
 
 
 def test_the_same_command_again_continues_its_run_and_another_is_refused(tmp_path, corpus, tokenizer, make_model):
-    ckpt = tmp_path / "ckpt"
-    make_model(0).save_pretrained(ckpt)
-    tokenizer.save_pretrained(ckpt)
-    out = tmp_path / "run"
-    args = ["train", str(ckpt), "--data", str(corpus), "--seq-len", "16", "--batch-size", "2", "--steps", "3"]
-    args += ["--out", str(out), "--eval-batches", "1", "--warmup-steps", "1", "--device", "cpu"]
+    _, out, args = train_args(tmp_path, corpus, tokenizer, make_model)
     assert CliRunner().invoke(app, args).exit_code == 0
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
@@ -49,11 +51,12 @@ def test_train_command_errors_are_one_line(tmp_path):
     assert result.output.strip().startswith("error:") and len(result.output.strip().splitlines()) == 1
     result = CliRunner().invoke(app, ["train", "tiny", "--steps", "0"])
     assert result.exit_code == 1 and "--steps" in result.output
-    import torch
 
-    if not torch.cuda.is_available():
-        result = CliRunner().invoke(app, ["train", "tiny", "--device", "cuda", "--out", str(tmp_path / "run")])
-        assert result.exit_code == 1 and "CUDA" in result.output and not (tmp_path / "run").exists()
+
+@pytest.mark.no_cuda
+def test_train_on_cuda_without_cuda_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["train", "tiny", "--device", "cuda", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "CUDA" in result.output and not (tmp_path / "run").exists()
 
 
 def test_unusable_data_is_one_line_naming_train_options_and_leaves_out_empty(tmp_path, corpus, tokenizer, make_model):

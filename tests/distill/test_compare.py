@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
+from paused import paused_command, subprocess_env, wait_for_flag
 from typer.testing import CliRunner
 
 from minitron.cli import app
-
-REPO = Path(__file__).parents[2]
+from minitron.memory import ServingSpec
+from minitron.model.load import resolve_model
 
 
 @pytest.fixture
@@ -26,9 +24,9 @@ def setup(tmp_path, tokenizer, make_model):
     tokenizer.save_pretrained(teacher)
     # TINY's pattern M-*M-*-M: drop one MLP block, another MLP block, the first Mamba block.
     candidates = tmp_path / "candidates.json"
-    candidates.write_text(json.dumps({"candidates": [
+    candidates.write_text(json.dumps({"serving": {"context_tokens": 8192}, "candidates": [
         {"rank": 2, "drop_blocks": [6], "objective": 0.6},
-        {"rank": 1, "drop_blocks": [1], "objective": 0.5, "memory_bytes": 123456},
+        {"rank": 1, "drop_blocks": [1], "objective": 0.5, "memory": {"total_bytes": 123456}},
         {"rank": 3, "drop_blocks": [0], "objective": 0.9},
     ]}))  # fmt: skip
     return teacher, candidates
@@ -48,7 +46,10 @@ def test_compare_distils_the_top_candidates_and_writes_the_table(tmp_path, setup
     data = json.loads((out / "compare.json").read_text())
     rows = {r["rank_before"]: r for r in data["candidates"]}
     assert set(rows) == {1, 2}  # the top 2 by rank, whatever the file order
-    assert rows[1]["memory_bytes"] == 123456 and rows[2]["memory_bytes"] > 0  # from the file, else estimated
+    # the file's figure, else sized at the file's serving spec (8k), never at a default context
+    rank2 = resolve_model(str(setup[0])).architecture.drop_blocks([6])
+    assert rows[1]["memory_bytes"] == 123456
+    assert rows[2]["memory_bytes"] == ServingSpec(context_tokens=8192).memory(rank2).total_bytes
     assert rows[1]["objective_before"] == 0.5 and "drop 1" in rows[1]["candidate"]
     assert sorted(r["rank_after"] for r in rows.values()) == [1, 2]
     best = min(rows.values(), key=lambda r: r["lm_loss_after"])
@@ -93,19 +94,14 @@ def test_compare_refuses_torchrun(tmp_path, setup, corpus, monkeypatch):
 @pytest.mark.slow
 def test_killed_compare_picks_up_where_it_stopped(tmp_path, setup, corpus):
     out = tmp_path / "cmp"
-    command = [
-        sys.executable,
-        "-m",
-        "minitron",
-        *args(setup, corpus, out, "--steps", "12", "--save-every", "2"),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    latest = out / "rank-2" / "checkpoints" / "latest"
-    while not (latest.exists() and latest.read_text().strip() >= "step-00000004"):
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.05)
+    argv = args(setup, corpus, out, "--steps", "12", "--save-every", "2")
+    command, env = [sys.executable, "-m", "minitron", *argv], subprocess_env()
+    # Stopped after the 8th checkpoint: candidate 1's six (steps 2 .. 12), then candidate 2's steps 2 and 4.
+    flag = tmp_path / "paused"
+    paused = paused_command(argv, "minitron.distill.rundir:RunDir.save", 8, flag)
+    proc = subprocess.Popen(paused, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_flag(flag, proc)
+    assert (out / "rank-2" / "checkpoints" / "latest").read_text().strip() == "step-00000004"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     first_final = (out / "rank-1" / "final" / "model.safetensors").stat().st_mtime_ns
@@ -116,3 +112,43 @@ def test_killed_compare_picks_up_where_it_stopped(tmp_path, setup, corpus):
     metrics = [json.loads(line) for line in (out / "rank-2" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in metrics if "eval_kd" in r] == [0, 12]  # resumed, not restarted
     assert len(json.loads((out / "compare.json").read_text())["candidates"]) == 2
+
+
+def test_compare_and_report_show_the_memory_the_candidate_was_searched_at(tmp_path, setup, corpus):
+    """The memory column of compare and of the run report is the candidates file's figure at the searched
+    context (8k here), never a re-estimate at a default context."""
+    from types import SimpleNamespace
+
+    from minitron.pipeline.report import _markdown
+    from minitron.units import format_bytes
+
+    teacher, _ = setup
+    searched_dir = tmp_path / "search"
+    result = CliRunner().invoke(app, [
+        "search", str(teacher), "--no-eval", "--budget", "1GiB", "--context", "8k", "--out", str(searched_dir),
+        "--drop-blocks", "1", "--hidden", "source", "--ffn", "source", "--mamba-heads", "source",
+        "--mamba-head-dim", "source",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    candidates = json.loads((searched_dir / "candidates.json").read_text())
+    assert candidates["serving"]["context_tokens"] == 8192
+    searched = candidates["candidates"][0]["memory"]["total_bytes"]
+    arch = resolve_model(str(teacher)).architecture.drop_blocks([1])
+    assert searched == ServingSpec(context_tokens=8192).memory(arch).total_bytes
+    assert searched != ServingSpec().memory(arch).total_bytes  # the 128k default would differ
+
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(
+        app, args((teacher, searched_dir / "candidates.json"), corpus, out, "--steps", "2"), env={"COLUMNS": "250"}
+    )
+    assert result.exit_code == 0, result.output
+    compared = json.loads((out / "compare.json").read_text())
+    assert [r["memory_bytes"] for r in compared["candidates"]] == [searched]
+    assert format_bytes(searched) in result.output  # the rich table's memory column
+
+    config = SimpleNamespace(out=tmp_path, teacher=str(teacher), source=None, eval_tasks=None)
+    evaluation = {"heldout": {"sequences": 1, "seq_len": 8},
+                  "models": {"teacher": {"params": 1, "loss": 1.0, "path": "t", "generations": []}}}  # fmt: skip
+    report = _markdown(config, None, evaluation, candidates, compared, [], {})
+    assert "memory at 8,192 tokens (bytes)" in report
+    assert report.count(f"| {searched:,} |") == 2  # the search table and the compare table

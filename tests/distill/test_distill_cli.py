@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from paused import paused_command, subprocess_env, wait_for_flag
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from minitron.cli import app
-
-REPO = Path(__file__).parents[2]
-
-
-@pytest.fixture
-def pair(tmp_path, tokenizer, make_model):
-    """A teacher and a different student sharing one tokenizer, as checkpoints."""
-    paths = []
-    for name, seed in (("teacher", 0), ("student", 1)):
-        make_model(seed).save_pretrained(tmp_path / name)
-        tokenizer.save_pretrained(tmp_path / name)
-        paths.append(tmp_path / name)
-    return paths
 
 
 def args(pair, corpus, out, *extra):
@@ -118,19 +104,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, pair, corpu
 
 
 def cli(*arguments):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return [sys.executable, "-m", "minitron", *arguments], env
-
-
-def wait_for_checkpoint(out: Path, step: int, proc, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        latest = out / "checkpoints" / "latest"
-        if latest.exists() and int(latest.read_text().strip().split("-")[1]) >= step:
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    raise AssertionError("no checkpoint in time")
+    return [sys.executable, "-m", "minitron", *arguments], subprocess_env()
 
 
 def final_weights(out: Path):
@@ -146,8 +120,12 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, pair, corpus):
     assert subprocess.run(whole, env=env, capture_output=True, timeout=300).returncode == 0
     killed_out = tmp_path / "killed"
     command, env = cli(*common, "--out", str(killed_out))
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for_checkpoint(killed_out, 6, proc)
+    # Stopped right after the second checkpoint (step 6 of 14, saved every 3).
+    flag = tmp_path / "paused"
+    paused = paused_command([*common, "--out", str(killed_out)], "minitron.distill.rundir:RunDir.save", 2, flag)
+    proc = subprocess.Popen(paused, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_flag(flag, proc)
+    assert (killed_out / "checkpoints" / "latest").read_text().strip() == "step-00000006"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL and not (killed_out / "final").exists()
@@ -169,17 +147,17 @@ def test_ctrl_c_checkpoints_exits_130_and_resume_equals_uninterrupted(tmp_path, 
     out = tmp_path / "run"
     steps = ["--steps", "150", "--save-every", "1000", "--eval-every", "0"]
     command, env = cli(*args(pair, corpus, out, *steps))
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "metrics.jsonl").exists():
-        time.sleep(0.05)
-    time.sleep(1.0)  # some steps in, at an arbitrary point of a step
+    # Interrupted while step 10 is being logged (its first metrics record), inside the loop.
+    flag = tmp_path / "paused"
+    paused = paused_command(command[3:], "minitron.distill.rundir:Metrics.write", 1, flag, "before")
+    proc = subprocess.Popen(paused, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_flag(flag, proc)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]
     assert "interrupted" in stdout + stderr and "Traceback" not in stderr
     step = int((out / "checkpoints" / "latest").read_text().strip().split("-")[1])
-    assert 0 < step < 150, step
+    assert step == 10, step
     resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     whole = CliRunner().invoke(app, args(pair, corpus, tmp_path / "whole", *steps))

@@ -10,10 +10,7 @@ from minitron.distill import TrainConfig, train
 from minitron.distill.kd import Distillation
 from minitron.distill.losses import KDLoss
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-]
+pytestmark = pytest.mark.gpu
 
 
 def test_bf16_teacher_and_autocast_on_cuda_learn(tmp_path, corpus, tokenizer, make_model):

@@ -12,19 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from paused import subprocess_env
 from safetensors.torch import load_file
-
-REPO = Path(__file__).parents[2]
-
-
-@pytest.fixture
-def pair(tmp_path, tokenizer, make_model):
-    paths = []
-    for name, seed in (("teacher", 0), ("student", 1)):
-        make_model(seed).save_pretrained(tmp_path / name)
-        tokenizer.save_pretrained(tmp_path / name)
-        paths.append(tmp_path / name)
-    return paths
 
 
 def free_port() -> int:
@@ -34,7 +23,7 @@ def free_port() -> int:
 
 
 def run(arguments, nproc=1):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = subprocess_env()
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port",
                 str(free_port())]  # fmt: skip
     command = [*(launcher if nproc > 1 else [sys.executable]), "-m", "minitron", *arguments]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from minitron.distill.objectives import next_token_ce
-from minitron.distill.schedule import lr_multiplier
+from minitron.distill.schedule import lr_lambda
 
 
 def test_next_token_ce_matches_a_loop():
@@ -26,10 +26,34 @@ def test_next_token_ce_of_a_perfect_model_is_zero():
     assert next_token_ce(logits, ids).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def sched(step, schedule, total=100, warmup=10):
-    return lr_multiplier(
-        step, total_steps=total, warmup_steps=warmup, schedule=schedule, min_ratio=0.1, decay_fraction=0.2
-    )
+def sched(step, schedule, total=100, warmup=10, min_ratio=0.1, decay_fraction=0.2):
+    return lr_lambda(
+        total_steps=total, warmup_steps=warmup, schedule=schedule, min_ratio=min_ratio,
+        decay_fraction=decay_fraction,
+    )(step)  # fmt: skip
+
+
+def reference_multiplier(step, total, warmup, schedule, min_ratio, decay_fraction):
+    """The schedules as minitron wrote them by hand before they came from transformers."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "cosine":
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    decay_start = total - max(1, round(decay_fraction * total))
+    if step < decay_start:
+        return 1.0
+    return 1.0 - (1 - min_ratio) * min(1.0, (step - decay_start) / max(1, total - decay_start))
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "wsd"])
+@pytest.mark.parametrize("total, warmup", [(1, 0), (7, 0), (7, 3), (50, 60), (100, 10), (1000, 50)])
+@pytest.mark.parametrize("min_ratio, decay_fraction", [(0.0, 0.05), (0.1, 0.2), (1.0, 1.0)])
+def test_schedules_equal_the_hand_written_ones(schedule, total, warmup, min_ratio, decay_fraction):
+    got = [sched(s, schedule, total, warmup, min_ratio, decay_fraction) for s in range(total)]
+    want = [reference_multiplier(s, total, warmup, schedule, min_ratio, decay_fraction) for s in range(total)]
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
+    assert sched(0, schedule, 100, 10) != pytest.approx(0.0)  # warm-up does not waste the first step
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "wsd"])

@@ -9,15 +9,6 @@ from tiny_models import DENSE_CONFIGS, dense_arch, randomize_
 from minitron.model.load import build_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors on a shared 2-core machine: one intra-op thread is faster than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(params=list(DENSE_CONFIGS))
 def family_name(request) -> str:
     return request.param

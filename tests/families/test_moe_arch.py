@@ -13,7 +13,8 @@ from tiny_models import MOE_CONFIGS, moe_arch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from minitron.errors import MinitronError
-from minitron.memory import EstimateConfig, estimate_memory, run_estimate
+from minitron.estimate import EstimateConfig, run_estimate
+from minitron.memory import estimate_memory
 from minitron.model.arch import MOE, Architecture
 from minitron.model.load import build_model, resolve_model
 from minitron.model.nemotron_h import NEMOTRON_H_DEFAULTS

@@ -6,18 +6,6 @@ import pytest
 from importance_helpers import VOCAB, random_tiny_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: with several test processes sharing 2 cores, intra-op threads only contend
-    (a tiny forward measured 40x slower with 2 threads under load)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def model():
     return random_tiny_model()

@@ -17,13 +17,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import minitron.cli
 from minitron.cli import app
 from minitron.evaluate import INSTALL_HINT
+from minitron.pipeline import stages
 
 RUN_FILE = """
 teacher = "{teacher}"
 seq-len = 16
+
+[search]
+budget = "1GiB"  # every stage's options are checked before the first runs, stood-in ones too
 
 [compare]
 top = 0
@@ -44,39 +47,28 @@ def run_file(tmp_path, random_checkpoint):
 @pytest.fixture
 def stand_in_stages(monkeypatch, random_checkpoint):
     """score, search, prune and distill write their outputs at once; evaluate really runs. Returns
-    the commands called, in order."""
-    real_invoke = minitron.cli._invoke
+    the stages run, in order."""
+    real_run_stage = stages.run_stage
     called: list[str] = []
 
-    def invoke(argv: list[str]) -> int:
-        called.append(argv[0])
-        out = Path(argv[argv.index("--out") + 1])
-        if argv[0] == "evaluate":
-            return real_invoke(argv)
-        if argv[0] == "score":
+    def run_stage(stage: str, config) -> None:
+        called.append(stage)
+        out = Path(config.train.out if stage == "distill" else config.out)
+        if stage == "evaluate":
+            return real_run_stage(stage, config)
+        if stage == "score":
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(b"scores")
-        elif argv[0] == "search":
+        elif stage == "search":
             out.mkdir(parents=True, exist_ok=True)
             (out / "candidates.json").write_text(json.dumps({"candidates": [{"rank": 1, "params": 1}]}))
         else:
-            model = out if argv[0] == "prune" else out / "final"
+            model = out if stage == "prune" else out / "final"
             shutil.copytree(random_checkpoint, model, dirs_exist_ok=True)
-            (model / "minitron.json").write_text(json.dumps({"stage": argv[0]}))
-        return 0
+            (model / "minitron.json").write_text(json.dumps({"stage": stage}))
 
-    monkeypatch.setattr(minitron.cli, "_invoke", invoke)
+    monkeypatch.setattr(stages, "run_stage", run_stage)
     return called
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_eval_tasks_scores_three_models_side_by_side_and_skips_when_done(

@@ -7,11 +7,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from paused import paused_command, subprocess_env, wait_for_flag
 from typer.testing import CliRunner
 
 from minitron.cli import _stage_options, app
@@ -68,15 +67,15 @@ def test_run_killed_during_distillation_resumes_without_redoing_score_or_search(
     run_file = tmp_path / "run.toml"
     run_file.write_text(RUN_FILE)
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    # Stopped right after distillation's third checkpoint (saved every step).
+    flag = tmp_path / "paused"
+    argv = ["run", str(run_file), "--out", str(out)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "minitron", "run", str(run_file), "--out", str(out)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        paused_command(argv, "minitron.distill.rundir:RunDir.save", 3, flag),
+        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     checkpoint = out / "distill" / "checkpoints" / "step-00000003"
-    deadline = time.monotonic() + 400
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_flag(flag, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert checkpoint.exists(), "the run never reached distillation"

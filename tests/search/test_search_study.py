@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from paused import paused_command, subprocess_env, wait_for_flag
 from search_helpers import HAS_TINY
 from typer.testing import CliRunner
 
@@ -42,10 +42,7 @@ def search_args(scores, out, trials, *extra):
 @pytest.fixture(scope="module")
 def searched(tiny_scores, tmp_path_factory):
     out = tmp_path_factory.mktemp("search")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     result = CliRunner().invoke(app, search_args(tiny_scores, out, 16))
-    torch.set_num_threads(before)
     assert result.exit_code == 0, result.output
     return out, json.loads((out / "candidates.json").read_text())
 
@@ -65,19 +62,19 @@ def test_search_beats_random_feasible_sampling(searched, tiny_scores):
     }
     assert len(keys) == 16  # never the same architecture twice
     assert all(r["spare_bytes"] >= 0 for r in rows)
-    config = SearchConfig(
+    config = SearchConfig.from_options(
         model="tiny",
         scores=tiny_scores,
         budget=tiny_budget(),
         context="8k",
         granularity=8,
-        axes={"layers": "56:62"},
+        layers="56:62",
     )
     _, scores, space, constraint, enumeration = _prepare(config)
     cache = load_cache(Path(doc["objective"]["teacher_cache"]))
     teacher = load_model(resolve_model("tiny"))
     random_best = min(
-        evaluate(prune_shared(teacher, TargetSpec(drop_blocks=p.depth.dropped, **p.sizes()), scores), cache)
+        evaluate(prune_shared(teacher, TargetSpec(drop_blocks=p.depth.dropped, **space.pruned_sizes(p.sizes())), scores), cache)
         for p in enumeration.sample(16, seed=0)
     )
     best = rows[0]["objective"]
@@ -163,25 +160,19 @@ def _evaluated(trials):
 
 def test_sigkill_mid_trial_resumes_without_rerunning(tiny_scores, tmp_path):
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(WORKTREE), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "minitron", *search_args(tiny_scores, out, 6, "--seed-trials", "2")]
-    proc = subprocess.Popen(cmd, env=env, cwd=WORKTREE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
+    env = {**subprocess_env(), "PYTHONPATH": str(WORKTREE)}
+    argv = search_args(tiny_scores, out, 6, "--seed-trials", "2")
+    cmd = [sys.executable, "-m", "minitron", *argv]
+    # Stopped as the third evaluation starts: two trials done, a third claimed and running.
+    paused = paused_command(argv, "minitron.search.objective:evaluate", 3, tmp_path / "paused", "before")
+    proc = subprocess.Popen(paused, env=env, cwd=WORKTREE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        while time.monotonic() < deadline:  # kill once 2 trials are done and a third is running
-            if (out / "study.journal").exists():
-                trials = _journal_trials(out)
-                if len(_evaluated(trials)) >= 2 and any(
-                    t.state.name == "RUNNING" and t.user_attrs.get("claimed") for t in trials
-                ):
-                    break
-            assert proc.poll() is None, proc.stderr.read().decode()
-            time.sleep(0.05)
+        wait_for_flag(tmp_path / "paused", proc)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
     before = {t.number: t.datetime_complete for t in _evaluated(_journal_trials(out))}
-    assert len(before) >= 2 and not (out / "candidates.json").exists()
+    assert len(before) == 2 and not (out / "candidates.json").exists()
     done = subprocess.run(cmd, env=env, cwd=WORKTREE, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     trials = _journal_trials(out)
@@ -242,8 +233,8 @@ def test_throughput_objective_runs_nsga2_and_candidates_carry_the_estimate(
     assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
     told = {t.number: t.values for t in _evaluated(study.get_trials(deepcopy=False))}
     _, _, space, constraint, _ = _prepare(
-        SearchConfig(model="tiny", scores=tiny_scores, budget=tiny_budget(), context="8k", granularity=8,
-                     axes={"layers": "56:62"})
+        SearchConfig.from_options(model="tiny", scores=tiny_scores, budget=tiny_budget(), context="8k",
+                                  granularity=8, layers="56:62")
     )  # fmt: skip
     a10g = get_gpu("a10g")
     rows = doc["candidates"]
