@@ -188,6 +188,22 @@ def dense_reference(model: nn.Module, sel) -> nn.Module:
     return ref.eval()
 
 
+def prune_randomly(model, arch: Architecture, spec, seed: int = 0):
+    """(pruned model, Selection) of `model` pruned to `spec`, ranked by random scores of `seed`."""
+    from minitron.prune.select import select_units
+    from minitron.prune.slicing import prune_model
+    from minitron.prune.target import resolve_target
+
+    scores = random_scores(arch, seed=seed)
+    sel = select_units(arch, resolve_target(arch, spec, scores), scores)
+    return prune_model(model, sel), sel
+
+
+def logits_of(model, ids) -> torch.Tensor:
+    with torch.no_grad():
+        return model(ids).logits
+
+
 def random_scores(arch: Architecture, seed: int = 0, fingerprint: str | None = None) -> Scores:
     """Scores of every kind with random values (valid for pruning; the values only fix a ranking)."""
     g = torch.Generator().manual_seed(seed)

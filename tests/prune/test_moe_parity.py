@@ -16,8 +16,10 @@ from tiny_models import (
     MOE_CONFIGS,
     dense_reference,
     generate_in_fresh_process,
+    logits_of,
     mask_of,
     moe_arch,
+    prune_randomly,
     random_scores,
     randomize_,
 )
@@ -26,7 +28,6 @@ from minitron.errors import MinitronError
 from minitron.model.arch import Architecture
 from minitron.model.load import build_model
 from minitron.prune.select import select_units
-from minitron.prune.slicing import prune_model
 from minitron.prune.target import TargetSpec, resolve_target
 
 
@@ -36,17 +37,6 @@ def _model(arch: Architecture):
         if hasattr(module, "e_score_correction_bias"):
             module.e_score_correction_bias.normal_(0, 0.2, generator=torch.Generator().manual_seed(4))
     return model
-
-
-def _prune(model, arch, spec: TargetSpec, seed: int = 0):
-    scores = random_scores(arch, seed=seed)
-    sel = select_units(arch, resolve_target(arch, spec, scores), scores)
-    return prune_model(model, sel), sel
-
-
-def _logits(model, ids):
-    with torch.no_grad():
-        return model(ids).logits
 
 
 def _never_choose(gate, removed: torch.Tensor) -> None:
@@ -100,12 +90,12 @@ def ids():
     return torch.randint(3, 97, (2, 20), generator=torch.Generator().manual_seed(1))
 
 
-def test_keeping_everything_reproduces_the_logits(moe, ids):
+def test_keeping_everything_reproduces_thelogits_of(moe, ids):
     arch, model = moe
     full = TargetSpec(experts=arch.experts, expert_ffn=arch.expert_ffn, shared_ffn=arch.shared_ffn or None)
     for spec in (TargetSpec(), full):
-        pruned, _ = _prune(model, arch, spec)
-        assert torch.equal(_logits(pruned, ids), _logits(model, ids))
+        pruned, _ = prune_randomly(model, arch, spec)
+        assert torch.equal(logits_of(pruned, ids), logits_of(model, ids))
 
 
 def _specs(arch: Architecture) -> dict[str, TargetSpec]:
@@ -130,10 +120,10 @@ def _specs(arch: Architecture) -> dict[str, TargetSpec]:
 def test_removal_equals_never_choosing_zeroing_or_skipping(name, case, ids):
     arch = moe_arch(name)
     model = _model(arch)
-    pruned, sel = _prune(model, arch, _specs(arch)[case])
-    got = _logits(pruned, ids)
-    torch.testing.assert_close(got, _logits(moe_reference(model, sel), ids))
-    assert not torch.allclose(got, _logits(model, ids), atol=1e-3)
+    pruned, sel = prune_randomly(model, arch, _specs(arch)[case])
+    got = logits_of(pruned, ids)
+    torch.testing.assert_close(got, logits_of(moe_reference(model, sel), ids))
+    assert not torch.allclose(got, logits_of(model, ids), atol=1e-3)
     assert sum(p.numel() for p in pruned.parameters()) == sel.target.n_params
     assert pruned.config.num_experts_per_tok == arch.experts_per_token
 
@@ -155,10 +145,10 @@ def test_removed_experts_are_chosen_by_score_per_block(moe):
 def test_grouped_router_keeps_the_same_count_per_group(ids):
     arch = Architecture.from_hf_config({**MOE_CONFIGS["nemotron_h"], "n_group": 2, "topk_group": 2})
     model = _model(arch)
-    pruned, sel = _prune(model, arch, TargetSpec(experts=6), seed=5)
+    pruned, sel = prune_randomly(model, arch, TargetSpec(experts=6), seed=5)
     for kept in sel.experts.values():
         assert sorted((kept // 4).tolist()) == [0, 0, 0, 1, 1, 1]  # 8 experts, 2 groups of 4
-    torch.testing.assert_close(_logits(pruned, ids), _logits(moe_reference(model, sel), ids))
+    torch.testing.assert_close(logits_of(pruned, ids), logits_of(moe_reference(model, sel), ids))
     assert pruned.config.n_group == 2
 
 
@@ -213,12 +203,12 @@ def test_prune_command_writes_a_checkpoint_that_generates_in_a_fresh_process(nam
     assert result.exit_code == 0, result.output
     # The streamed shards equal the in-memory pruning of the same selection.
     spec = TargetSpec(experts=4, expert_ffn=8, drop_blocks=(3,), shared_ffn=12 if arch.shared_ffn else None)
-    expected, sel = _prune(model, arch, spec, seed=1)
+    expected, sel = prune_randomly(model, arch, spec, seed=1)
     from transformers import AutoModelForCausalLM
 
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
     ids = torch.randint(3, arch.vocab, (1, 12), generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(_logits(loaded, ids), _logits(expected, ids))
+    torch.testing.assert_close(logits_of(loaded, ids), logits_of(expected, ids))
     assert Architecture.from_hf_config(loaded.config) == sel.target
     out = generate_in_fresh_process(tmp_path / "out", tmp_path / "out", "3 plus 3 is", 6)
     assert out["type"] == arch.model_type and out["cached"] == out["plain"]
