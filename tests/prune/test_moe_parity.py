@@ -107,7 +107,9 @@ def _specs(arch: Architecture) -> dict[str, TargetSpec]:
         "expert_ffn8": TargetSpec(expert_ffn=8),
         "drop_moe_block": TargetSpec(drop_blocks=(moe_block,)),
         "hidden": TargetSpec(hidden=24),
-        "all": TargetSpec(experts=5, expert_ffn=8, hidden=16, attn_heads=2, drop_blocks=(moe_block,), **shared),
+        "all": TargetSpec(
+            experts=5, expert_ffn=8, hidden=16, attn_heads=2, drop_blocks=(moe_block,), **shared
+        ),
     }
     if arch.shared_ffn:
         specs["shared_ffn7"] = TargetSpec(shared_ffn=7)
@@ -220,7 +222,10 @@ def test_prune_command_writes_a_checkpoint_that_generates_in_a_fresh_process(nam
     [
         (["--experts", "20"], r"^error: target is not a pruning of the source: experts 20 > source 8$"),
         (["--experts", "1"], r"^error: experts \(1\) must be at least the experts every token is routed to"),
-        (["--experts", "5", "--expert-ffn", "12"], r"^error: expert_ffn 12: MoE models need it in multiples of 8"),
+        (
+            ["--experts", "5", "--expert-ffn", "12"],
+            r"^error: expert_ffn 12: MoE models need it in multiples of 8",
+        ),
     ],
 )
 def test_bad_expert_targets_are_one_line_and_write_nothing(tmp_path, extra, message):
