@@ -204,6 +204,12 @@ def score(
         "--aggregation",
         help="Width aggregation over sequence-batch: mean-l2, mean-mean, l2-l2, var-var.",
     ),
+    expert_score: str = typer.Option(
+        "reap",
+        "--expert-score",
+        help="Routed experts (MoE models): reap (mean gate x output norm over routed tokens), "
+        "frequency (share of tokens routed), norm (mean output norm).",
+    ),
     device: str = DEVICE_OPTION,
     dtype: str = typer.Option(
         "auto",
@@ -245,6 +251,12 @@ def search(
     ),
     min_params: str = typer.Option(None, "--min-params", help="Fewest parameters: 8B, 500M, 60%."),
     max_params: str = typer.Option(None, "--max-params", help="Most parameters: 9B, 72% (of the source)."),
+    min_active_params: str = typer.Option(
+        None, "--min-active-params", help="MoE: fewest parameters one token passes through: 2B, 60%."
+    ),
+    max_active_params: str = typer.Option(
+        None, "--max-active-params", help="MoE: most parameters one token passes through: 3.0B, 85% (of the source's)."
+    ),
     no_eval: bool = typer.Option(
         False, "--no-eval", help="Rank the feasible frontier by a weight-free proxy; load no weights."
     ),

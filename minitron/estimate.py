@@ -8,7 +8,7 @@ from typing import Any
 
 from minitron.errors import MinitronError
 from minitron.memory import GPU, Budget, MemoryEstimate, ServingSpec, get_engine
-from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, Architecture
+from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, MOE, Architecture
 from minitron.units import format_bytes, format_tokens
 
 
@@ -75,7 +75,12 @@ class EstimateReport:
                 "conv_state": mem.conv_dtype,
             },
             "architecture": self.architecture.summary(),
-            "params": {"total": mem.params, "by_part": self.architecture.params_by_part()},
+            "params": {
+                "total": mem.params,
+                "active": self.architecture.n_active_params,  # the total for a model without MoE blocks
+                "by_part": self.architecture.params_by_part(),
+                "active_by_part": self.architecture.active_params_by_part(),
+            },
             "bytes": {
                 "weights": mem.weights_bytes,
                 "kv_cache": mem.kv_cache_bytes,
@@ -137,12 +142,18 @@ def estimate_tables(report: EstimateReport) -> list:
     params.add_column("blocks", justify="right")
     params.add_column("parameters", justify="right")
     params.add_column("share", justify="right")
+    moe = arch.has_part(MOE)
+    if moe:  # what one token passes through: the top-k routed experts of every MoE block
+        params.add_column("active", justify="right")
     kinds = {name: kind for kind, name in BLOCK_NAMES.items()}
+    active = arch.active_params_by_part()
     for part, count in arch.params_by_part().items():
         blocks = str(arch.count(kinds[part])) if part in kinds else ""
-        params.add_row(part, blocks, f"{count:,}", f"{count / mem.params:.1%}")
+        row = [part, blocks, f"{count:,}", f"{count / mem.params:.1%}"]
+        params.add_row(*row, *([f"{active[part]:,}"] if moe else []))
     params.add_section()
-    params.add_row("total", str(arch.n_blocks), f"{mem.params:,}", "100%", style="bold")
+    total = ["total", str(arch.n_blocks), f"{mem.params:,}", "100%"]
+    params.add_row(*total, *([f"{arch.n_active_params:,}"] if moe else []), style="bold")
 
     title = f"memory at {format_tokens(mem.context_tokens)} context, batch {mem.batch}, {mem.engine} engine"
     memory = Table(title=title, title_justify="left")

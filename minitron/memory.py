@@ -171,7 +171,8 @@ def compute_dtype(weight_dtype: str) -> str:
 
 
 def weights_bytes(arch: Architecture, dtype: str) -> int:
-    return arch.n_params * DTYPE_BYTES[dtype]
+    """Every expert stays resident: the total, not the active, parameters (plus float32 routers)."""
+    return arch.n_params * DTYPE_BYTES[dtype] + arch.family.extra_weight_bytes(arch, DTYPE_BYTES[dtype])
 
 
 def kv_cache_bytes(arch: Architecture, context_tokens: int, batch: int, dtype: str) -> int:

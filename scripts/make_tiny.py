@@ -145,7 +145,7 @@ def main() -> None:
     print(json.dumps({k: v for k, v in stats.items() if k != "config"}, indent=2))
 
 
-def write_asset(out: Path, model, tokenizer, stats: dict, metrics: Path) -> None:
+def write_asset(out: Path, model, tokenizer, stats: dict, metrics: Path, readme_text: str | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the asset is package data
@@ -159,7 +159,7 @@ def write_asset(out: Path, model, tokenizer, stats: dict, metrics: Path) -> None
     tokenizer.save_pretrained(tmp)
     (tmp / "training.json").write_text(json.dumps(stats, indent=2) + "\n")
     shutil.copyfile(metrics, tmp / "metrics.jsonl")  # the learning curve, for plots
-    (tmp / "README.md").write_text(readme(stats))
+    (tmp / "README.md").write_text(readme_text or readme(stats))
     old = out.with_name(out.name + ".old")
     if out.exists():
         os.replace(out, old)

@@ -150,20 +150,20 @@ def test_layers_block_type_wins_over_hybrid_override_pattern_like_transformers(t
     assert Architecture.from_hf_config(config).pattern == hf.hybrid_override_pattern == tiny_arch.pattern
 
 
-def test_moe_blocks_are_rejected_naming_supported_types(tiny_arch):
+def test_unknown_block_types_are_rejected_naming_supported_types(tiny_arch):
     config = tiny_arch.to_config_dict()
-    config["layers_block_type"] = ["linear_attention", "moe", "full_attention"]
-    with pytest.raises(MinitronError, match=r"'moe'.*supported: full_attention, linear_attention, mlp"):
+    config["layers_block_type"] = ["linear_attention", "moe", "cross_attention"]
+    with pytest.raises(MinitronError, match=r"'cross_attention'.*supported: .*full_attention, linear_attention.*moe"):
         Architecture.from_hf_config(config)
     legacy = {k: v for k, v in config.items() if k != "layers_block_type"}
-    legacy["hybrid_override_pattern"] = "ME*"
-    with pytest.raises(MinitronError, match=r"MoE.*supported blocks: M, -, \*"):
+    legacy["hybrid_override_pattern"] = "ME*X"
+    with pytest.raises(MinitronError, match=r"unknown block types \['X'\]; known: M, -, \*, E"):
         Architecture.from_hf_config(legacy)
 
 
 def test_unsupported_model_type_names_supported():
     with pytest.raises(
-        MinitronError, match=r"unsupported architecture 'gpt2'; supported: nemotron_h, llama, qwen2, qwen3, mistral"
+        MinitronError, match=r"unsupported architecture 'gpt2'; supported: nemotron_h, llama, qwen2, qwen3, mistral, qwen3_moe"
     ):
         Architecture.from_hf_config({"model_type": "gpt2", "hidden_size": 8})
 
@@ -272,8 +272,8 @@ def test_dropping_all_attention_blocks_keeps_a_valid_config(tiny_arch):
 
 
 def test_unknown_pattern_characters_are_rejected(tiny_arch):
-    with pytest.raises(MinitronError, match=r"unknown block types \['E'\]"):
-        dataclasses.replace(tiny_arch, pattern="M-E")
+    with pytest.raises(MinitronError, match=r"unknown block types \['X'\]"):
+        dataclasses.replace(tiny_arch, pattern="M-X")
 
 
 def test_special_floats_in_saved_configs_round_trip(tiny_model, tmp_path):

@@ -96,7 +96,7 @@ def test_table_matches_the_family_adapters():
     """Every width axis is an Architecture field its families write to the config keys the table names;
     which families have an axis follows from their block kinds."""
     from tiny_models import TINY as TINY_NEMOTRON
-    from tiny_models import dense_arch
+    from tiny_models import dense_arch, moe_arch
 
     assert [a.name for a in axes()] == [
         "layers",
@@ -105,11 +105,16 @@ def test_table_matches_the_family_adapters():
         "mamba_heads",
         "mamba_head_dim",
         "attn_heads",
+        "experts",
+        "expert_ffn",
+        "shared_ffn",
     ]
-    for arch in (TINY_NEMOTRON, dense_arch("llama")):
+    for arch in (TINY_NEMOTRON, dense_arch("llama"), moe_arch("nemotron_h"), moe_arch("qwen3_moe")):
         config = arch.to_config_dict()
-        present = [a for a in width_axes() if a.in_family(arch.family)]
-        assert {a.name for a in present} == {a.name for a in width_axes()} - arch.absent_axes()
+        present = [a for a in width_axes() if a.name not in arch.absent_axes()]
+        assert all(a.in_family(arch.family) for a in present)
         for a in present:
             assert any(config.get(key) == getattr(arch, a.name) for key in a.config_keys), a.name
-    assert dense_arch("llama").absent_axes() == {"mamba_heads", "mamba_head_dim"}
+    moe = {"experts", "expert_ffn", "shared_ffn"}
+    assert dense_arch("llama").absent_axes() == {"mamba_heads", "mamba_head_dim"} | moe
+    assert TINY_NEMOTRON.absent_axes() == moe and moe_arch("qwen3_moe").absent_axes() >= {"shared_ffn"}

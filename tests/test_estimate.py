@@ -134,6 +134,7 @@ def test_bad_model_directories_are_one_line_on_stderr(tmp_path, tiny_arch):
     (tmp_path / "gpt2" / "config.json").write_text(json.dumps({"model_type": "gpt2", "hidden_size": 8}))
     moe = tiny_arch.to_config_dict()
     moe["layers_block_type"] = ["linear_attention", "moe"]
+    moe["moe_latent_size"] = 16
     (tmp_path / "moe").mkdir()
     (tmp_path / "moe" / "config.json").write_text(json.dumps(moe))
     (tmp_path / "out").mkdir()
@@ -142,7 +143,7 @@ def test_bad_model_directories_are_one_line_on_stderr(tmp_path, tiny_arch):
         str(tmp_path / "gpt2"): r"unsupported architecture 'gpt2'; supported: nemotron_h, llama",
         str(
             tmp_path / "moe"
-        ): r"unsupported block types \['moe'\].*supported: full_attention, linear_attention, mlp",
+        ): r"latent MoE \(moe_latent_size=16, Nemotron 3 Super\) is not supported yet",
     }
     for path, message in cases.items():
         result = run(path)

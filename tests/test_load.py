@@ -143,14 +143,13 @@ def test_unsupported_architecture_names_the_supported_ones(tmp_path):
         resolve_model(str(tmp_path / "gpt2"))
 
 
-def test_moe_nemotron_h_is_unsupported(tmp_path, tiny_arch):
+def test_mtp_nemotron_h_is_unsupported(tmp_path, tiny_arch):
     config = tiny_arch.to_config_dict()
     config["layers_block_type"] = ["linear_attention", "moe", "full_attention", "mlp"]
-    write_config(tmp_path / "moe", config)
-    with pytest.raises(
-        MinitronError, match=r"unsupported block types \['moe'\] \(MoE is not supported yet\)"
-    ):
-        resolve_model(str(tmp_path / "moe"))
+    config["num_nextn_predict_layers"] = 1
+    write_config(tmp_path / "mtp", config)
+    with pytest.raises(MinitronError, match=r"multi-token prediction layers \(num_nextn_predict_layers=1\)"):
+        resolve_model(str(tmp_path / "mtp"))
 
 
 # ---- broken weights -------------------------------------------------------------------------------

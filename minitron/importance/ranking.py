@@ -54,3 +54,8 @@ def rank_mamba(
     head_scores = s[:, channel_idx].norm(dim=1)  # f_h: L2 over the kept channels
     head_idx = _top_k_per_group(head_scores, keep_heads, groups, "Mamba heads")
     return head_idx, channel_idx
+
+
+def rank_experts(scores: torch.Tensor, keep: int, groups: int) -> torch.Tensor:
+    """Kept routed experts, the same count in each of the router's `groups` (n_group; 1 = ungrouped)."""
+    return _top_k_per_group(scores, keep, groups, "routed experts")

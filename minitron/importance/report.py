@@ -12,7 +12,14 @@ from minitron.atomic import atomic_path
 from minitron.importance.scores import Scores
 from minitron.model.arch import BLOCK_NAMES
 
-BLOCK_COLOURS = {"mamba": "tab:blue", "mlp": "tab:orange", "attention": "tab:green", "layer": "tab:purple"}
+BLOCK_COLOURS = {
+    "mamba": "tab:blue",
+    "mlp": "tab:orange",
+    "attention": "tab:green",
+    "layer": "tab:purple",
+    "moe": "tab:red",
+    "moe_layer": "tab:brown",
+}
 
 
 def block_ranking(scores: Scores) -> list[dict[str, Any]]:
@@ -51,6 +58,12 @@ def width_summary(scores: Scores) -> dict[str, dict[str, Any]]:
         elif key.startswith("mamba."):
             axes.setdefault("Mamba heads", []).append(value.double().norm(dim=1))
             axes.setdefault("Mamba head channels", []).append(value.double().norm(dim=0))
+        elif key.startswith("experts."):
+            axes.setdefault("routed experts", []).append(value)
+        elif key.startswith("expert_ffn."):
+            axes.setdefault("expert FFN neurons", []).append(value)
+        elif key.startswith("shared_ffn."):
+            axes.setdefault("shared expert neurons", []).append(value)
     return {
         # hidden scores are one vector summed over every block
         axis: {

@@ -10,7 +10,7 @@ from typing import Any
 from minitron.errors import MinitronError
 from minitron.importance.depth import DEPTH_METRICS, DEPTH_MODES, depth_block_runs, score_depth
 from minitron.importance.scores import Scores
-from minitron.importance.width import AGGREGATIONS
+from minitron.importance.width import AGGREGATIONS, EXPERT_SCORES
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -32,6 +32,7 @@ class ScoreConfig:
     depth_iterations: int | None = None  # iterative removals before the rest is ordered one-shot
     depth_samples: int | None = None  # score depth on the first N calibration samples only
     aggregation: str = "mean-l2"
+    expert_score: str = "reap"  # one of EXPERT_SCORES (MoE models)
     device: str = "auto"
     dtype: str = "auto"
     progress: bool = True  # rich progress bars on stderr
@@ -65,6 +66,10 @@ class ScoreConfig:
         if self.aggregation not in AGGREGATIONS:
             raise MinitronError(
                 f"--aggregation must be one of {', '.join(AGGREGATIONS)}; got {self.aggregation!r}"
+            )
+        if self.expert_score not in EXPERT_SCORES:
+            raise MinitronError(
+                f"--expert-score must be one of {', '.join(EXPERT_SCORES)}; got {self.expert_score!r}"
             )
         if self.dtype not in DTYPES:
             raise MinitronError(f"--dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
@@ -148,7 +153,8 @@ def run(config: ScoreConfig) -> Scores:
     with explain_out_of_memory("score", plan):
         if config.width:
             with progress_bar("width scores", len(mine), show) as advance:
-                tensors.update(score_width(model, mine, config.aggregation, advance))
+                tensors.update(score_width(model, mine, config.aggregation, advance,
+                                            config.expert_score))
         if config.depth != "none":
             runs = work["depth_block_runs"]
             with progress_bar(f"depth scores ({config.depth}, block runs)", runs, show) as advance:
@@ -158,6 +164,7 @@ def run(config: ScoreConfig) -> Scores:
     settings: dict[str, Any] = {
         "width": config.width,
         "aggregation": config.aggregation if config.width else None,
+        "expert_score": config.expert_score if config.width and arch.experts else None,
         "depth": config.depth,
         "depth_mode": config.depth_mode if config.depth != "none" else None,
         "depth_iterations": config.depth_iterations if config.depth != "none" else None,

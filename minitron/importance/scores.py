@@ -8,6 +8,10 @@ Tensor keys (block indices are positions in the scored model's block pattern):
     mamba.{i}               (mamba_heads, head_dim)    aggregated |x| activations of Mamba block i;
                                                        head and head-channel rankings are derived
                                                        from it for a given target (nested, group-aware)
+    experts.{i}             (experts,)                 routed-expert scores of MoE block i (header
+                                                       settings.expert_score: reap, frequency, norm)
+    expert_ffn.{i}          (experts, expert_ffn)      neuron scores of each routed expert of block i
+    shared_ffn.{i}          (shared_ffn,)              neuron scores of block i's shared expert
     depth.scores            (n_blocks,)                one score per block, higher = more important
     depth.order             (n_blocks,)                block indices, least important first (iterative
                                                        removal order, or ascending score when one-shot)
@@ -61,10 +65,11 @@ class Scores:
             )
         from minitron.model.axes import width_names
 
+        here = arch.summary()  # a model without MoE blocks lists no MoE axes, nor do its scores
         for axis in width_names():
-            if scored.get(axis) != getattr(arch, axis):
+            if scored.get(axis) != here.get(axis):
                 raise MinitronError(
-                    f"scores were computed for {axis}={scored.get(axis)}, this model has {getattr(arch, axis)}"
+                    f"scores were computed for {axis}={scored.get(axis)}, this model has {here.get(axis)}"
                 )
         if fingerprint is not None and self.header.get("fingerprint") not in (None, fingerprint):
             raise MinitronError(

@@ -65,7 +65,8 @@ def segment_slice(layout: tuple[Segment, ...], name: str) -> slice:
 class WidthHook:
     """Where a width score is read: `module`'s input (or output), optionally one slice of its last dim.
 
-    `score` is the scores-file family of the unit: hidden, ffn, attn_heads or mamba.
+    `score` is the scores-file family of the unit: hidden, ffn, attn_heads, mamba, shared_ffn, or
+    experts (the module is a fused experts module, its inputs the routing; see importance.width).
     """
 
     score: str
@@ -104,6 +105,19 @@ class Family:
     def block_params(self, arch: Architecture, kind: str) -> int:
         raise NotImplementedError
 
+    def buffer_elements(self, arch: Architecture) -> int:
+        """Elements of the persistent buffers a checkpoint holds beside the parameters."""
+        return 0
+
+    def extra_weight_bytes(self, arch: Architecture, itemsize: int) -> int:
+        """Checkpoint bytes beyond n_params x itemsize: persistent buffers and tensors transformers keeps
+        in float32 whatever the model's dtype."""
+        return 0
+
+    def expert_params(self, arch: Architecture) -> int:
+        """Parameters of one routed expert (what a token leaves out per expert it is not routed to)."""
+        raise MinitronError(f"{self.name} models have no mixture-of-experts blocks")
+
     def ffn_unit_params(self, arch: Architecture) -> int:
         """Parameters one FFN neuron holds over all MLPs (n_params is linear in ffn with this slope)."""
         raise NotImplementedError
@@ -134,6 +148,11 @@ class Family:
         raise NotImplementedError
 
     def width_hooks(self, arch: Architecture, kind: str, block: nn.Module) -> list[WidthHook]:
+        raise NotImplementedError
+
+    def expert_forward(self, experts: nn.Module, expert: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One routed expert of a fused experts module on tokens x (n, H): (its down projection's input
+        (n, expert_ffn), its output (n, H)), before the router's weight."""
         raise NotImplementedError
 
     def start(
@@ -168,8 +187,9 @@ def mask_arguments(config: Any, hidden: torch.Tensor, attention_mask: torch.Tens
 def _families() -> tuple[Family, ...]:
     from minitron.model.llama import LlamaFamily
     from minitron.model.nemotron_h import NemotronHFamily
+    from minitron.model.qwen3_moe import Qwen3MoeFamily
 
-    return (NemotronHFamily(), LlamaFamily())
+    return (NemotronHFamily(), LlamaFamily(), Qwen3MoeFamily())
 
 
 _REGISTRY: dict[str, Family] = {}

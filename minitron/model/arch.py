@@ -4,9 +4,14 @@ An `Architecture` is derived from a Hugging Face config, can be changed (`with_s
 `drop_blocks`) and turned back into a config dict. Parameter counts come from it alone, so a 12B
 model can be sized without allocating anything.
 
-Blocks are written as pattern characters: `M` Mamba-2 mixer, `-` MLP, `*` attention (NemotronH's
-own vocabulary), and `D` a dense decoder layer (attention then MLP, each behind its own RMSNorm: one
-Llama-family layer, the unit of depth pruning there). What differs between model families (config
+Blocks are written as pattern characters: `M` Mamba-2 mixer, `-` MLP, `*` attention, `E` mixture of
+experts (NemotronH's own vocabulary), `D` a dense decoder layer (attention then MLP, each behind its
+own RMSNorm: one Llama-family layer, the unit of depth pruning there) and `S` a sparse decoder layer
+(attention then a mixture of experts: one Qwen3-MoE layer).
+
+A mixture of experts (part `E`) holds a router, `experts` routed experts of width `expert_ffn` of
+which every token passes `experts_per_token`, and (NemotronH) one shared expert of width
+`shared_ffn` that every token passes. Active parameters count only the routed experts a token uses. What differs between model families (config
 keys, parameter counts, tensor names) lives in their adapters (minitron.model.adapters); this module
 asks the family of `model_type` and stays torch-free.
 """
@@ -21,10 +26,10 @@ from typing import Any
 
 from minitron.errors import MinitronError
 
-MAMBA, MLP, ATTENTION, DENSE = "M", "-", "*", "D"
-BLOCK_NAMES = {MAMBA: "mamba", MLP: "mlp", ATTENTION: "attention", DENSE: "layer"}
+MAMBA, MLP, ATTENTION, DENSE, MOE, SPARSE = "M", "-", "*", "D", "E", "S"
+BLOCK_NAMES = {MAMBA: "mamba", MLP: "mlp", ATTENTION: "attention", DENSE: "layer", MOE: "moe", SPARSE: "moe_layer"}
 # The sub-blocks (mixers) each block type holds, in order: what memory, scores and slicing count.
-BLOCK_PARTS = {MAMBA: MAMBA, MLP: MLP, ATTENTION: ATTENTION, DENSE: ATTENTION + MLP}
+BLOCK_PARTS = {MAMBA: MAMBA, MLP: MLP, ATTENTION: ATTENTION, DENSE: ATTENTION + MLP, MOE: MOE, SPARSE: ATTENTION + MOE}
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,12 @@ class Architecture:
     attn_qkv_bias: bool = False  # q/k/v projection biases (Qwen2; Llama's attention_bias)
     attn_out_bias: bool = False  # o_proj bias (Llama's attention_bias)
     qk_norm: bool = False  # per-head RMSNorm on queries and keys (Qwen3)
+    # Mixture of experts (0 when the model has none): routed experts per MoE block, the top-k every
+    # token is routed to, each routed expert's FFN width, and the shared expert's (0: none).
+    experts: int = 0
+    experts_per_token: int = 0
+    expert_ffn: int = 0
+    shared_ffn: int = 0
     model_type: str = "nemotron_h"
     # Every other field of the source config (eps, token ids, dtype, ...), carried through unchanged.
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
@@ -90,6 +101,22 @@ class Architecture:
                     f"Mamba heads ({self.mamba_heads}) must be a multiple of Mamba groups ({self.mamba_groups}); "
                     f"nearest legal: {nearest_multiples(self.mamba_heads, self.mamba_groups)}"
                 )
+        if self.has_part(MOE):
+            for name in ("experts", "experts_per_token", "expert_ffn"):
+                positive(name, getattr(self, name))
+            for name in ("hidden", "expert_ffn"):
+                value = getattr(self, name)
+                if value % GROUPED_GEMM_MULTIPLE:
+                    raise MinitronError(
+                        f"{name} {value}: MoE models need it in multiples of {GROUPED_GEMM_MULTIPLE} "
+                        "(transformers runs the experts with grouped GEMM kernels, whose rows must be "
+                        f"16-byte aligned in bf16); nearest legal: {nearest_multiples(value, GROUPED_GEMM_MULTIPLE)}"
+                    )
+            if self.experts < self.experts_per_token:
+                raise MinitronError(
+                    f"experts ({self.experts}) must be at least the experts every token is routed to "
+                    f"(num_experts_per_tok {self.experts_per_token})"
+                )
         family.check(self)
 
     # ---- derived sizes -------------------------------------------------------------------------
@@ -124,6 +151,12 @@ class Architecture:
             family = _FAMILIES[self.model_type] = family_for(self.model_type)
         return family
 
+    @property
+    def block_kinds(self) -> str:
+        """The family's block kinds this model is described in (tables, depth counts): a family's MoE
+        kinds only when the model has MoE blocks, so a dense NemotronH reads as it always did."""
+        return "".join(k for k in self.family.block_kinds if k in self.pattern or MOE not in BLOCK_PARTS[k])
+
     def block_indices(self, kind: str) -> list[int]:
         return [i for i, c in enumerate(self.pattern) if c == kind]
 
@@ -152,13 +185,33 @@ class Architecture:
             "lm_head": family.lm_head_params(self),
             "final_norm": self.hidden,
         }
-        for kind in family.block_kinds:
+        for kind in self.block_kinds:
             parts[BLOCK_NAMES[kind]] = self.pattern.count(kind) * family.block_params(self, kind)
         return parts
 
     @property
     def n_params(self) -> int:
         return sum(self.params_by_part().values())
+
+    def inactive_block_params(self, kind: str) -> int:
+        """Parameters of one `kind` block that a token does not pass: its routed experts beyond the top-k."""
+        n_moe = BLOCK_PARTS[kind].count(MOE)
+        if not n_moe:
+            return 0
+        return n_moe * (self.experts - self.experts_per_token) * self.family.expert_params(self)
+
+    def active_params_by_part(self) -> dict[str, int]:
+        """params_by_part with only the top-k routed experts of every MoE block (what one token uses)."""
+        parts = self.params_by_part()
+        for kind in set(self.pattern):
+            parts[BLOCK_NAMES[kind]] -= self.pattern.count(kind) * self.inactive_block_params(kind)
+        return parts
+
+    @property
+    def n_active_params(self) -> int:
+        """Parameters one token passes through: every routed expert but the top-k left out (equals
+        n_params without MoE blocks); embeddings and lm_head included, as model cards count them."""
+        return self.n_params - sum(self.inactive_block_params(c) for c in self.pattern)
 
     # ---- changes -------------------------------------------------------------------------------
     def with_sizes(self, **sizes: int) -> Architecture:
@@ -189,7 +242,8 @@ class Architecture:
         for axis in sorted(width_names()):
             if getattr(self, axis) > getattr(source, axis):
                 problems.append(f"{axis} {getattr(self, axis)} > source {getattr(source, axis)}")
-        for name in ("kv_heads", "head_dim", "mamba_groups", "ssm_state", "conv_kernel", "vocab", "model_type"):
+        names = ("kv_heads", "head_dim", "mamba_groups", "ssm_state", "conv_kernel", "vocab", "experts_per_token")
+        for name in (*names, "model_type"):
             if getattr(self, name) != getattr(source, name):
                 problems.append(f"{name} {getattr(self, name)} differs from source {getattr(source, name)}")
         if not _is_subsequence(self.pattern, source.pattern):
@@ -221,22 +275,31 @@ class Architecture:
         return AutoConfig.for_model(d.pop("model_type"), **d)
 
     def summary(self) -> dict[str, Any]:
-        """The prunable sizes as a plain dict (for tables and JSON)."""
-        from minitron.model.axes import width_names
+        """The prunable sizes as a plain dict (for tables and JSON); MoE entries only for MoE models."""
+        from minitron.model.axes import width_axes
 
+        moe = self.has_part(MOE)
+        names = sorted(a.name for a in width_axes() if moe or a.part != MOE)
         return {
             "blocks": self.n_blocks,
             "pattern": self.pattern,
             "mamba_blocks": self.count_part(MAMBA),
             "mlp_blocks": self.count_part(MLP),
             "attention_blocks": self.count_part(ATTENTION),
-            **{axis: getattr(self, axis) for axis in sorted(width_names())},
+            **({"moe_blocks": self.count_part(MOE)} if moe else {}),
+            **{axis: getattr(self, axis) for axis in names},
+            **({"experts_per_token": self.experts_per_token} if moe else {}),
             "params": self.n_params,
+            **({"active_params": self.n_active_params} if moe else {}),
         }
 
 
 
 _FAMILIES: dict = {}  # model_type -> family adapter, filled on first use
+
+# Fused expert weights (E, rows, hidden) run through torch's grouped GEMM, which needs every row to
+# start 16 bytes apart: multiples of 8 channels in bf16/fp16 (transformers 5.x's default, on CPU too).
+GROUPED_GEMM_MULTIPLE = 8
 
 # transformers bookkeeping that to_dict() adds and from_pretrained recomputes: never carried in `extra`.
 HF_BOOKKEEPING_KEYS = frozenset(

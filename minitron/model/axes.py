@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP
+from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP, MOE
 
 if TYPE_CHECKING:
     from minitron.model.adapters import Family
@@ -66,8 +66,10 @@ class Axis:
         return source.n_blocks if self.depth else getattr(source, self.name)
 
     def on(self, source: Architecture) -> bool:
-        """`source` has blocks this axis sizes."""
-        return self.part is None or source.has_part(self.part)
+        """`source` has blocks this axis sizes, and they have the unit (a Qwen3-MoE block has no shared expert)."""
+        if self.part is None:
+            return True
+        return source.has_part(self.part) and (self.depth or getattr(source, self.name) > 0)
 
     def in_family(self, family: Family) -> bool:
         return self.part is None or any(self.part in BLOCK_PARTS[k] for k in family.block_kinds)
@@ -112,6 +114,15 @@ AXES: tuple[Axis, ...] = (
          column="head dim"),  # ModelOpt's step
     Axis("attn_heads", "--attn-heads", "attention query heads", ("num_attention_heads",), part=ATTENTION,
          step="kv_heads", step_name="KV heads", max_prune=None, column="attn"),  # kept by default, as Nano 2
+    # Mixture of experts. Experts go in steps of 8 (ModelOpt's); the router's rules (at least top-k,
+    # an equal count per router group) are the family's check, so the search skips sizes that break them.
+    Axis("experts", "--experts", "routed experts per MoE block (the same count in every block, chosen per block)",
+         ("n_routed_experts", "num_experts"), part=MOE, step=8, column="experts",
+         note="at least num_experts_per_tok"),
+    Axis("expert_ffn", "--expert-ffn", "FFN size of each routed expert", ("moe_intermediate_size",), part=MOE,
+         max_prune=None, column="expert FFN", note="multiples of 8"),
+    Axis("shared_ffn", "--shared-ffn", "FFN size of the shared expert", ("moe_shared_expert_intermediate_size",),
+         part=MOE, max_prune=None, column="shared FFN"),
 )  # fmt: skip
 
 

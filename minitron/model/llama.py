@@ -72,24 +72,10 @@ class LlamaFamily(Family):
         extra = {k: decode_special_floats(v) for k, v in d.items() if k not in OWNED_CONFIG_KEYS}
         explicit = {k: v for k, v in d.items() if v is not None}
         c = {**CONFIG_DEFAULTS[model_type], **explicit}
-        heads = c["num_attention_heads"]
         bias = bool(c["attention_bias"])
-        return Architecture(
+        return decoder_architecture(
+            c,
             pattern=DENSE * c["num_hidden_layers"],
-            hidden=c["hidden_size"],
-            ffn=c["intermediate_size"],
-            attn_heads=heads,
-            kv_heads=c["num_key_value_heads"] or heads,
-            head_dim=c["head_dim"] or c["hidden_size"] // heads,
-            mamba_heads=0,
-            mamba_head_dim=0,
-            mamba_groups=0,
-            ssm_state=0,
-            conv_kernel=0,
-            vocab=c["vocab_size"],
-            tied_embeddings=bool(c["tie_word_embeddings"]),
-            mamba_proj_bias=False,
-            conv_bias=False,
             mlp_bias=bool(c["mlp_bias"]) if model_type == "llama" else False,
             attn_qkv_bias=True if model_type == "qwen2" else bias and model_type in ("llama", "qwen3"),
             attn_out_bias=bias and model_type in ("llama", "qwen3"),
@@ -134,14 +120,9 @@ class LlamaFamily(Family):
     def block_params(self, arch: Architecture, kind: str) -> int:
         if kind != DENSE:
             raise MinitronError(f"Llama-family models have no {kind!r} blocks")
-        h, q, kv = arch.hidden, arch.attn_heads * arch.head_dim, arch.kv_heads * arch.head_dim
-        attention = h + h * q + 2 * h * kv + q * h  # input_layernorm, q, k, v, o
-        attention += (q + 2 * kv) if arch.attn_qkv_bias else 0
-        attention += h if arch.attn_out_bias else 0
-        attention += 2 * arch.head_dim if arch.qk_norm else 0
-        mlp = h + 3 * h * arch.ffn  # post_attention_layernorm, gate, up, down
-        mlp += (2 * arch.ffn + h) if arch.mlp_bias else 0
-        return attention + mlp
+        mlp = arch.hidden + 3 * arch.hidden * arch.ffn  # post_attention_layernorm, gate, up, down
+        mlp += (2 * arch.ffn + arch.hidden) if arch.mlp_bias else 0
+        return attention_params(arch) + mlp
 
     def ffn_unit_params(self, arch: Architecture) -> int:
         # gate and up rows + down column (+ gate and up biases) in every layer
@@ -188,6 +169,38 @@ class LlamaFamily(Family):
 
     def logits(self, model, hidden):
         return model.lm_head(model.model.norm(hidden)).float()
+
+
+def decoder_architecture(c: dict[str, Any], **fields: Any) -> Architecture:
+    """The Architecture of a decoder-layer config `c` (defaults filled in): attention and FFN sizes
+    read from the keys every Llama-style config shares, no Mamba; `fields` add the rest."""
+    heads = c["num_attention_heads"]
+    return Architecture(
+        hidden=c["hidden_size"],
+        ffn=c["intermediate_size"],
+        attn_heads=heads,
+        kv_heads=c["num_key_value_heads"] or heads,
+        head_dim=c["head_dim"] or c["hidden_size"] // heads,
+        mamba_heads=0,
+        mamba_head_dim=0,
+        mamba_groups=0,
+        ssm_state=0,
+        conv_kernel=0,
+        vocab=c["vocab_size"],
+        tied_embeddings=bool(c["tie_word_embeddings"]),
+        conv_bias=False,
+        **fields,
+    )
+
+
+def attention_params(arch: Architecture) -> int:
+    """A decoder layer's attention half: input_layernorm, q, k, v, o (+ biases, + QK norms)."""
+    h, q, kv = arch.hidden, arch.attn_heads * arch.head_dim, arch.kv_heads * arch.head_dim
+    attention = h + h * q + 2 * h * kv + q * h
+    attention += (q + 2 * kv) if arch.attn_qkv_bias else 0
+    attention += h if arch.attn_out_bias else 0
+    attention += 2 * arch.head_dim if arch.qk_norm else 0
+    return attention
 
 
 _LAYER_AXES: dict[str, tuple[Axis, ...]] = {

@@ -2,8 +2,8 @@
 
 A model argument is either a local Hugging Face checkpoint directory (config.json plus safetensors
 shards, tokenizer files if present) or a built-in name: config-only presets of public models
-(their configs are facts; their weights are not shipped) and `tiny`, a small trained checkpoint
-shipped inside the package.
+(their configs are facts; their weights are not shipped) and `tiny` / `tiny-moe`, small trained
+checkpoints shipped inside the package.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from minitron.runs import digest
 
 PRESET_DIR = Path(str(resources.files("minitron.model") / "presets"))
 ASSETS_DIR = Path(str(resources.files("minitron"))) / "assets"
-BUILTIN_CHECKPOINTS = {"tiny": ASSETS_DIR / "tiny"}
+BUILTIN_CHECKPOINTS = {"tiny": ASSETS_DIR / "tiny", "tiny-moe": ASSETS_DIR / "tiny-moe"}
 
 
 def preset_names() -> list[str]:

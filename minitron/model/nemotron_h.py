@@ -1,4 +1,4 @@
-"""The NemotronH family (NemotronHForCausalLM): hybrid Mamba-2 / MLP / attention blocks.
+"""The NemotronH family (NemotronHForCausalLM): hybrid Mamba-2 / MLP / attention / MoE blocks.
 
 model.model.layers[i] = NemotronHBlock(norm, mixer); block i is pattern character i. Tensor layouts
 (source sizes; H = hidden):
@@ -10,6 +10,11 @@ model.model.layers[i] = NemotronHBlock(norm, mixer); block i is pattern characte
     Mamba      in_proj (rows, H) with rows packed as IN_PROJ_LAYOUT [z | x | B | C | dt],
                conv1d.weight (d_in + 2*g*N, 1, kernel) packed as CONV_LAYOUT [x | B | C],
                A_log/D/dt_bias (heads,), norm.weight (d_in,), out_proj (H, d_in)   (d_in = heads * head_dim)
+    MoE        gate.weight (E, H) and gate.e_score_correction_bias (E,), both float32 (a sigmoid router
+               with DeepSeek-V3's grouped top-k); experts.up_proj (E, I, H), experts.down_proj (E, H, I)
+               (fused routed experts, relu2, no gate projection; checkpoints on disk hold them unfused as
+               experts.<e>.up_proj.weight (I, H) / down_proj.weight (H, I)); shared_experts.up_proj (S, H),
+               shared_experts.down_proj (H, S) (one ungated MLP every token passes)
 """
 
 from __future__ import annotations
@@ -31,13 +36,16 @@ from minitron.model.arch import (
     COMMON_CONFIG_KEYS,
     MAMBA,
     MLP,
+    MOE,
     Architecture,
     decode_special_floats,
+    nearest_multiples,
 )
 
-# NemotronH's `layers_block_type` vocabulary, one entry per pattern character.
-HF_BLOCK_TYPES = {MAMBA: "linear_attention", MLP: "mlp", ATTENTION: "full_attention"}
-FROM_HF_BLOCK_TYPE = {v: k for k, v in HF_BLOCK_TYPES.items()}
+# NemotronH's `layers_block_type` vocabulary, one entry per pattern character; older files say
+# `mamba` and `attention`.
+HF_BLOCK_TYPES = {MAMBA: "linear_attention", MLP: "mlp", ATTENTION: "full_attention", MOE: "moe"}
+FROM_HF_BLOCK_TYPE = {**{v: k for k, v in HF_BLOCK_TYPES.items()}, "mamba": MAMBA, "attention": ATTENTION}
 
 
 def in_proj_layout(arch: Architecture) -> tuple[Segment, ...]:
@@ -62,13 +70,17 @@ class NemotronHFamily(Family):
     model_types = ("nemotron_h",)
     vocab_tensors = ("embeddings.weight", "lm_head.weight")
     final_norm = "norm_f.weight"
-    block_kinds = MAMBA + MLP + ATTENTION
+    block_kinds = MAMBA + MLP + ATTENTION + MOE
 
     # ---- config -------------------------------------------------------------------------------
     def read_config(self, d: dict[str, Any]) -> Architecture:
         pattern = _pattern_from_config(d)
+        _refuse_unsupported_moe(d)
+        moe = MOE in pattern
         # config.json spells inf/nan as {"__float__": "Infinity"} (transformers' encoding); hold real floats.
-        extra = {k: decode_special_floats(v) for k, v in d.items() if k not in OWNED_CONFIG_KEYS}
+        # A model without MoE blocks carries the MoE keys (transformers writes its defaults) untouched.
+        owned = OWNED_CONFIG_KEYS | (MOE_CONFIG_KEYS if moe else frozenset())
+        extra = {k: decode_special_floats(v) for k, v in d.items() if k not in owned}
         # Read a sparse config.json the way transformers does: its defaults fill missing fields, and
         # the legacy names (mamba_n_groups, ...) win over the new ones when both are present.
         # An explicit null KV-head count means "as many as query heads" (NemotronHConfig.__post_init__).
@@ -95,6 +107,10 @@ class NemotronHFamily(Family):
             mamba_proj_bias=bool(d["use_bias"]),
             conv_bias=bool(d["use_conv_bias"]),
             mlp_bias=bool(d["mlp_bias"]),
+            experts=d.get("num_local_experts", d["n_routed_experts"]) if moe else 0,
+            experts_per_token=d["num_experts_per_tok"] if moe else 0,
+            expert_ffn=d["moe_intermediate_size"] if moe else 0,
+            shared_ffn=d["moe_shared_expert_intermediate_size"] if moe else 0,
             model_type="nemotron_h",
             extra=extra,
         )
@@ -121,13 +137,58 @@ class NemotronHFamily(Family):
             use_conv_bias=arch.conv_bias,
             mlp_bias=arch.mlp_bias,
         )
+        if arch.has_part(MOE):
+            d.update(
+                n_routed_experts=arch.experts,
+                num_experts_per_tok=arch.experts_per_token,
+                moe_intermediate_size=arch.expert_ffn,
+                moe_shared_expert_intermediate_size=arch.shared_ffn,
+            )
         # Mamba's `expand` is informational in NemotronH (d_inner = heads x head_dim); keep it honest.
         d["expand"] = max(1, arch.mamba_inner // arch.hidden) if arch.mamba_inner else d.get("expand", 2)
         return d
 
+    def check(self, arch: Architecture) -> None:
+        if not arch.has_part(MOE):
+            return
+        positive_shared = isinstance(arch.shared_ffn, int) and arch.shared_ffn > 0
+        if not positive_shared:
+            raise MinitronError(f"shared_ffn must be a positive integer, got {arch.shared_ffn!r}")
+        # DeepSeek-V3's router: experts split evenly into n_group groups, each group scored by its best two.
+        groups = arch.extra.get("n_group") or 1
+        if arch.experts % groups:
+            raise MinitronError(
+                f"experts ({arch.experts}) must split evenly into the router's {groups} groups (n_group); "
+                f"nearest legal: {nearest_multiples(arch.experts, groups)}"
+            )
+        if groups > 1 and arch.experts // groups < 2:
+            raise MinitronError(f"the router scores each of its {groups} groups by its best two experts; "
+                                f"{arch.experts} experts leave fewer than two per group")
+        reachable = (arch.extra.get("topk_group") or 1) * arch.experts // groups
+        if arch.experts_per_token > reachable:
+            raise MinitronError(
+                f"{arch.experts} experts in {groups} groups of which topk_group are chosen leave {reachable} "
+                f"experts to route to; every token needs {arch.experts_per_token} (num_experts_per_tok)"
+            )
+
+    def buffer_elements(self, arch: Architecture) -> int:
+        return arch.count(MOE) * arch.experts  # every router's e_score_correction_bias (E,)
+
+    def extra_weight_bytes(self, arch: Architecture, itemsize: int) -> int:
+        # Every MoE router keeps gate.weight (E, H) and the e_score_correction_bias buffer in float32.
+        return arch.count(MOE) * arch.experts * arch.hidden * (4 - itemsize) + self.buffer_elements(arch) * 4
+
+    def expert_params(self, arch: Architecture) -> int:
+        return 2 * arch.hidden * arch.expert_ffn  # up_proj (I, H) + down_proj (H, I), no biases
+
     def block_params(self, arch: Architecture, kind: str) -> int:
         h = arch.hidden
         norm = h
+        if kind == MOE:
+            # e_score_correction_bias is a buffer, not a parameter: it is in weight bytes, not in counts.
+            router = arch.experts * h
+            shared = 2 * h * arch.shared_ffn + ((arch.shared_ffn + h) if arch.mlp_bias else 0)
+            return norm + router + arch.experts * self.expert_params(arch) + shared
         if kind == MAMBA:
             rows = 2 * arch.mamba_inner + 2 * arch.mamba_groups * arch.ssm_state + arch.mamba_heads  # in_proj_layout
             in_proj = h * rows + (rows if arch.mamba_proj_bias else 0)
@@ -172,6 +233,20 @@ class NemotronHFamily(Family):
                 "mixer.v_proj.weight": (None, "hidden"),
                 "mixer.o_proj.weight": ("hidden", "attn_q"),
             }.get(name)
+        if kind == MOE:
+            return {
+                "mixer.gate.weight": ("experts", "hidden"),
+                "mixer.gate.e_score_correction_bias": ("experts",),
+                "mixer.experts.up_proj": ("experts", "expert_ffn", "hidden"),
+                "mixer.experts.down_proj": ("experts", "hidden", "expert_ffn"),
+                # one expert's tensors, as checkpoints store them (experts.<e>.up_proj.weight, ...)
+                "mixer.experts.*.up_proj.weight": ("expert_ffn", "hidden"),
+                "mixer.experts.*.down_proj.weight": ("hidden", "expert_ffn"),
+                "mixer.shared_experts.up_proj.weight": ("shared_ffn", "hidden"),
+                "mixer.shared_experts.up_proj.bias": ("shared_ffn",),
+                "mixer.shared_experts.down_proj.weight": ("hidden", "shared_ffn"),
+                "mixer.shared_experts.down_proj.bias": ("hidden",),
+            }.get(name)
         if kind == MAMBA:
             rows, conv = in_proj_layout(arch), conv_layout(arch)
             return {
@@ -202,11 +277,20 @@ class NemotronHFamily(Family):
             hooks.append(WidthHook("ffn", mixer.down_proj, "input"))  # after relu2
         elif kind == ATTENTION:
             hooks.append(WidthHook("attn_heads", mixer.o_proj, "input"))
+        elif kind == MOE:
+            hooks.append(WidthHook("experts", mixer.experts, "input"))
+            hooks.append(WidthHook("shared_ffn", mixer.shared_experts.down_proj, "input"))  # after relu2
         elif kind == MAMBA:
             # The x slice of in_proj's output: both Mamba code paths (and mamba-ssm's fused kernel in
             # training mode) start from it.
             hooks.append(WidthHook("mamba", mixer.in_proj, "output", segment_slice(in_proj_layout(arch), "x")))
         return hooks
+
+    def expert_forward(self, experts, expert, x):
+        import torch.nn.functional as F
+
+        act = experts.act_fn(F.linear(x, experts.up_proj[expert]))  # relu2, no gate projection
+        return act, F.linear(act, experts.down_proj[expert])
 
     def start(self, model, input_ids, attention_mask=None):
         from transformers.masking_utils import create_causal_mask, create_recurrent_attention_mask
@@ -222,6 +306,7 @@ class NemotronHFamily(Family):
                 ATTENTION: {"attention_mask": causal, "position_ids": args["position_ids"]},
                 MAMBA: {"attention_mask": recurrent},
                 MLP: {},
+                MOE: {},
             },
         )
 
@@ -257,6 +342,12 @@ OWNED_CONFIG_KEYS = COMMON_CONFIG_KEYS | {
     "mamba_expand",
 }
 
+# The MoE keys the adapter owns when the model has MoE blocks (num_local_experts: an alias).
+MOE_CONFIG_KEYS = frozenset(
+    {"n_routed_experts", "num_local_experts", "num_experts_per_tok", "moe_intermediate_size",
+     "moe_shared_expert_intermediate_size"}
+)  # fmt: skip
+
 # transformers 5.x NemotronHConfig defaults for the fields read above (tests check them against it).
 NEMOTRON_H_DEFAULTS: dict[str, Any] = {
     "vocab_size": 131072,
@@ -274,6 +365,10 @@ NEMOTRON_H_DEFAULTS: dict[str, Any] = {
     "use_bias": False,
     "use_conv_bias": True,
     "mlp_bias": False,
+    "n_routed_experts": 8,
+    "num_experts_per_tok": 2,
+    "moe_intermediate_size": 7688,
+    "moe_shared_expert_intermediate_size": 7688,
 }
 # Legacy config names NemotronHConfig still accepts; when present they override the new name.
 LEGACY_CONFIG_NAMES = {
@@ -289,16 +384,25 @@ def _pattern_from_config(d: dict[str, Any]) -> str:
         unknown = sorted(set(types) - set(FROM_HF_BLOCK_TYPE))
         if unknown:
             raise MinitronError(
-                f"unsupported block types {unknown} (MoE is not supported yet); supported: "
-                + ", ".join(sorted(FROM_HF_BLOCK_TYPE))
+                f"unsupported block types {unknown}; supported: " + ", ".join(sorted(FROM_HF_BLOCK_TYPE))
             )
         return "".join(FROM_HF_BLOCK_TYPE[t] for t in types)
     pattern = d.get("hybrid_override_pattern")
     if pattern:
-        if "E" in pattern:
-            raise MinitronError("MoE blocks (E) are not supported yet; supported blocks: M, -, *")
         unknown = sorted(set(pattern) - set(HF_BLOCK_TYPES))
         if unknown:
-            raise MinitronError(f"hybrid_override_pattern has unknown block types {unknown}; known: M, -, *")
+            raise MinitronError(f"hybrid_override_pattern has unknown block types {unknown}; known: M, -, *, E")
         return pattern
     raise MinitronError("config has neither layers_block_type nor hybrid_override_pattern")
+
+
+def _refuse_unsupported_moe(d: dict[str, Any]) -> None:
+    if d.get("moe_latent_size") is not None:
+        raise MinitronError(
+            f"latent MoE (moe_latent_size={d['moe_latent_size']}, Nemotron 3 Super) is not supported yet"
+        )
+    if d.get("num_nextn_predict_layers"):
+        raise MinitronError(
+            f"multi-token prediction layers (num_nextn_predict_layers={d['num_nextn_predict_layers']}) "
+            "are not supported yet"
+        )

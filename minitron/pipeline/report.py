@@ -172,8 +172,10 @@ def _markdown(config, paths, evaluation, candidates, compare, steps, benchmarks)
         from minitron.model.axes import depth_axis, width_names
 
         rows = candidates["candidates"][:10]
-        keys = [k for k in ("rank", depth_axis().name, *width_names(), "params", "objective", "decode_tokens_per_s")
-                if rows and k in rows[0]]  # fmt: skip
+        moe = any(r.get("active_params", r.get("params")) != r.get("params") for r in rows)
+        keys = [k for k in ("rank", depth_axis().name, *width_names(), "params", *(["active_params"] if moe else []),
+                            "objective", "decode_tokens_per_s")
+                if rows and k in rows[0] and any(r.get(k) is not None for r in rows)]  # the family's axes only; fmt: skip
         context = candidates.get("serving", {}).get("context_tokens")
         memory_header = f"memory at {context:,} tokens (bytes)" if context else "memory (bytes)"
         parts += ["## Search: candidates under the budget", "",

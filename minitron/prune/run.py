@@ -133,10 +133,11 @@ def run(config: PruneConfig, console=None) -> PruneResult:
 
     specs = sorted((p[2] for p in plans.values()), key=lambda s: _natural_key(s.name))
     n_written = sum(_numel(s.shape) for s in specs)
-    if n_written != target.arch.n_params:
+    expected = target.arch.n_params + target.arch.family.buffer_elements(target.arch)
+    if n_written != expected:
         raise MinitronError(
             f"{src_path}: the checkpoint's tensors give {n_written:,} parameters after pruning, the target "
-            f"architecture has {target.arch.n_params:,} (does the config describe these weights?)"
+            f"architecture has {expected:,} (does the config describe these weights?)"
         )
     shards = plan_shards(specs, config.max_shard_bytes)
 
@@ -197,8 +198,9 @@ def summary_table(result: PruneResult):
     for col in ("", "source", "target", "kept"):
         table.add_column(col, justify="left" if not col else "right")
     src, tgt = result.source.summary(), result.target.summary()
-    for key in ("params", "blocks", "mamba_blocks", "mlp_blocks", "attention_blocks", *width_names()):
-        a, b = src[key], tgt[key]
+    rows = ("params", "active_params", "blocks", "mamba_blocks", "mlp_blocks", "attention_blocks", "moe_blocks")
+    for key in (*rows, *width_names()):
+        a, b = src.get(key, 0), tgt.get(key, 0)  # MoE rows only for MoE models
         if not a and not b:  # a row the family does not have (a dense model's Mamba rows)
             continue
         table.add_row(key, f"{a:,}", f"{b:,}", f"{b / a:.1%}" if a else "-")

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import torch
 
 from minitron.errors import MinitronError
-from minitron.importance.ranking import rank_attention_heads, rank_mamba, top_k
+from minitron.importance.ranking import rank_attention_heads, rank_experts, rank_mamba, top_k
 from minitron.importance.scores import Scores
-from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP, Architecture
+from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP, MOE, Architecture
 from minitron.model.axes import width_axes
 from minitron.prune.target import Target
 from minitron.runs import digest
@@ -33,6 +33,10 @@ class Selection:
     attn_heads: dict[int, torch.Tensor] = field(default_factory=dict)  # (target.attn_heads,)
     mamba_heads: dict[int, torch.Tensor] = field(default_factory=dict)  # (target.mamba_heads,)
     mamba_channels: dict[int, torch.Tensor] = field(default_factory=dict)  # (target.mamba_head_dim,)
+    experts: dict[int, torch.Tensor] = field(default_factory=dict)  # (target.experts,)
+    # Each kept expert keeps its own neurons: row r belongs to expert experts[block][r].
+    expert_ffn: dict[int, torch.Tensor] = field(default_factory=dict)  # (target.experts, target.expert_ffn)
+    shared_ffn: dict[int, torch.Tensor] = field(default_factory=dict)  # (target.shared_ffn,)
 
     @property
     def new_block_index(self) -> dict[int, int]:
@@ -50,6 +54,12 @@ class Selection:
         heads, channels = self.mamba_heads[block], self.mamba_channels[block]
         return (heads[:, None] * head_dim + channels[None, :]).flatten()
 
+    def expert_gate_up_rows(self, block: int) -> torch.Tensor:
+        """Kept rows of each kept expert's packed [gate | up] projection (2 x expert_ffn rows):
+        (target.experts, 2 * target.expert_ffn), the gate rows then the same neurons' up rows."""
+        neurons = self.expert_ffn[block]
+        return torch.cat([neurons, neurons + self.source.expert_ffn], dim=1)
+
     def summary(self) -> dict[str, object]:
         """Kept indices in a compact JSON form (for the provenance record)."""
         per_block = {}
@@ -62,6 +72,13 @@ class Selection:
             if i in self.mamba_heads:
                 entry["mamba_heads_kept"] = self.mamba_heads[i].tolist()
                 entry["mamba_head_channels_kept"] = self.mamba_channels[i].tolist()
+            if i in self.experts:
+                entry["experts_kept"] = self.experts[i].tolist()
+                per_expert = self.expert_ffn[i]
+                if per_expert.shape[1] != self.source.expert_ffn:
+                    entry["expert_ffn_kept"] = [_compact(row, self.source.expert_ffn) for row in per_expert]
+            if i in self.shared_ffn:
+                entry["shared_ffn_kept"] = _compact(self.shared_ffn[i], self.source.shared_ffn)
             per_block[str(i)] = entry
         return {
             "kept_blocks": list(self.kept_blocks),
@@ -121,7 +138,31 @@ def select_units(source: Architecture, target: Target, scores: Scores | None) ->
                     s = _scores_of(scores, f"mamba.{i}", (source.mamba_heads, source.mamba_head_dim))
                     heads, channels = rank_mamba(s, arch.mamba_heads, arch.mamba_head_dim, source.mamba_groups)
                     sel.mamba_heads[i], sel.mamba_channels[i] = heads.sort().values, channels.sort().values
+            elif part == MOE:
+                _select_experts(sel, i, scores)
     return sel
+
+
+def _select_experts(sel: Selection, i: int, scores: Scores | None) -> None:
+    """Block i's kept routed experts (the same count per router group), each expert's own top neurons,
+    and the shared expert's neurons."""
+    source, arch = sel.source, sel.target
+    if arch.experts == source.experts:
+        sel.experts[i] = torch.arange(source.experts)
+    else:
+        s = _scores_of(scores, f"experts.{i}", (source.experts,))
+        groups = source.extra.get("n_group") or 1
+        sel.experts[i] = rank_experts(s, arch.experts, groups).sort().values
+    if arch.expert_ffn == source.expert_ffn:
+        sel.expert_ffn[i] = torch.arange(source.expert_ffn).expand(arch.experts, -1)
+    else:
+        s = _scores_of(scores, f"expert_ffn.{i}", (source.experts, source.expert_ffn))
+        sel.expert_ffn[i] = torch.stack([top_k(s[e], arch.expert_ffn) for e in sel.experts[i].tolist()])
+    if source.shared_ffn:
+        if arch.shared_ffn == source.shared_ffn:
+            sel.shared_ffn[i] = torch.arange(source.shared_ffn)
+        else:
+            sel.shared_ffn[i] = top_k(_scores_of(scores, f"shared_ffn.{i}", (source.shared_ffn,)), arch.shared_ffn)
 
 
 def _scores_of(scores: Scores | None, key: str, shape: tuple[int, ...]) -> torch.Tensor:

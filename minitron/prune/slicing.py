@@ -25,6 +25,7 @@ from minitron.prune.target import TargetSpec, resolve_target
 Index = tuple[torch.Tensor | None, ...]
 
 _LAYER_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?layers\.)(?P<idx>\d+)\.(?P<rest>.+)$")
+_EXPERT_KEY = re.compile(r"^(?P<head>(?:.*\.)?experts\.)(?P<idx>\d+)\.(?P<rest>.+)$")
 
 
 def plan_tensor(key: str, ndim: int, sel: Selection) -> tuple[str | None, Index]:
@@ -45,25 +46,40 @@ def plan_tensor(key: str, ndim: int, sel: Selection) -> tuple[str | None, Index]
         return None, ()
     new_key = f"{m['prefix']}{sel.new_block_index[block]}.{m['rest']}"
     kind = sel.source.pattern[block]
-    axes = family.block_axes(sel.source, kind, m["rest"])
+    rest, row = m["rest"], None
+    # One routed expert's own tensor (checkpoints on disk keep experts unfused: experts.<e>.up_proj...):
+    # gone with its expert, renumbered among the kept ones; its layout is the family's `experts.*.` entry.
+    e = _EXPERT_KEY.match(rest)
+    if e is not None and block in sel.experts:
+        kept = sel.experts[block].tolist()
+        expert = int(e["idx"])
+        if expert not in kept:
+            return None, ()
+        row = kept.index(expert)
+        rest = f"{e['head']}*.{e['rest']}"
+        new_key = f"{m['prefix']}{sel.new_block_index[block]}.{e['head']}{row}.{e['rest']}"
+    axes = family.block_axes(sel.source, kind, rest)
     if axes is None:
         raise MinitronError(f"don't know how to prune tensor '{key}' of a {kind!r} block")
-    return new_key, _resolve(axes, ndim, key, sel, block)
+    return new_key, _resolve(axes, ndim, key, sel, block, row)
 
 
-def _resolve(axes: tuple[Axis, ...], ndim: int, key: str, sel: Selection, block: int | None) -> Index:
+def _resolve(
+    axes: tuple[Axis, ...], ndim: int, key: str, sel: Selection, block: int | None, row: int | None = None
+) -> Index:
     if len(axes) != ndim:
         raise MinitronError(f"tensor '{key}' has {ndim} dimensions, expected {len(axes)}")
-    return tuple(_axis_index(axis, sel, block) for axis in axes)
+    return tuple(_axis_index(axis, sel, block, row) for axis in axes)
 
 
-def _axis_index(axis: Axis, sel: Selection, block: int | None) -> torch.Tensor | None:
+def _axis_index(axis: Axis, sel: Selection, block: int | None, row: int | None = None) -> torch.Tensor | None:
+    """`row`: the kept position of the one routed expert a tensor belongs to (None: all experts fused)."""
     if axis is None:
         return None
     if isinstance(axis, tuple):  # a packed dimension: each segment indexed on its own, offsets added
         parts, offset = [], 0
         for seg in axis:
-            kept = _axis_index(seg.axis, sel, block)
+            kept = _axis_index(seg.axis, sel, block, row)
             parts.append(offset + (torch.arange(seg.size) if kept is None else kept))
             offset += seg.size
         return torch.cat(parts)
@@ -78,20 +94,44 @@ def _axis_index(axis: Axis, sel: Selection, block: int | None) -> torch.Tensor |
         return sel.mamba_x_channels(block)
     if axis == "mamba_heads":
         return sel.mamba_heads[block]
+    if axis == "experts":
+        return sel.experts[block]
+    if axis == "expert_ffn":
+        if row is not None:
+            return sel.expert_ffn[block][row]
+        return sel.expert_ffn[block]  # 2-D: per kept expert (dim 0 of the tensor), its own neurons
+    if axis == "expert_gate_up":
+        return sel.expert_gate_up_rows(block)
+    if axis == "shared_ffn":
+        return sel.shared_ffn[block]
     raise MinitronError(f"unknown tensor axis {axis!r}")
 
 
 def pruned_shape(index: Index, shape: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(n if i is None else i.numel() for i, n in zip(index, shape, strict=True))
+    return tuple(n if i is None else i.shape[-1] for i, n in zip(index, shape, strict=True))
+
+
+def take(t: torch.Tensor, dim: int, i: torch.Tensor) -> torch.Tensor:
+    """`t` restricted to indices `i` along `dim`: the same indices for every row (1-D `i`), or per row
+    of dim 0 (2-D `i`, one row per row of `t`: each routed expert keeps its own neurons)."""
+    if i.shape[-1] == t.shape[dim] and bool((i == torch.arange(t.shape[dim])).all()):
+        return t
+    if i.ndim == 1:
+        return t.index_select(dim, i)
+    # (rows, k) -> (rows, 1, .., k, .., 1) expanded to t's shape with dim `dim` of size k
+    view = [i.shape[0]] + [1] * (t.ndim - 1)
+    view[dim] = i.shape[1]
+    size = list(t.shape)
+    size[dim] = i.shape[1]
+    return t.gather(dim, i.view(view).expand(size))
 
 
 def slice_tensor(t: torch.Tensor, index: Index) -> torch.Tensor:
-    """`t` with each dimension restricted to its kept indices (a new contiguous tensor)."""
+    """`t` with each dimension restricted to its kept indices (a new contiguous tensor); dim 0 first, so
+    a 2-D index of a later dim lines up with the kept rows."""
     for dim, i in enumerate(index):
-        if i is not None and not (
-            i.numel() == t.shape[dim] and bool((i == torch.arange(t.shape[dim])).all())
-        ):
-            t = t.index_select(dim, i)
+        if i is not None:
+            t = take(t, dim, i)
     return t.contiguous()
 
 

@@ -25,7 +25,7 @@ import torch
 
 from minitron.atomic import make_temp_dir
 from minitron.errors import MinitronError
-from minitron.prune.slicing import pruned_shape
+from minitron.prune.slicing import pruned_shape, take
 
 READ_CHUNK_BYTES = 64 * 2**20
 
@@ -100,8 +100,8 @@ class SourceTensors:
                 piece = sl[lo : int(wanted.max()) + 1]  # one read per window, at most READ_CHUNK_BYTES
                 piece = piece.index_select(0, wanted - lo)
                 for dim, i in enumerate(index[1:], start=1):
-                    if i is not None:
-                        piece = piece.index_select(dim, i)
+                    if i is not None:  # a per-row (2-D) index: the rows of this window
+                        piece = take(piece, dim, i if i.ndim == 1 else i[at])
                 out.index_copy_(0, at, piece.to(dtype))
         return out
 

@@ -47,6 +47,8 @@ class SearchConfig:
     serving: ServingSpec = field(default_factory=ServingSpec)
     min_params: str | None = None
     max_params: str | None = None
+    min_active_params: str | None = None  # MoE: parameters one token passes through
+    max_active_params: str | None = None
     evaluate: bool = True
     objective: str = "kl"
     throughput_objective: bool = False

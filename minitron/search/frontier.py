@@ -33,6 +33,9 @@ class Constraint:
     serving: ServingSpec
     min_params: int | None = None
     max_params: int | None = None
+    # Parameters one token passes through (MoE models: routed experts beyond the top-k left out).
+    min_active_params: int | None = None
+    max_active_params: int | None = None
 
     def __post_init__(self) -> None:
         self.usable_bytes  # noqa: B018  (a constraint without a budget: one error line now)
@@ -51,6 +54,7 @@ class Constraint:
             "usable_bytes": self.usable_bytes, "context_tokens": s.context_tokens, "batch": s.batch,
             "weight_dtype": s.weight_dtype, "kv_dtype": s.kv_dtype, "ssm_dtype": s.ssm_dtype, "engine": s.engine,
             "min_params": self.min_params, "max_params": self.max_params,
+            "min_active_params": self.min_active_params, "max_active_params": self.max_active_params,
         }  # fmt: skip
 
     def violation(self, arch: Architecture) -> str | None:
@@ -62,7 +66,18 @@ class Constraint:
             return f"{arch.n_params:,} parameters > --max-params {self.max_params:,}"
         if self.min_params is not None and arch.n_params < self.min_params:
             return f"{arch.n_params:,} parameters < --min-params {self.min_params:,}"
+        active = arch.n_active_params
+        if self.max_active_params is not None and active > self.max_active_params:
+            return f"{active:,} active parameters > --max-active-params {self.max_active_params:,}"
+        if self.min_active_params is not None and active < self.min_active_params:
+            return f"{active:,} active parameters < --min-active-params {self.min_active_params:,}"
         return None
+
+    @property
+    def bounds_params(self) -> bool:
+        return any(
+            v is not None for v in (self.min_params, self.max_params, self.min_active_params, self.max_active_params)
+        )
 
 
 @dataclass(frozen=True, init=False)
@@ -190,14 +205,16 @@ def enumerate_feasible(space: SearchSpace, constraint: Constraint) -> Enumeratio
             mem = constraint.memory(arch)
             if smallest_bytes is None or mem.total_bytes < smallest_bytes:
                 smallest_bytes, smallest_params = mem.total_bytes, arch.n_params
-            fits = _fitting_ffn(ascending, mem.total_bytes, arch.n_params, per_unit_params, wbytes, constraint)
+            fits = _fitting_ffn(
+                ascending, mem.total_bytes, arch.n_params, arch.n_active_params, per_unit_params, wbytes, constraint
+            )
             if fits:
                 result.combinations.append(Combination(depth, fixed, fits))
     result.smallest_bytes, result.smallest_params = smallest_bytes or 0, smallest_params or 0
     if not result.combinations:
         limits = f"the budget {format_bytes(constraint.usable_bytes)}"
-        if constraint.max_params is not None or constraint.min_params is not None:
-            limits += " and the --min-params/--max-params bounds"
+        if constraint.bounds_params:
+            limits += " and the parameter bounds (--min/--max-params, --min/--max-active-params)"
         raise MinitronError(
             f"nothing in the search space fits {limits}: the smallest candidate needs "
             f"{format_bytes(result.smallest_bytes)} ({result.smallest_params:,} parameters); "
@@ -210,27 +227,34 @@ def _fitting_ffn(
     ascending: tuple[int, ...],
     bytes_at_min: int,
     params_at_min: int,
+    active_at_min: int,
     per_ffn_params: int,
     wbytes: int,
     constraint: Constraint,
 ) -> tuple[int, ...]:
-    """FFN values (largest first) whose memory and parameters satisfy the constraint, in closed form."""
+    """FFN values (largest first) whose memory and parameters satisfy the constraint, in closed form.
+
+    MLP neurons are always active, so total and active parameters grow with the same slope."""
     lo = ascending[0]
     if bytes_at_min > constraint.usable_bytes:
         return ()
     high = math.inf
     low = -math.inf
+    bounds = (
+        (params_at_min, constraint.min_params, constraint.max_params),
+        (active_at_min, constraint.min_active_params, constraint.max_active_params),
+    )
     if per_ffn_params:
         high = lo + (constraint.usable_bytes - bytes_at_min) // (per_ffn_params * wbytes)
-        if constraint.max_params is not None:
-            high = min(high, lo + (constraint.max_params - params_at_min) // per_ffn_params)
-        if constraint.min_params is not None:
-            low = lo - (params_at_min - constraint.min_params) // per_ffn_params  # ceil division
+        for at_min, least, most in bounds:
+            if most is not None:
+                high = min(high, lo + (most - at_min) // per_ffn_params)
+            if least is not None:
+                low = max(low, lo - (at_min - least) // per_ffn_params)  # ceil division
     else:
-        if constraint.max_params is not None and params_at_min > constraint.max_params:
-            return ()
-        if constraint.min_params is not None and params_at_min < constraint.min_params:
-            return ()
+        for at_min, least, most in bounds:
+            if (most is not None and at_min > most) or (least is not None and at_min < least):
+                return ()
     i, j = bisect.bisect_left(ascending, low), bisect.bisect_right(ascending, high)
     return ascending[i:j][::-1]
 

@@ -3,7 +3,8 @@
     proxy = hidden share x mean over kept blocks of the block's share x depth share
 
 hidden share: sum of the kept hidden-channel scores over the sum of all of them; block share: the
-same for the kept FFN neurons (MLP), query heads (attention) or Mamba head x channel scores (Mamba),
+same for the kept FFN neurons (MLP), query heads (attention), Mamba head x channel scores (Mamba)
+or routed experts (x their kept neurons' share, averaged with the shared expert's neurons: MoE),
 chosen with the same rankings pruning uses; depth share: 1 - the dropped blocks' share of the depth
 scores (the kept-block fraction without a depth order). A heuristic for planning, not a loss: it
 prefers candidates that keep what the scores call important.
@@ -16,9 +17,9 @@ from functools import cache
 
 import torch
 
-from minitron.importance.ranking import rank_attention_heads, rank_mamba
+from minitron.importance.ranking import rank_attention_heads, rank_experts, rank_mamba
 from minitron.importance.scores import Scores
-from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP
+from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP, MOE
 from minitron.model.axes import width_axes
 from minitron.search.frontier import Point
 from minitron.search.space import SearchSpace, representative_pattern
@@ -42,6 +43,16 @@ def importance_proxy(space: SearchSpace, scores: Scores) -> Callable[[Point], fl
             s = scores.get(f"attn_heads.{block}").double()
             kept = rank_attention_heads(s, size[0], source.kv_heads)
             return s[kept].sum().item() / max(s.sum().item(), 1e-30)
+        if kind == MOE:
+            experts, expert_ffn, shared_ffn = size  # the MoE axes in table order
+            s = scores.get(f"experts.{block}").double()
+            kept = rank_experts(s, experts, source.extra.get("n_group") or 1)
+            share = s[kept].sum().item() / max(s.sum().item(), 1e-30)
+            neurons = scores.get(f"expert_ffn.{block}")
+            share *= sum(_top_share(neurons[e], expert_ffn) for e in kept.tolist()) / len(kept)
+            if source.shared_ffn:
+                share = (share + _top_share(scores.get(f"shared_ffn.{block}"), shared_ffn)) / 2
+            return share
         s = scores.get(f"mamba.{block}").double()
         heads, channels = rank_mamba(s, size[0], size[1], source.mamba_groups)
         return s[heads][:, channels].sum().item() / max(s.sum().item(), 1e-30)
@@ -56,7 +67,7 @@ def importance_proxy(space: SearchSpace, scores: Scores) -> Callable[[Point], fl
             kept = [i for i in range(source.n_blocks) if i not in set(point.depth.dropped)]
         else:
             kept = _kept_indices(source.pattern, pattern)
-        sizes = {part: tuple(getattr(point, a.name) for a in width_axes() if a.part == part) for part in (MLP, ATTENTION, MAMBA)}
+        sizes = {part: tuple(getattr(point, a.name) for a in width_axes() if a.part == part) for part in (MLP, ATTENTION, MAMBA, MOE)}
 
         def block_share(i: int) -> float:  # a dense layer: the mean over its attention and its MLP
             parts = BLOCK_PARTS[source.pattern[i]]

@@ -17,7 +17,7 @@ from typing import Any
 
 from minitron.atomic import atomic_path, write_json, write_text
 from minitron.memory import GPU
-from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, MLP
+from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, MLP, MOE
 from minitron.model.axes import depth_axis, width_axes, width_names
 from minitron.search.frontier import Constraint, Point
 from minitron.search.space import SearchSpace
@@ -29,8 +29,9 @@ MEMORY_COLUMNS = ("weights_bytes", "kv_cache_bytes", "ssm_state_bytes", "conv_st
 
 def csv_columns() -> tuple[str, ...]:
     """candidates.csv: one column per axis of the table, the memory terms, the scores."""
-    return ("rank", depth_axis().name, "mamba_blocks", "mlp_blocks", "attention_blocks", *width_names(), "params",
-            *MEMORY_COLUMNS, "spare_bytes", "decode_tokens_per_s", "objective", "proxy", "drop_blocks", "trial")  # fmt: skip
+    return ("rank", depth_axis().name, "mamba_blocks", "mlp_blocks", "attention_blocks", "moe_blocks",
+            *width_names(), "params", "active_params", *MEMORY_COLUMNS, "spare_bytes", "decode_tokens_per_s",
+            "objective", "proxy", "drop_blocks", "trial")  # fmt: skip
 
 
 def candidate_row(
@@ -50,14 +51,16 @@ def candidate_row(
         "drop_blocks": list(point.depth.dropped) if point.depth.dropped is not None else None,
         "drop_counts": {
             BLOCK_NAMES[k]: c
-            for k, c in zip(space.source.family.block_kinds, point.depth.counts, strict=True)
+            for k, c in zip(space.source.block_kinds, point.depth.counts, strict=True)
         },
         depth_axis().name: arch.n_blocks,
         "mamba_blocks": arch.count_part(MAMBA),
         "mlp_blocks": arch.count_part(MLP),
         "attention_blocks": arch.count_part(ATTENTION),
+        "moe_blocks": arch.count_part(MOE),
         **space.pruned_sizes(point.sizes()),
         "params": arch.n_params,
+        "active_params": arch.n_active_params,  # the total for a model without MoE blocks
         "memory": {key: getattr(mem, key) for key in MEMORY_COLUMNS},
         "spare_bytes": constraint.usable_bytes - mem.total_bytes,
         "decode_tokens_per_s": decode_tokens_per_s(mem, gpu),
@@ -115,7 +118,12 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path, usable_bytes: int, ranke
     xs = [r["memory"]["total_bytes"] / scale for r in rows]
     ys = [r[key] for r in rows]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.scatter(xs, ys, s=12, c="tab:blue", alpha=0.6, label="candidates")
+    if any(r["active_params"] != r["params"] for r in rows):  # MoE: colour by what one token passes
+        dots = ax.scatter(xs, ys, s=12, c=[r["active_params"] / 1e9 for r in rows], cmap="viridis",
+                          alpha=0.8, label="candidates")  # fmt: skip
+        fig.colorbar(dots, ax=ax, label="active parameters (B)")
+    else:
+        ax.scatter(xs, ys, s=12, c="tab:blue", alpha=0.6, label="candidates")
     if rows:
         ax.scatter(xs[:1], ys[:1], s=60, c="tab:red", marker="*", label="rank 1")
     ax.axvline(
@@ -148,20 +156,25 @@ def candidates_table(document: dict[str, Any], limit: int = 15):
     shown = [a for a in width_axes() if any(r.get(a.name) is not None for r in rows)]  # the family's axes
     # Memory columns in the budget's unit (MiB for a tiny model, GiB for 12B), named in the header.
     unit, scale = byte_unit(document["budget"]["usable_bytes"])
-    columns = ("rank", "blocks M/-/*", *(a.column or a.name for a in shown), "params", f"weights {unit}",
-               f"KV {unit}", f"SSM+conv {unit}", "spare", f"tok/s {gpu}", document["ranked_by"])  # fmt: skip
+    moe = "active_params" in document["source"]["architecture"]  # MoE sources: what one token passes
+    blocks = "blocks M/-/*/E" if moe else "blocks M/-/*"
+    columns = ("rank", blocks, *(a.column or a.name for a in shown), "params", *(["active"] if moe else []),
+               f"weights {unit}", f"KV {unit}", f"SSM+conv {unit}", "spare", f"tok/s {gpu}",
+               document["ranked_by"])  # fmt: skip
     for c in columns:
-        table.add_column(c, justify="left" if c == "blocks M/-/*" else "right")
+        table.add_column(c, justify="left" if c == blocks else "right")
     for row in rows:
         mem = row["memory"]
         value = row["objective"] if document["ranked_by"] == "objective" else row["proxy"]
         layers = row[depth_axis().name]
         dense = row["mlp_blocks"] == row["attention_blocks"] == layers  # Llama-family layers
+        counts = [row["mamba_blocks"], row["mlp_blocks"], row["attention_blocks"], *([row["moe_blocks"]] if moe else [])]
         table.add_row(
             str(row["rank"]),
-            f"{layers} layers" if dense else f"{row['mamba_blocks']}/{row['mlp_blocks']}/{row['attention_blocks']}",
+            f"{layers} layers" if dense else "/".join(map(str, counts)),
             *(str(row[a.name]) for a in shown),
             _count(row["params"]),
+            *([_count(row["active_params"])] if moe else []),
             f"{mem['weights_bytes'] / scale:.2f}",
             f"{mem['kv_cache_bytes'] / scale:.2f}",
             f"{(mem['ssm_state_bytes'] + mem['conv_state_bytes']) / scale:.3f}",

@@ -41,6 +41,8 @@ def _prepare(config: SearchConfig):
         config.serving,
         min_params=parse_params(config.min_params, "--min-params", arch.n_params),
         max_params=parse_params(config.max_params, "--max-params", arch.n_params),
+        min_active_params=parse_params(config.min_active_params, "--min-active-params", arch.n_active_params),
+        max_active_params=parse_params(config.max_active_params, "--max-active-params", arch.n_active_params),
     )
     enumeration = enumerate_feasible(space, constraint)
     return source, scores, space, constraint, enumeration

@@ -140,7 +140,7 @@ class DepthOption:
 
 
 def _counts_of(source: Architecture, dropped: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(sum(1 for i in dropped if source.pattern[i] == k) for k in source.family.block_kinds)
+    return tuple(sum(1 for i in dropped if source.pattern[i] == k) for k in source.block_kinds)
 
 
 def _splits(remove: int, have: list[int]) -> list[tuple[int, ...]]:
@@ -162,9 +162,9 @@ def depth_caps(source: Architecture, max_prune: dict[str, float] | None) -> tupl
     to choose: --layers alone says how many go.
     """
     max_prune = max_prune or {}
-    present = [k for k in source.family.block_kinds if k in source.pattern]
+    present = [k for k in source.block_kinds if k in source.pattern]
     caps = []
-    for kind in source.family.block_kinds:
+    for kind in source.block_kinds:
         have = source.count(kind)
         share = max_prune.get(f"{BLOCK_NAMES[kind]}_blocks")
         if share is None:
@@ -177,7 +177,7 @@ def describe_caps(source: Architecture, caps: tuple[int, ...]) -> str:
     """'at most 11 mamba, 11 mlp, 2 attention blocks' (kinds the source has)."""
     parts = [
         f"{cap} {BLOCK_NAMES[kind]}"
-        for kind, cap in zip(source.family.block_kinds, caps, strict=True)
+        for kind, cap in zip(source.block_kinds, caps, strict=True)
         if kind in source.pattern
     ]
     return f"at most {', '.join(parts)} blocks dropped"
@@ -208,7 +208,7 @@ def depth_options(
             raise MinitronError("--drop-blocks would drop every block")
         dropped = tuple(sorted(drop_blocks))
         return [DepthOption(dropped, _counts_of(source, dropped))]
-    kinds = source.family.block_kinds
+    kinds = source.block_kinds
     caps = caps if caps is not None else tuple(source.count(k) for k in kinds)
     options = []
     for target in layers:
@@ -233,7 +233,7 @@ def _least_important(
     source: Architecture, order: list[int], remove: int, caps: tuple[int, ...]
 ) -> tuple[int, ...] | None:
     """The first `remove` blocks of the depth order whose kind is still under its cap (None: too few)."""
-    left = dict(zip(source.family.block_kinds, caps, strict=True))
+    left = dict(zip(source.block_kinds, caps, strict=True))
     dropped = []
     for i in order:
         if len(dropped) == remove:
@@ -252,7 +252,7 @@ def representative_pattern(source: Architecture, option: DepthOption) -> str:
         drop = set(option.dropped)
     else:
         drop = set()
-        for kind, count in zip(source.family.block_kinds, option.counts, strict=True):
+        for kind, count in zip(source.block_kinds, option.counts, strict=True):
             if count:
                 drop.update(source.block_indices(kind)[-count:])
     return "".join(c for i, c in enumerate(source.pattern) if i not in drop)
@@ -334,7 +334,7 @@ def build_space(
         raise MinitronError(f"give either {depth_axis().flag} or --drop-blocks, not both")
     caps = depth_caps(source, max_prune)
     depth = depth_options(source, layers, depth_order, drop_blocks, caps)
-    capped = any(c < source.count(k) for k, c in zip(source.family.block_kinds, caps, strict=True))
+    capped = any(c < source.count(k) for k, c in zip(source.block_kinds, caps, strict=True))
     limits = f"; {describe_caps(source, caps)} (--max-prune KIND-blocks=)" if capped else ""
     if drop_blocks is not None:
         assumption = "--drop-blocks"
@@ -345,7 +345,7 @@ def build_space(
             else "no blocks dropped"
         )
     else:
-        kinds = [BLOCK_NAMES[k] for k in source.family.block_kinds if k in source.pattern]
+        kinds = [BLOCK_NAMES[k] for k in source.block_kinds if k in source.pattern]
         which = (
             f"every split of the removed blocks over {'/'.join(kinds)} blocks"
             if len(kinds) > 1

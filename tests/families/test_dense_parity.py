@@ -3,62 +3,21 @@ identity, masking equals removal on every axis, depth equals skipping layers."""
 
 from __future__ import annotations
 
-import copy
 import random
 
 import pytest
 import torch
-from tiny_models import MaskedRMSNorm, mask_of, random_scores
-from torch import nn
+from tiny_models import dense_reference, logits_of, prune_randomly
 
 from minitron.importance.depth import score_depth
 from minitron.importance.width import score_width
-from minitron.prune.select import select_units
-from minitron.prune.slicing import prune_model
-from minitron.prune.target import TargetSpec, resolve_target
-
-
-def _prune(model, arch, spec: TargetSpec, seed: int = 0):
-    scores = random_scores(arch, seed=seed)
-    sel = select_units(arch, resolve_target(arch, spec, scores), scores)
-    return prune_model(model, sel), sel
-
-
-def _logits(model, ids):
-    with torch.no_grad():
-        return model(ids).logits
-
-
-def dense_reference(model: nn.Module, sel) -> nn.Module:
-    """The source model computing exactly what the pruned one does: removed FFN neurons' up_proj rows
-    (and biases) zeroed, removed heads' o_proj columns zeroed, every RMSNorm over kept hidden channels,
-    dropped layers skipped."""
-    ref = copy.deepcopy(model)
-    src, layers = sel.source, ref.model.layers
-    with torch.no_grad():
-        for i in sel.kept_blocks:
-            layer = layers[i]
-            gone = ~mask_of(sel.ffn[i], src.ffn)
-            layer.mlp.up_proj.weight[gone] = 0
-            if layer.mlp.up_proj.bias is not None:
-                layer.mlp.up_proj.bias[gone] = 0
-            cols = ~mask_of(sel.attn_q_rows(i), src.attn_heads * src.head_dim)
-            layer.self_attn.o_proj.weight[:, cols] = 0
-        if sel.hidden.numel() != src.hidden:
-            keep = mask_of(sel.hidden, src.hidden)
-            ref.model.embed_tokens.weight[:, ~keep] = 0
-            for layer in layers:
-                layer.input_layernorm = MaskedRMSNorm(layer.input_layernorm, keep)
-                layer.post_attention_layernorm = MaskedRMSNorm(layer.post_attention_layernorm, keep)
-            ref.model.norm = MaskedRMSNorm(ref.model.norm, keep)
-    ref.model.layers = nn.ModuleList([layers[i] for i in sel.kept_blocks])
-    return ref.eval()
+from minitron.prune.target import TargetSpec
 
 
 def test_same_architecture_reproduces_logits_bit_exactly(dense, ids):
     arch, model = dense
-    pruned, _ = _prune(model, arch, TargetSpec())
-    assert torch.equal(_logits(pruned, ids), _logits(model, ids))
+    pruned, _ = prune_randomly(model, arch, TargetSpec())
+    assert torch.equal(logits_of(pruned, ids), logits_of(model, ids))
 
 
 @pytest.mark.parametrize(
@@ -74,10 +33,10 @@ def test_same_architecture_reproduces_logits_bit_exactly(dense, ids):
 )
 def test_masking_equals_removal(dense, ids, spec):
     arch, model = dense
-    pruned, sel = _prune(model, arch, spec)
-    got = _logits(pruned, ids)
-    torch.testing.assert_close(got, _logits(dense_reference(model, sel), ids))
-    assert not torch.allclose(got, _logits(model, ids), atol=1e-3)
+    pruned, sel = prune_randomly(model, arch, spec)
+    got = logits_of(pruned, ids)
+    torch.testing.assert_close(got, logits_of(dense_reference(model, sel), ids))
+    assert not torch.allclose(got, logits_of(model, ids), atol=1e-3)
     assert sum(p.numel() for p in pruned.parameters()) == sel.target.n_params
     if arch.tied_embeddings:
         assert pruned.lm_head.weight.data_ptr() == pruned.model.embed_tokens.weight.data_ptr()
@@ -94,8 +53,8 @@ def test_random_targets(dense, ids, seed):
         attn_heads=heads,
         drop_blocks=tuple(rng.sample(range(arch.n_blocks), rng.randint(0, 2))),
     )
-    pruned, sel = _prune(model, arch, spec, seed=seed)
-    torch.testing.assert_close(_logits(pruned, ids), _logits(dense_reference(model, sel), ids))
+    pruned, sel = prune_randomly(model, arch, spec, seed=seed)
+    torch.testing.assert_close(logits_of(pruned, ids), logits_of(dense_reference(model, sel), ids))
 
 
 def test_width_scores_read_the_right_activations(dense, ids):
@@ -133,9 +92,9 @@ def test_depth_scores_are_whole_layers(dense, ids):
     arch, model = dense
     out = score_depth(model, [ids], metric="mse", mode="one-shot")
     assert out["depth.scores"].shape == (arch.n_blocks,)
-    full = _logits(model, ids)
+    full = logits_of(model, ids)
     errors = []
     for j in range(arch.n_blocks):
-        pruned, _ = _prune(model, arch, TargetSpec(drop_blocks=(j,)))
-        errors.append(((_logits(pruned, ids) - full) ** 2).sum().item() / (full**2).sum().item())
+        pruned, _ = prune_randomly(model, arch, TargetSpec(drop_blocks=(j,)))
+        errors.append(((logits_of(pruned, ids) - full) ** 2).sum().item() / (full**2).sum().item())
     torch.testing.assert_close(out["depth.scores"].double(), torch.tensor(errors, dtype=torch.float64), rtol=1e-4, atol=1e-7)

@@ -79,7 +79,8 @@ def test_no_target_is_refused_and_writes_nothing(tmp_path, tiny_checkpoint):
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         "error: nothing to prune: give target sizes (--hidden, --ffn, --mamba-heads, --mamba-head-dim, "
-        "--attn-heads, --layers or --drop-blocks) or a search result (--candidate FILE)"
+        "--attn-heads, --experts, --expert-ffn, --shared-ffn, --layers or --drop-blocks) or a search "
+        "result (--candidate FILE)"
     ]
     assert not out.exists()
 

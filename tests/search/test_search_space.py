@@ -16,6 +16,8 @@ from minitron.search.space import DepthOption, build_space, parse_axis
 NANO12B = resolve_model("nemotron-nano-12b-v2-base").architecture
 NANO2_BUDGET = Budget.from_options("22GiB", None, "5%", "1.3GiB")
 
+NO_EXPERTS = (0, 0, 0)  # experts, expert FFN, shared FFN: the 12B has no MoE blocks
+
 
 def test_axis_syntax():
     assert parse_axis("4480", "hidden", NANO12B, 64) == (4480,)
@@ -75,7 +77,7 @@ def test_12b_space_holds_the_9b_and_table10_candidates():
         (4480, 15680, 128, 8.89e9),
         (4800, 14400, 120, 8.97e9),
     ]:
-        point = Point(depth, hidden, ffn, heads, 80, 40)
+        point = Point(depth, hidden, ffn, heads, 80, 40, *NO_EXPERTS)
         arch = space.arch(depth, **point.sizes())
         assert abs(arch.n_params - params) < 0.01e9
         assert enumeration.contains(point)
@@ -85,10 +87,10 @@ def test_12b_space_holds_the_9b_and_table10_candidates():
         )  # fmt: skip
         assert ffn in combo.ffn
     # negative controls: off the 64 grid, over the budget (the 12B's widths at 56 blocks), wrong depth
-    assert not enumeration.contains(Point(depth, 4500, 15680, 128, 80, 40))
-    assert not enumeration.contains(Point(depth, 5120, 20480, 128, 80, 40))
+    assert not enumeration.contains(Point(depth, 4500, 15680, 128, 80, 40, *NO_EXPERTS))
+    assert not enumeration.contains(Point(depth, 5120, 20480, 128, 80, 40, *NO_EXPERTS))
     fifty_seven = DepthOption(None, (1, 2, 2))
-    assert not enumeration.contains(Point(fifty_seven, 4480, 15680, 128, 80, 40))
+    assert not enumeration.contains(Point(fifty_seven, 4480, 15680, 128, 80, 40, *NO_EXPERTS))
     nine = space.arch(depth, hidden=4480, ffn=15680, mamba_heads=128, mamba_head_dim=80, attn_heads=40)
     assert nine.n_params == nano9b.n_params == 8_888_227_328
 
@@ -105,13 +107,12 @@ def test_analytic_enumeration_equals_brute_force():
     enumeration = enumerate_feasible(space, constraint)
     got = {c.point(f).key() for c in enumeration.combinations for f in c.ffn}
     want = set()
-    for depth, h, f, mh, mhd, ah in itertools.product(space.depth, *space.width.values()):
-        arch = dataclasses.replace(
-            space.arch(depth), hidden=h, ffn=f, mamba_heads=mh, mamba_head_dim=mhd, attn_heads=ah
-        )
+    for depth, *values in itertools.product(space.depth, *space.width.values()):
+        sizes = dict(zip(space.width, values, strict=True))
+        arch = dataclasses.replace(space.arch(depth), **sizes)
         mem = estimate_memory(arch, 65536)
         if mem.total_bytes <= constraint.usable_bytes and 9e9 <= arch.n_params <= 10.5e9:
-            want.add(Point(depth, h, f, mh, mhd, ah).key())
+            want.add(Point(depth, **sizes).key())
     assert got == want and 0 < len(want) < space.size
     assert enumeration.feasible == len(want)
     # the frontier holds the largest fitting FFN of each combination

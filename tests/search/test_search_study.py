@@ -74,7 +74,7 @@ def test_search_beats_random_feasible_sampling(searched, tiny_scores):
     cache = load_cache(Path(doc["objective"]["teacher_cache"]))
     teacher = load_model(resolve_model("tiny"))
     random_best = min(
-        evaluate(prune_shared(teacher, TargetSpec(drop_blocks=p.depth.dropped, **p.sizes()), scores), cache)
+        evaluate(prune_shared(teacher, TargetSpec(drop_blocks=p.depth.dropped, **space.pruned_sizes(p.sizes())), scores), cache)
         for p in enumeration.sample(16, seed=0)
     )
     best = rows[0]["objective"]
