@@ -73,6 +73,7 @@ class Bench:
 
     def __init__(self, out: Path, args) -> None:
         import functools
+
         import tomllib
 
         from minitron.cli import app
