@@ -224,9 +224,12 @@ class Bench:
         argv = [a for a in self.steps["distill"][0]()]
         argv[argv.index(str(self.paths.pruned))] = str(pruned)
         argv[argv.index(str(self.paths.distill))] = str(run)
-        distill(self.plan.build("distill", [*argv, "--seed", str(seed)]))
+        if not (run / "final" / "config.json").exists():
+            resume = ["--resume"] if (run / "checkpoints").is_dir() else []
+            distill(self.plan.build("distill", [*argv, "--seed", str(seed), *resume]))
         judged = self.judge(pruned, run / "final")
         record = {"strategy": name, "seed": seed, **judged}
+        cached.parent.mkdir(exist_ok=True)
         write_json(cached, record)
         return record
 
