@@ -1,0 +1,373 @@
+"""Does the search choose well? Its pick against simpler strategies at the demo's budget, after the same distillation.
+
+    nice python bench/search_quality.py [--out runs/search_quality] [--distill-steps 150] [--seeds 0,1,2] [--smoke]
+
+On the shipped `tiny` teacher with the demo run file (minitron/assets/demo.toml: its budget, serving
+settings, scores, search, compare and distillation recipe), each strategy picks one architecture that
+fits the same budget:
+
+    minitron         search + compare of the top candidates, as `minitron run` ships
+    no-compare       the search's rank 1
+    modelopt         ModelOpt's recipe: a coarse grid (hidden in 8s, FFN in 16s -- 256/512 of the 12B's
+                     5120/20480 scaled to 128/512 --, Mamba head dim in 8s, blocks in 2s, at most 40% of
+                     each width and 20% of the blocks pruned), its 10 largest by parameters, the best of
+                     them by held-out LM loss without distillation
+    width-only       every width axis shrunk by one ratio, no block removed, the largest that fits
+    depth-only       blocks removed in the depth scores' order until it fits, widths kept
+    random-1..3      three random candidates of the search space that fit
+
+Every pick is pruned from the same scores (`minitron prune`) and distilled with the demo's recipe for
+--distill-steps steps under each seed of --seeds (`minitron distill`), then judged on held-out corpus
+text, on text the corpus does not contain (the Python files of the installed `rich` package; the
+corpus is the CPython standard library) and on a local lm-eval task built from those files (which of
+four lines comes next). Every pick and every (strategy, seed) result is kept in --out and skipped when
+present: run the command again to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+
+MODELOPT_AXES = {"hidden": "80:128:8", "ffn": "320:512:16", "layers": "50:62:2"}
+MODELOPT_MAX_PRUNE = "40%"
+MODELOPT_TOP = 10
+RANDOM_PICKS = 3
+UNSEEN_PACKAGE = "rich"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="runs/search_quality")
+    parser.add_argument("--distill-steps", type=int, default=None, help="default: the demo's 150")
+    parser.add_argument("--seeds", default="0,1,2", help="distillation seeds, comma-separated")
+    parser.add_argument("--eval-batches", type=int, default=16, help="held-out and unseen batches")
+    parser.add_argument("--task-items", type=int, default=100)
+    parser.add_argument("--smoke", action="store_true", help="tiny step counts: checks the benchmark runs")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if args.smoke:
+        args.distill_steps = args.distill_steps or 2
+        args.eval_batches, args.task_items = 2, 8
+    if not seeds or (args.distill_steps is not None and args.distill_steps < 1):
+        parser.error("--seeds needs at least one seed and --distill-steps must be positive")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bench = Bench(out, args)
+    picks = bench.picks()
+    results = {name: [bench.result(name, pick, seed) for seed in seeds] for name, pick in picks.items()}
+    report(out, picks, results, args, bench.stage("search").serving)
+
+
+class Bench:
+    """The demo run's plan (stage configs built as `minitron run` builds them) and the judged results."""
+
+    def __init__(self, out: Path, args) -> None:
+        import functools
+
+        import tomllib
+
+        from minitron.cli import app
+        from minitron.cli_options import parse_command, stage_options
+        from minitron.model.load import ASSETS_DIR
+        from minitron.pipeline.config import resolve
+        from minitron.pipeline.stages import Paths, Plan
+
+        raw = tomllib.loads((ASSETS_DIR / "demo.toml").read_text())
+        if args.distill_steps:
+            raw["distill"].update(steps=args.distill_steps, **{"eval-every": 0, "save-every": 0})
+        if args.smoke:
+            raw["score"]["samples"] = 8
+            raw["search"].update(trials=3, **{"eval-samples": 2, "seed-trials": 2})
+            raw["compare"]["steps"] = 2
+        options = stage_options(app)
+        self.config = resolve(raw, options, source="demo.toml", out=str(out / "demo"))
+        self.plan = Plan(self.config, options, functools.partial(parse_command, app))
+        self.paths, self.out, self.args = Paths(self.config.out), out, args
+        self.steps = {name: (argv, directory) for name, argv, _, _, directory in self.plan.steps()}
+
+    def stage(self, name: str, *extra: str):
+        """The stage's config as `minitron run` builds it (plus `extra` options)."""
+        return self.plan.build(name, [*self.steps[name][0](), *extra])
+
+    def timed_stage(self, name: str, done: Path) -> float:
+        """Run a stage of the demo once; its seconds are kept next to its output."""
+        from minitron.atomic import write_json
+        from minitron.pipeline.stages import run_stage
+
+        seconds_file = self.out / "seconds" / f"{name}.json"
+        if done.exists() and seconds_file.exists():
+            return json.loads(seconds_file.read_text())["seconds"]
+        t0 = time.perf_counter()
+        run_stage(name, self.stage(name))
+        seconds = time.perf_counter() - t0
+        seconds_file.parent.mkdir(exist_ok=True)
+        write_json(seconds_file, {"seconds": seconds})
+        return seconds
+
+    def picks(self) -> dict[str, dict]:
+        from minitron.atomic import write_json
+
+        cached = self.out / "picks.json"
+        if cached.exists():
+            return json.loads(cached.read_text())
+        paths = self.paths
+        self.timed_stage("score", paths.scores)
+        search_s = self.timed_stage("search", paths.candidates)
+        compare_s = self.timed_stage("compare", paths.compare / "compare.json")
+        from minitron.pipeline.stages import chosen_rank
+        from minitron.prune.target import read_candidate
+
+        picks = {
+            "minitron": pick(
+                read_candidate(paths.candidates, chosen_rank(self.config, paths)), search_s + compare_s
+            ),
+            "no-compare": pick(read_candidate(paths.candidates, 1), search_s),
+            "modelopt": self.modelopt(),
+            "width-only": self.width_only(),
+            "depth-only": self.depth_only(),
+        }
+        search = self.search_parts(self.stage("search"))
+        space, enumeration = search[2], search[4]
+        t0 = time.perf_counter()
+        points = enumeration.sample(RANDOM_PICKS, seed=0)
+        for i, point in enumerate(points, 1):
+            picks[f"random-{i}"] = pick(point_spec(space, point), time.perf_counter() - t0)
+        write_json(cached, picks)
+        return picks
+
+    @staticmethod
+    def search_parts(config):
+        from minitron.search.run import _prepare
+
+        return _prepare(config)
+
+    def modelopt(self) -> dict:
+        """The 10 largest grid points by parameters, best by held-out LM loss of the pruned model."""
+        import dataclasses
+
+        from minitron.search.frontier import params_proxy, rank_by
+        from minitron.search.run import _evaluator, _load, _teacher_cache
+
+        t0 = time.perf_counter()
+        base = self.stage("search")
+        config = dataclasses.replace(base, axes=MODELOPT_AXES, max_prune=MODELOPT_MAX_PRUNE, objective="lm-loss",
+                                     out=self.out / "modelopt")  # fmt: skip
+        source, scores, space, constraint, enumeration = self.search_parts(config)
+        largest = [p for p, _ in rank_by(enumeration.frontier(), params_proxy(space))[:MODELOPT_TOP]]
+        config.out.mkdir(parents=True, exist_ok=True)
+        model = _load(config, source)
+        cache, _ = _teacher_cache(config, source, model)
+        run_point = _evaluator(config, model, scores, space, constraint, cache)
+        best = min(largest, key=lambda p: run_point(p)[0])
+        return pick(point_spec(space, best), time.perf_counter() - t0, grid_points=enumeration.feasible)
+
+    def width_only(self) -> dict:
+        """One ratio for every width axis (each size rounded down to its step), all blocks kept."""
+        from minitron.model.axes import axis, width_names
+        from minitron.prune.target import TargetSpec, resolve_target
+
+        t0 = time.perf_counter()
+        source, scores, space, constraint, _ = self.search_parts(self.stage("search"))
+        arch = source.architecture
+        on = [a for a in width_names() if axis(a).on(arch) and axis(a).max_prune is not None]
+        for i in range(1000, 0, -1):
+            sizes = {}
+            for name in on:
+                a, top = axis(name), axis(name).source_size(arch)
+                step = a.unit(arch) or a.step_of(arch, self.stage("search").granularity)
+                sizes[name] = max(step, int(top * i / 1000) // step * step)
+            spec = TargetSpec(drop_blocks=(), **sizes)
+            if constraint.violation(resolve_target(arch, spec, scores).arch) is None:
+                return pick(spec, time.perf_counter() - t0, ratio=i / 1000)
+        raise SystemExit("width-only: nothing fits the budget")
+
+    def depth_only(self) -> dict:
+        from minitron.prune.target import TargetSpec, resolve_target
+
+        t0 = time.perf_counter()
+        source, scores, _, constraint, _ = self.search_parts(self.stage("search"))
+        order = [int(i) for i in scores.get("depth.order").tolist()]
+        for k in range(1, len(order)):
+            spec = TargetSpec(drop_blocks=tuple(sorted(order[:k])))
+            if constraint.violation(resolve_target(source.architecture, spec, scores).arch) is None:
+                return pick(spec, time.perf_counter() - t0)
+        raise SystemExit("depth-only: nothing fits the budget")
+
+    def result(self, name: str, chosen: dict, seed: int) -> dict:
+        """Prune, distil under `seed` and judge one pick; kept in --out and read back when present."""
+        from minitron.atomic import write_json
+        from minitron.distill.run import distill
+        from minitron.prune.run import PruneConfig
+        from minitron.prune.run import run as prune
+        from minitron.prune.target import TargetSpec
+
+        cached = self.out / "results" / f"{name}-seed{seed}.json"
+        if cached.exists():
+            return json.loads(cached.read_text())
+        where = self.out / "strategies" / name
+        pruned = where / "pruned"
+        if not (pruned / "minitron.json").exists():
+            prune(PruneConfig(model=self.config.teacher, out=pruned, scores=self.paths.scores,
+                              target=TargetSpec(drop_blocks=tuple(chosen["drop_blocks"]), **chosen["sizes"]),
+                              overwrite=True, command=f"bench/search_quality.py {name}"))  # fmt: skip
+        run = where / f"seed{seed}"
+        argv = [a for a in self.steps["distill"][0]()]
+        argv[argv.index(str(self.paths.pruned))] = str(pruned)
+        argv[argv.index(str(self.paths.distill))] = str(run)
+        if not (run / "final" / "config.json").exists():
+            resume = ["--resume"] if (run / "checkpoints").is_dir() else []
+            distill(self.plan.build("distill", [*argv, "--seed", str(seed), *resume]))
+        judged = self.judge(pruned, run / "final")
+        record = {"strategy": name, "seed": seed, **judged}
+        cached.parent.mkdir(exist_ok=True)
+        write_json(cached, record)
+        return record
+
+    def judge(self, pruned: Path, student: Path) -> dict:
+        from minitron.distill.objectives import heldout_loss
+        from minitron.evaluate import EvalConfig
+        from minitron.evaluate import run as lm_eval
+        from minitron.model.load import load_model, load_tokenizer, resolve_model
+
+        tokenizer = load_tokenizer(resolve_model(str(student)))
+        heldout, unseen = self.batches("heldout", tokenizer), self.batches("unseen", tokenizer)
+        before = load_model(resolve_model(str(pruned)), dtype="float32")
+        after = load_model(resolve_model(str(student)), dtype="float32")
+        scores = lm_eval(EvalConfig(models=[str(student)], tasks=str(self.task()), device="cpu"))
+        metrics = next(iter(next(iter(scores.values())).values()))
+        return {
+            "heldout_before": heldout_loss(before, heldout),
+            "heldout_after": heldout_loss(after, heldout),
+            "unseen_after": heldout_loss(after, unseen),
+            "task_acc": metrics.get("acc"),
+        }
+
+    def batches(self, which: str, tokenizer) -> list:
+        from minitron.data import DataSpec, token_batches
+
+        seq_len = self.config.stages["distill"]["seq_len"]
+        if which == "heldout":
+            spec = DataSpec(
+                seq_len=seq_len, batch_size=8, samples=8 * self.args.eval_batches, split="heldout"
+            )
+        else:
+            spec = DataSpec(source=str(unseen_dir()), glob="**/*.py", seq_len=seq_len, batch_size=8,
+                            samples=8 * self.args.eval_batches)  # fmt: skip
+        return list(token_batches(spec, tokenizer))
+
+    def task(self) -> Path:
+        """A local lm-eval task: after three lines of an unseen source file, which of four lines comes next."""
+        path = self.out / "task" / "next_line.yaml"
+        if path.exists():
+            return path
+        rng = random.Random(0)
+        lines = [
+            [ln for ln in f.read_text().splitlines() if len(ln.strip()) > 8]
+            for f in sorted(unseen_dir().rglob("*.py"))
+        ]
+        pool = [ln for file in lines for ln in file]
+        items = []
+        while len(items) < self.args.task_items:
+            file = rng.choice([f for f in lines if len(f) > 4])
+            i = rng.randrange(3, len(file))
+            choices = [file[i], *rng.sample([ln for ln in pool if ln != file[i]], 3)]
+            rng.shuffle(choices)
+            items.append(
+                {"q": "\n".join(file[i - 3 : i]) + "\n", "choices": choices, "label": choices.index(file[i])}
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = path.with_suffix(".jsonl")
+        data.write_text("".join(json.dumps(item) + "\n" for item in items))
+        path.write_text(
+            "task: minitron_next_line\n"
+            "dataset_path: json\n"
+            f"dataset_kwargs:\n  data_files:\n    test: {data.resolve()}\n"
+            "test_split: test\n"
+            "output_type: multiple_choice\n"
+            'doc_to_text: "{{q}}"\n'
+            'doc_to_choice: "{{choices}}"\n'
+            'doc_to_target: "{{label}}"\n'
+            "metric_list:\n  - metric: acc\n"
+        )
+        return path
+
+
+def unseen_dir() -> Path:
+    import importlib
+
+    return Path(importlib.import_module(UNSEEN_PACKAGE).__file__).parent
+
+
+def point_spec(space, point):
+    from minitron.prune.target import TargetSpec
+
+    return TargetSpec(drop_blocks=point.depth.dropped or (), **space.pruned_sizes(point.sizes()))
+
+
+def pick(spec, seconds: float, **extra) -> dict:
+    """A strategy's choice as JSON: the target sizes, the blocks it drops, how long choosing took."""
+    from minitron.model.load import resolve_model
+    from minitron.prune.target import resolve_target
+
+    arch = resolve_target(resolve_model("tiny").architecture, spec, None).arch
+    return {"sizes": spec.sizes(), "drop_blocks": list(spec.drop_blocks or ()), "seconds": seconds,
+            "arch": arch.summary(), **extra}  # fmt: skip
+
+
+def report(out: Path, picks: dict, results: dict, args, serving) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from minitron.atomic import write_json
+    from minitron.model.load import resolve_model
+
+    source = resolve_model("tiny").architecture
+    title = "search quality on tiny at the demo's budget" + (
+        " -- SMOKE RUN, not results" if args.smoke else ""
+    )
+    table = Table(title=title)
+    for column in ("strategy", "blocks", "widths", "params", "memory MiB", "held-out before", "held-out after",
+                   "± seeds", "unseen", "task acc", "pick s"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("strategy", "widths") else "right")
+    rows = []
+    for name, chosen in picks.items():
+        arch = source.drop_blocks(tuple(chosen["drop_blocks"])).with_sizes(**chosen["sizes"])
+        seeds = results[name]
+        after = [r["heldout_after"] for r in seeds]
+        row = {
+            "strategy": name, "arch": chosen["arch"], "params": arch.n_params,
+            "memory_bytes": serving.memory(arch).total_bytes, "pick_seconds": chosen["seconds"],
+            "heldout_before": seeds[0]["heldout_before"], "heldout_after_mean": statistics.mean(after),
+            "heldout_after_spread": max(after) - min(after),
+            "unseen_after_mean": statistics.mean(r["unseen_after"] for r in seeds),
+            "task_acc_mean": statistics.mean(r["task_acc"] or 0.0 for r in seeds), "seeds": seeds,
+        }  # fmt: skip
+        rows.append(row)
+        widths = ", ".join(f"{k} {v}" for k, v in chosen["sizes"].items())
+        table.add_row(name, str(arch.n_blocks), widths, f"{arch.n_params:,}", f"{row['memory_bytes'] / 2**20:.2f}",
+                      f"{row['heldout_before']:.4f}", f"{row['heldout_after_mean']:.4f}",
+                      f"{row['heldout_after_spread']:.4f}", f"{row['unseen_after_mean']:.4f}",
+                      f"{row['task_acc_mean']:.3f}", f"{chosen['seconds']:.1f}")  # fmt: skip
+    Console(width=200).print(table)
+    document = {
+        "smoke": args.smoke,
+        "distill_steps": args.distill_steps or 150,
+        "seeds": args.seeds,
+        "rows": rows,
+    }
+    write_json(out / "search_quality.json", document)
+    print(f"wrote {out / 'search_quality.json'}")
+
+
+if __name__ == "__main__":
+    main()
