@@ -67,7 +67,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cache", default=str(HERE / ".cache" / "dense_torch_pruning"),
                         help="teacher run, pruned and distilled students (git-ignored)")  # fmt: skip
     parser.add_argument("--out", default=str(HERE / "dense_torch_pruning.json"), help="results JSON")
-    parser.add_argument("--train-steps", type=int, default=800, help="teacher training steps (8 x 256 tokens)")
+    parser.add_argument(
+        "--train-steps", type=int, default=800, help="teacher training steps (8 x 256 tokens)"
+    )
     parser.add_argument("--train-lr", type=float, default=2e-3)
     parser.add_argument("--teacher-only", action="store_true", help="train (or resume) the teacher and stop")
     parser.add_argument("--pruning-ratio", type=float, default=0.25,
@@ -76,7 +78,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--heldout-samples", type=int, default=64, help="held-out sequences for every loss")
     parser.add_argument("--distill-steps", type=int, default=100)
     parser.add_argument("--distill-lr", type=float, default=1e-3)
-    parser.add_argument("--distill-seed", type=int, default=0, help="data order and torch seed of every KD run")
+    parser.add_argument(
+        "--distill-seed", type=int, default=0, help="data order and torch seed of every KD run"
+    )
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args()
 
@@ -295,7 +299,9 @@ def distill(teacher: Path, student: Path, out: Path, args) -> float:
     """`minitron distill` in a subprocess (the user's command); returns its wall time."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads)}
     start = time.perf_counter()
-    subprocess.run(distill_command(teacher, student, out, args), check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        distill_command(teacher, student, out, args), check=True, env=env, stdout=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
 
 
@@ -409,8 +415,10 @@ def main() -> None:
                       versus(row["distilled_vs_minitron"]),
                       f"{row['distilled_loss'] - base['heldout_loss']:+.4f}", f"{row['distill_s']:.0f}")  # fmt: skip
     console.print(table)
-    console.print("- minitron's: the row's loss minus minitron's on the same held-out sequences, +- its standard "
-                  "error over sequences (evaluation noise only)")
+    console.print(
+        "- minitron's: the row's loss minus minitron's on the same held-out sequences, +- its standard "
+        "error over sequences (evaluation noise only)"
+    )
     console.print(f"results: {args.out}")
 
 

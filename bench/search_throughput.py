@@ -33,7 +33,9 @@ def main() -> None:
     gpu = get_gpu("a10g")
     space = build_space(resolve_model("nemotron-nano-12b-v2-base").architecture, {"layers": "56"})
     depth = next(d for d in space.depth if d.counts == (1, 3, 2))
-    print(f"{gpu.name}, {gpu.bandwidth_bytes_per_s / 1e9:.0f} GB/s; 56 blocks (27 M / 25 - / 4 *), bf16 weights")
+    print(
+        f"{gpu.name}, {gpu.bandwidth_bytes_per_s / 1e9:.0f} GB/s; 56 blocks (27 M / 25 - / 4 *), bf16 weights"
+    )
     for title, batch, context, engine in SETTINGS:
         print(f"\n{title}")
         print(
@@ -42,7 +44,9 @@ def main() -> None:
         )
         rows = []
         for name, hidden, ffn, heads, reported in TABLE10:
-            arch = space.arch(depth, hidden=hidden, ffn=ffn, mamba_heads=heads, mamba_head_dim=80, attn_heads=40)
+            arch = space.arch(
+                depth, hidden=hidden, ffn=ffn, mamba_heads=heads, mamba_head_dim=80, attn_heads=40
+            )
             assert f"{arch.n_params / 1e9:.2f}B" == reported, (name, arch.n_params)
             mem = estimate_memory(arch, context, batch=batch, engine=engine)
             rows.append((name, hidden, ffn, heads, arch.n_params, mem, decode_tokens_per_s(mem, gpu)))

@@ -61,7 +61,17 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 # Commands that run a model: importing torch and transformers takes seconds, said from the first one.
-TORCH_COMMANDS = {"score", "search", "prune", "train", "distill", "compare", "evaluate", "run_command", "demo"}
+TORCH_COMMANDS = {
+    "score",
+    "search",
+    "prune",
+    "train",
+    "distill",
+    "compare",
+    "evaluate",
+    "run_command",
+    "demo",
+}
 
 
 def _import_torch(command: str, console=None) -> None:
@@ -255,7 +265,9 @@ def search(
         None, "--min-active-params", help="MoE: fewest parameters one token passes through: 2B, 60%."
     ),
     max_active_params: str = typer.Option(
-        None, "--max-active-params", help="MoE: most parameters one token passes through: 3.0B, 85% (of the source's)."
+        None,
+        "--max-active-params",
+        help="MoE: most parameters one token passes through: 3.0B, 85% (of the source's).",
     ),
     no_eval: bool = typer.Option(
         False, "--no-eval", help="Rank the feasible frontier by a weight-free proxy; load no weights."
@@ -268,8 +280,10 @@ def search(
     timeout: float = typer.Option(None, "--timeout", help="Stop starting trials after this many seconds."),
     workers: int = typer.Option(1, "--workers", help="Worker processes sharing the study."),
     storage: str = typer.Option(
-        None, "--storage", help="Study storage: a journal file path, sqlite:///f.db, postgresql://... "
-        "[default: OUT/study.journal]."
+        None,
+        "--storage",
+        help="Study storage: a journal file path, sqlite:///f.db, postgresql://... "
+        "[default: OUT/study.journal].",
     ),
     seed: int = typer.Option(0, "--seed", help="Sampler seed."),
     seed_trials: int = typer.Option(
@@ -318,7 +332,9 @@ def distill(
     ctx: typer.Context,
     teacher: str = typer.Argument(..., help="Teacher checkpoint directory or built-in name (tiny)."),
     student: str = typer.Argument(..., help="Student checkpoint directory (e.g. from `minitron prune`)."),
-    out: str = typer.Option("runs/distill", "--out", help="Run directory: metrics, checkpoints, final model."),
+    out: str = typer.Option(
+        "runs/distill", "--out", help="Run directory: metrics, checkpoints, final model."
+    ),
     steps: int = typer.Option(1000, "--steps", help="Optimizer steps."),
     teacher_device: str = typer.Option(
         None, "--teacher-device", help="Run the teacher on this device (default: the --device)."
@@ -339,19 +355,27 @@ def distill(
 @friendly
 @with_options(TRAINING_OPTIONS, KD_OPTIONS)
 def compare(
-    teacher: str = typer.Argument(..., help="The checkpoint the candidates were searched from (the teacher)."),
-    candidates: str = typer.Argument(..., help="candidates.json from `minitron search` (format: prune/target.py)."),
+    teacher: str = typer.Argument(
+        ..., help="The checkpoint the candidates were searched from (the teacher)."
+    ),
+    candidates: str = typer.Argument(
+        ..., help="candidates.json from `minitron search` (format: prune/target.py)."
+    ),
     scores: str = typer.Option(
         None, "--scores", help="Scores file from `minitron score`; needed for width pruning."
     ),
     top: int = typer.Option(3, "--top", help="Distil the candidates ranked 1..N."),
     out: str = typer.Option(
-        "runs/compare", "--out", help="Directory: one distill run per candidate and the comparison table; "
+        "runs/compare",
+        "--out",
+        help="Directory: one distill run per candidate and the comparison table; "
         "running again with the same settings continues a stopped compare.",
     ),
     steps: int = typer.Option(200, "--steps", help="Optimizer steps per candidate."),
     warmup_steps: int = typer.Option(
-        10, "--warmup-steps", help="Linear warm-up steps (not below --steps: a tenth of --steps, with a note)."
+        10,
+        "--warmup-steps",
+        help="Linear warm-up steps (not below --steps: a tenth of --steps, with a note).",
     ),
     save_every: int = typer.Option(50, "--save-every", help="Checkpoint each candidate's run every N steps."),
     **options: Any,
@@ -430,16 +454,24 @@ def demo(
 @friendly
 @with_options(lambda: axis_options(int, "prune_help"), after="scores")
 def plan(
-    teacher: str = typer.Argument(..., help="Teacher checkpoint directory or built-in name (a config is enough)."),
+    teacher: str = typer.Argument(
+        ..., help="Teacher checkpoint directory or built-in name (a config is enough)."
+    ),
     student: str = typer.Argument(
         None, help="Student checkpoint directory or built-in name (a pruned model, nemotron-nano-9b-v2, ...)."
     ),
-    candidate: str = typer.Option(None, "--candidate", help="Candidates JSON from `minitron search` (the student)."),
+    candidate: str = typer.Option(
+        None, "--candidate", help="Candidates JSON from `minitron search` (the student)."
+    ),
     rank: int = typer.Option(1, "--rank", help="Which candidate of --candidate."),
     scores: str = typer.Option(None, "--scores", help="Scores file: the depth order --layers drops by."),
-    drop_blocks: str = typer.Option(None, "--drop-blocks", help="Teacher blocks the student drops, e.g. 3,17."),
+    drop_blocks: str = typer.Option(
+        None, "--drop-blocks", help="Teacher blocks the student drops, e.g. 3,17."
+    ),
     gpu: str = typer.Option(
-        "h100-80g", "--gpu", help="GPU preset (a10g, l4, a100-40g, a100-80g, h100-80g, rtx4090) or cpu (process RSS)."
+        "h100-80g",
+        "--gpu",
+        help="GPU preset (a10g, l4, a100-40g, a100-80g, h100-80g, rtx4090) or cpu (process RSS).",
     ),
     gpus: int = typer.Option(1, "--gpus", help="GPUs of that type (data parallel, or sharded with --fsdp)."),
     fsdp: bool = typer.Option(False, "--fsdp", help="Shard teacher, student, gradients and moments (FSDP2)."),
@@ -454,14 +486,20 @@ def plan(
         2_000_000_000, "--compare-tokens", help="Distillation tokens per compared candidate."
     ),
     top: int = typer.Option(3, "--top", help="Candidates compare distils."),
-    teacher_dtype: str = typer.Option("auto", "--teacher-dtype", help="auto (bfloat16 on GPUs, float32 on cpu)."),
+    teacher_dtype: str = typer.Option(
+        "auto", "--teacher-dtype", help="auto (bfloat16 on GPUs, float32 on cpu)."
+    ),
     student_dtype: str = typer.Option("float32", "--student-dtype", help="Trained weights and gradients."),
     eval_dtype: str = typer.Option("float32", "--eval-dtype", help="The search's teacher and candidates."),
-    precision: str = typer.Option("auto", "--precision", help="Activations: auto (bf16 on GPUs), bf16, fp32."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="Activations: auto (bf16 on GPUs), bf16, fp32."
+    ),
     gradient_checkpointing: bool = TRAINING_OPTIONS["gradient_checkpointing"][1],
     chunk_tokens: int = KD_OPTIONS["chunk_tokens"][1],
     samples: int = typer.Option(1024, "--samples", help="Calibration sequences of score."),
-    depth_samples: int = typer.Option(None, "--depth-samples", help="Calibration sequences depth scoring uses."),
+    depth_samples: int = typer.Option(
+        None, "--depth-samples", help="Calibration sequences depth scoring uses."
+    ),
     depth_mode: str = typer.Option("iterative", "--depth-mode", help="iterative or one-shot."),
     eval_samples: int = typer.Option(16, "--eval-samples", help="Search evaluation sequences."),
     top_k: int = typer.Option(64, "--top-k", help="Top-k of the search's teacher cache."),
@@ -470,7 +508,9 @@ def plan(
     allocator_headroom: str = typer.Option(
         None, "--allocator-headroom", help="Share added for allocator slack (default 10%)."
     ),
-    stages: str = typer.Option(None, "--stages", help="Comma-separated subset of score,search,compare,distill."),
+    stages: str = typer.Option(
+        None, "--stages", help="Comma-separated subset of score,search,compare,distill."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables."),
     out: str = typer.Option(None, "--out", help="Also write the JSON to this file."),
     **options: Any,

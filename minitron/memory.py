@@ -312,7 +312,9 @@ class ServingSpec:
     def usable_bytes(self, command: str) -> int:
         """The budget's usable bytes; one error line when `command` needs a budget and has none."""
         if self.budget is None:
-            raise MinitronError(f"{command} needs a memory budget: give --budget (e.g. 22GiB) or --gpu (e.g. a10g)")
+            raise MinitronError(
+                f"{command} needs a memory budget: give --budget (e.g. 22GiB) or --gpu (e.g. a10g)"
+            )
         return self.budget.usable_bytes
 
     @property

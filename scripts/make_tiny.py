@@ -145,7 +145,9 @@ def main() -> None:
     print(json.dumps({k: v for k, v in stats.items() if k != "config"}, indent=2))
 
 
-def write_asset(out: Path, model, tokenizer, stats: dict, metrics: Path, readme_text: str | None = None) -> None:
+def write_asset(
+    out: Path, model, tokenizer, stats: dict, metrics: Path, readme_text: str | None = None
+) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the asset is package data

@@ -153,7 +153,9 @@ def test_layers_block_type_wins_over_hybrid_override_pattern_like_transformers(t
 def test_unknown_block_types_are_rejected_naming_supported_types(tiny_arch):
     config = tiny_arch.to_config_dict()
     config["layers_block_type"] = ["linear_attention", "moe", "cross_attention"]
-    with pytest.raises(MinitronError, match=r"'cross_attention'.*supported: .*full_attention, linear_attention.*moe"):
+    with pytest.raises(
+        MinitronError, match=r"'cross_attention'.*supported: .*full_attention, linear_attention.*moe"
+    ):
         Architecture.from_hf_config(config)
     legacy = {k: v for k, v in config.items() if k != "layers_block_type"}
     legacy["hybrid_override_pattern"] = "ME*X"
@@ -163,7 +165,8 @@ def test_unknown_block_types_are_rejected_naming_supported_types(tiny_arch):
 
 def test_unsupported_model_type_names_supported():
     with pytest.raises(
-        MinitronError, match=r"unsupported architecture 'gpt2'; supported: nemotron_h, llama, qwen2, qwen3, mistral, qwen3_moe"
+        MinitronError,
+        match=r"unsupported architecture 'gpt2'; supported: nemotron_h, llama, qwen2, qwen3, mistral, qwen3_moe",
     ):
         Architecture.from_hf_config({"model_type": "gpt2", "hidden_size": 8})
 

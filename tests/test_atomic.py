@@ -18,7 +18,12 @@ def _strict(text: str):
 
 def test_non_finite_floats_become_null(tmp_path):
     data = {"ratio": math.inf, "low": -math.inf, "x": math.nan, "rows": [1.5, math.inf, {"y": math.nan}]}
-    assert _strict(json_text(data)) == {"ratio": None, "low": None, "x": None, "rows": [1.5, None, {"y": None}]}
+    assert _strict(json_text(data)) == {
+        "ratio": None,
+        "low": None,
+        "x": None,
+        "rows": [1.5, None, {"y": None}],
+    }
     path = write_json(tmp_path / "s.json", data, sort_keys=True)
     assert _strict(path.read_text())["ratio"] is None
 

@@ -117,7 +117,9 @@ def test_flags_show_as_flags_and_defaults_in_help_stay_text():
     assert "(default: .txt .md .rst .py .jsonl .parquet files, recursively)" in score
 
 
-@pytest.mark.parametrize("path", [p for p in COMMANDS if any("--json" in q.opts for q in find(p).params)], ids=" ".join)
+@pytest.mark.parametrize(
+    "path", [p for p in COMMANDS if any("--json" in q.opts for q in find(p).params)], ids=" ".join
+)
 def test_json_is_a_flag_everywhere(path):
     out = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"}).stdout
     json_line = next(line for line in out.splitlines() if line.strip().startswith("--json"))

@@ -112,10 +112,19 @@ def test_local_checkpoint(tiny_checkpoint, tiny_arch):
         (["nemotron-nano-9b-v2", "--dtype", "int2"], r"--dtype: unknown dtype 'int2'"),
         (["nemotron-nano-9b-v2", "--kv-dtype", "e4"], r"--kv-dtype: unknown dtype 'e4'"),
         (["nemotron-nano-9b-v2", "--budget", "1e400"], r"--budget: '1e400' is too large"),
-        (["nemotron-nano-9b-v2", "--budget", "22GiB", "--reserve", "1e400"], r"--reserve: '1e400' is too large"),
+        (
+            ["nemotron-nano-9b-v2", "--budget", "22GiB", "--reserve", "1e400"],
+            r"--reserve: '1e400' is too large",
+        ),
         (["nemotron-nano-9b-v2", "--context", "1e400"], r"--context: '1e400' is too large"),
-        (["nemotron-nano-9b-v2", "--budget", "22"], r"--budget: a bare number is bytes, so '22' means 22 bytes"),
-        (["nemotron-nano-9b-v2", "--budget", "22GiB", "--reserve", "1.3"], r"--reserve: a bare number is bytes"),
+        (
+            ["nemotron-nano-9b-v2", "--budget", "22"],
+            r"--budget: a bare number is bytes, so '22' means 22 bytes",
+        ),
+        (
+            ["nemotron-nano-9b-v2", "--budget", "22GiB", "--reserve", "1.3"],
+            r"--reserve: a bare number is bytes",
+        ),
     ],
 )
 def test_bad_input_is_one_line_on_stderr(args, message):
@@ -141,9 +150,7 @@ def test_bad_model_directories_are_one_line_on_stderr(tmp_path, tiny_arch):
     cases = {
         str(tmp_path / "empty"): r"no config.json \(not a Hugging Face checkpoint directory\)",
         str(tmp_path / "gpt2"): r"unsupported architecture 'gpt2'; supported: nemotron_h, llama",
-        str(
-            tmp_path / "moe"
-        ): r"latent MoE \(moe_latent_size=16, Nemotron 3 Super\) is not supported yet",
+        str(tmp_path / "moe"): r"latent MoE \(moe_latent_size=16, Nemotron 3 Super\) is not supported yet",
     }
     for path, message in cases.items():
         result = run(path)

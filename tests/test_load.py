@@ -133,7 +133,9 @@ def test_unknown_name_suggests_the_closest_builtins():
 
 
 def test_unknown_name_without_close_match_lists_the_builtins():
-    with pytest.raises(MinitronError, match=r"built-in models: llama-3.1-8b, .*nemotron-h-8b-base-8k, .*qwen3-8b, tiny"):
+    with pytest.raises(
+        MinitronError, match=r"built-in models: llama-3.1-8b, .*nemotron-h-8b-base-8k, .*qwen3-8b, tiny"
+    ):
         resolve_model("xyzzy")
 
 

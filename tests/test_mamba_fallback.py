@@ -89,7 +89,10 @@ def test_transformers_fallback_warnings_become_one_note_of_ours():
         "m(input_ids=ids); m.generate(input_ids=ids, max_new_tokens=3, do_sample=False)\n"
     )
     tests_dir = str(Path(__file__).parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])),
+    }
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "falling back to its reference PyTorch implementation" not in out.stderr

@@ -366,6 +366,8 @@ def test_estimate_and_search_declare_each_serving_option_once():
 
     assert set(minitron.cli.SERVING_OPTIONS) == set(ServingSpec.option_names())
     for command in ("estimate", "search"):
-        params = {p.name: p for p in minitron.cli.typer.main.get_command(minitron.cli.app).commands[command].params}
+        params = {
+            p.name: p for p in minitron.cli.typer.main.get_command(minitron.cli.app).commands[command].params
+        }
         for name in ServingSpec.option_names():
             assert params[name].help == minitron.cli.SERVING_OPTIONS[name][1].help

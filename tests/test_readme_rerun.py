@@ -26,7 +26,9 @@ def readme_commands() -> list[list[str]]:
     """`minitron score|prune|distill tiny ...` lines of the README's bash blocks, in README order."""
     blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
     lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
-    return [shlex.split(line)[1:] for line in lines if re.match(r"minitron (score|prune|distill) tiny ", line)]
+    return [
+        shlex.split(line)[1:] for line in lines if re.match(r"minitron (score|prune|distill) tiny ", line)
+    ]
 
 
 def test_readme_has_the_tiny_chain():

@@ -103,7 +103,9 @@ class Distillation:
 
     def setup(self, device: torch.device, fsdp: bool = False) -> None:
         """Freeze the teacher on its device, in its dtype (bf16 on CUDA by default), sharded under FSDP2."""
-        teacher_device = resolve_device(self.teacher_device, "--teacher-device") if self.teacher_device else device
+        teacher_device = (
+            resolve_device(self.teacher_device, "--teacher-device") if self.teacher_device else device
+        )
         dtype = weights_dtype(self.teacher_dtype, teacher_device)
         self.teacher.to(device=teacher_device, dtype=getattr(torch, dtype))
         self.teacher.eval().requires_grad_(False)

@@ -57,7 +57,14 @@ class RunDir:
     """The run directory `out` of a training run of `config` on `objective`."""
 
     def __init__(
-        self, out: Path, config, objective, model_info: dict[str, Any], provenance, world: int, group: str | None = None
+        self,
+        out: Path,
+        config,
+        objective,
+        model_info: dict[str, Any],
+        provenance,
+        world: int,
+        group: str | None = None,
     ):
         self.out, self.config, self.group = out, config, group
         self.trackers = Trackers([])
@@ -99,7 +106,9 @@ class RunDir:
             return False  # an in-memory model: nothing says its weights are the ones the run started from
         for header in (saved, now):
             header["config"] = {
-                k: v for k, v in header.get("config", {}).items() if k not in ("resume", "progress", "report_to", "command", "out")
+                k: v
+                for k, v in header.get("config", {}).items()
+                if k not in ("resume", "progress", "report_to", "command", "out")
             }
         return not differences(saved, now, ignore=("world_size", "global_batch_sequences"))
 
@@ -155,7 +164,9 @@ class RunDir:
             if fresh:
                 write_json(self.out / HEADER, self.header)
             resume_step = keep_through_step if keep_through_step >= 0 else None
-            self.trackers = open_trackers(self.config.report_to, self.out, self.header, resume_step, self.group)
+            self.trackers = open_trackers(
+                self.config.report_to, self.out, self.header, resume_step, self.group
+            )
         barrier()
         return Metrics(self.out / METRICS, keep_through_step, enabled=self.main, trackers=self.trackers)
 
@@ -232,7 +243,9 @@ class Metrics:
     """Append-only JSONL; on resume, records after the checkpoint (from the lost tail) are dropped.
     Every record also goes to the run's experiment trackers."""
 
-    def __init__(self, path: Path, keep_through_step: int, enabled: bool = True, trackers: Trackers | None = None):
+    def __init__(
+        self, path: Path, keep_through_step: int, enabled: bool = True, trackers: Trackers | None = None
+    ):
         self.path, self.enabled, self.trackers = path, enabled, trackers
         if enabled and path.exists():
             kept = [

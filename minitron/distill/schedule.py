@@ -52,4 +52,3 @@ def lr_lambda(
         return (step + 1) / warmup_steps if step < warmup_steps else shape(step)
 
     return multiplier
-

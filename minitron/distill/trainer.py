@@ -181,8 +181,12 @@ def train(
         model_info = {**student, "params": sum(p.numel() for p in model.parameters())}
     check_seq_len(config.data.seq_len, model.config.to_dict(), model_info["model"])
     model.to(device=device, dtype=torch.float32)
-    if config.gradient_checkpointing:  # transformers 5.x renamed it; early 5.x releases have the old name only
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    if (
+        config.gradient_checkpointing
+    ):  # transformers 5.x renamed it; early 5.x releases have the old name only
+        enable = (
+            getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        )
         enable({"use_reentrant": False})
     setup = getattr(objective, "setup", None)
     if setup is not None:
@@ -208,9 +212,15 @@ def train(
     loop = _Loop(config, objective, wrapped, tokenizer, optimizer, scheduler, run_dir, device, total_steps)
     from minitron.plan.oom import explain_out_of_memory, training_plan
 
-    stage, hint = ("distill" if getattr(objective, "teacher", None) is not None else "train"), "--resume continues"
+    stage, hint = (
+        ("distill" if getattr(objective, "teacher", None) is not None else "train"),
+        "--resume continues",
+    )
     if "candidate" in (provenance or {}):
-        stage, hint = f"compare (candidate {provenance['candidate']['rank']})", "the same compare command continues"
+        stage, hint = (
+            f"compare (candidate {provenance['candidate']['rank']})",
+            "the same compare command continues",
+        )
     failed = True
     try:
         with explain_out_of_memory(stage, lambda: training_plan(config, model, objective, world, device),
@@ -228,7 +238,9 @@ def train(
 class _Loop:
     """One run's optimizer steps, evaluations and checkpoints, from a start state to its stop step."""
 
-    def __init__(self, config, objective, wrapped, tokenizer, optimizer, scheduler, run_dir, device, total_steps):
+    def __init__(
+        self, config, objective, wrapped, tokenizer, optimizer, scheduler, run_dir, device, total_steps
+    ):
         self.config, self.objective, self.wrapped, self.tokenizer = config, objective, wrapped, tokenizer
         self.optimizer, self.scheduler, self.run_dir, self.device = optimizer, scheduler, run_dir, device
         self.total_steps = total_steps
@@ -241,7 +253,9 @@ class _Loop:
         from minitron.progress import progress_bar
 
         config, objective, main = self.config, self.objective, self.rank == 0
-        metrics = self.run_dir.open(fresh=start["step"] == 0, keep_through_step=start["step"] if config.resume else -1)
+        metrics = self.run_dir.open(
+            fresh=start["step"] == 0, keep_through_step=start["step"] if config.resume else -1
+        )
         self.step, self.tokens, elapsed = start["step"], start["tokens"], start["elapsed_s"]
         stream = BatchStream(config.data, self.tokenizer, start["data"], hint=SHORT_DATA_HINT)
         stop = config.stop_at_step or self.total_steps
@@ -278,11 +292,15 @@ class _Loop:
                     tok_s = run_tokens / max(run_elapsed, 1e-9)
                     bar.update(completed=self.step, loss=loss_value, tok_s=tok_s)
                     if self.step % config.log_every == 0 or self.step == stop:
-                        extra = {k: reduced[k] / reduced["count"] for k in reduced if k not in ("loss", "count")}
+                        extra = {
+                            k: reduced[k] / reduced["count"] for k in reduced if k not in ("loss", "count")
+                        }
                         metrics.write({"step": self.step, "tokens": self.tokens, "loss": loss_value, **extra, "lr": lr,
                                        "grad_norm": grad_norm, "tokens_per_s": tok_s,
                                        "elapsed_s": elapsed + run_elapsed})  # fmt: skip
-                    if (config.eval_every and self.step % config.eval_every == 0) or self.step == self.total_steps:
+                    if (
+                        config.eval_every and self.step % config.eval_every == 0
+                    ) or self.step == self.total_steps:
                         eval_metrics = self.evaluate(heldout)
                         metrics.write({"step": self.step, "tokens": self.tokens, **eval_metrics})
                         if main:
@@ -293,7 +311,9 @@ class _Loop:
                     # Nothing of an unfinished step was applied: checkpoint the last finished one.
                     self.checkpoint(*resume_point)
                     # Said once, by the command that stops (the CLI prints "interrupted: <this>").
-                    raise KeyboardInterrupt(f"checkpoint of step {self.step} saved; --resume continues") from None
+                    raise KeyboardInterrupt(
+                        f"checkpoint of step {self.step} saved; --resume continues"
+                    ) from None
 
         elapsed += time.perf_counter() - self.t0
         final = self.run_dir.finish(self.wrapped, self.tokenizer) if self.step == self.total_steps else None
@@ -319,7 +339,9 @@ class _Loop:
             for key, value in sums.items():
                 totals[key] = totals.get(key, 0) + value.detach().float().reshape(())
         clip = self.config.grad_clip
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), clip).item() if clip else float("nan")
+        grad_norm = (
+            torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), clip).item() if clip else float("nan")
+        )
         return parallel.sum_over_ranks(totals), grad_norm
 
     def check_finite(self, loss_value: float, grad_norm: float) -> None:

@@ -153,8 +153,7 @@ def run(config: ScoreConfig) -> Scores:
     with explain_out_of_memory("score", plan):
         if config.width:
             with progress_bar("width scores", len(mine), show) as advance:
-                tensors.update(score_width(model, mine, config.aggregation, advance,
-                                            config.expert_score))
+                tensors.update(score_width(model, mine, config.aggregation, advance, config.expert_score))
         if config.depth != "none":
             runs = work["depth_block_runs"]
             with progress_bar(f"depth scores ({config.depth}, block runs)", runs, show) as advance:

@@ -98,7 +98,9 @@ def load_scores(path: str | Path) -> Scores:
 
     path = Path(path)
     if path.is_dir():
-        raise MinitronError(f"{path}: is a directory, not a scores file (the .safetensors of `minitron score`)")
+        raise MinitronError(
+            f"{path}: is a directory, not a scores file (the .safetensors of `minitron score`)"
+        )
     if not path.is_file():
         raise MinitronError(f"{path}: no such scores file")
     try:

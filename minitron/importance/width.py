@@ -113,7 +113,13 @@ class ExpertStats:
         self.channels = [ChannelStats(channels, device) for _ in range(experts)]
 
     def tensors(self) -> list[torch.Tensor]:
-        return [self.routed, self.gated_norm, self.norm, self.tokens, *(t for c in self.channels for t in c.tensors())]
+        return [
+            self.routed,
+            self.gated_norm,
+            self.norm,
+            self.tokens,
+            *(t for c in self.channels for t in c.tensors()),
+        ]
 
     def score(self, how: str) -> torch.Tensor:
         if how == "frequency":
@@ -140,7 +146,12 @@ class WidthScorer:
 
     def _channels(self, score: str) -> int:
         a = self.arch
-        channels = {"hidden": a.hidden, "ffn": a.ffn, "attn_heads": a.attn_heads * a.head_dim, "shared_ffn": a.shared_ffn}
+        channels = {
+            "hidden": a.hidden,
+            "ffn": a.ffn,
+            "attn_heads": a.attn_heads * a.head_dim,
+            "shared_ffn": a.shared_ffn,
+        }
         return channels.get(score, a.mamba_inner)
 
     def _observe(self, key: str, a: torch.Tensor) -> None:
@@ -176,7 +187,9 @@ class WidthScorer:
         for i, block in enumerate(self.adapter.blocks(self.model)):
             for k, hook in enumerate(self.adapter.width_hooks(self.arch, self.arch.pattern[i], block)):
                 if hook.score == "experts":
-                    self.experts.setdefault(i, ExpertStats(self.arch.experts, self.arch.expert_ffn, self.device))
+                    self.experts.setdefault(
+                        i, ExpertStats(self.arch.experts, self.arch.expert_ffn, self.device)
+                    )
                     handles.append(
                         hook.module.register_forward_pre_hook(
                             lambda m, args, i=i: self._observe_experts(i, m, args)

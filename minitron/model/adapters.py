@@ -150,7 +150,9 @@ class Family:
     def width_hooks(self, arch: Architecture, kind: str, block: nn.Module) -> list[WidthHook]:
         raise NotImplementedError
 
-    def expert_forward(self, experts: nn.Module, expert: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def expert_forward(
+        self, experts: nn.Module, expert: int, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One routed expert of a fused experts module on tokens x (n, H): (its down projection's input
         (n, expert_ffn), its output (n, H)), before the router's weight."""
         raise NotImplementedError
@@ -180,7 +182,11 @@ def mask_arguments(config: Any, hidden: torch.Tensor, attention_mask: torch.Tens
 
     position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
     return dict(
-        config=config, inputs_embeds=hidden, attention_mask=attention_mask, cache=None, position_ids=position_ids
+        config=config,
+        inputs_embeds=hidden,
+        attention_mask=attention_mask,
+        cache=None,
+        position_ids=position_ids,
     )
 
 

@@ -27,9 +27,23 @@ from typing import Any
 from minitron.errors import MinitronError
 
 MAMBA, MLP, ATTENTION, DENSE, MOE, SPARSE = "M", "-", "*", "D", "E", "S"
-BLOCK_NAMES = {MAMBA: "mamba", MLP: "mlp", ATTENTION: "attention", DENSE: "layer", MOE: "moe", SPARSE: "moe_layer"}
+BLOCK_NAMES = {
+    MAMBA: "mamba",
+    MLP: "mlp",
+    ATTENTION: "attention",
+    DENSE: "layer",
+    MOE: "moe",
+    SPARSE: "moe_layer",
+}
 # The sub-blocks (mixers) each block type holds, in order: what memory, scores and slicing count.
-BLOCK_PARTS = {MAMBA: MAMBA, MLP: MLP, ATTENTION: ATTENTION, DENSE: ATTENTION + MLP, MOE: MOE, SPARSE: ATTENTION + MOE}
+BLOCK_PARTS = {
+    MAMBA: MAMBA,
+    MLP: MLP,
+    ATTENTION: ATTENTION,
+    DENSE: ATTENTION + MLP,
+    MOE: MOE,
+    SPARSE: ATTENTION + MOE,
+}
 
 
 @dataclass(frozen=True)
@@ -242,7 +256,15 @@ class Architecture:
         for axis in sorted(width_names()):
             if getattr(self, axis) > getattr(source, axis):
                 problems.append(f"{axis} {getattr(self, axis)} > source {getattr(source, axis)}")
-        names = ("kv_heads", "head_dim", "mamba_groups", "ssm_state", "conv_kernel", "vocab", "experts_per_token")
+        names = (
+            "kv_heads",
+            "head_dim",
+            "mamba_groups",
+            "ssm_state",
+            "conv_kernel",
+            "vocab",
+            "experts_per_token",
+        )
         for name in (*names, "model_type"):
             if getattr(self, name) != getattr(source, name):
                 problems.append(f"{name} {getattr(self, name)} differs from source {getattr(source, name)}")
@@ -292,7 +314,6 @@ class Architecture:
             "params": self.n_params,
             **({"active_params": self.n_active_params} if moe else {}),
         }
-
 
 
 _FAMILIES: dict = {}  # model_type -> family adapter, filled on first use

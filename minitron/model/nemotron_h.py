@@ -62,7 +62,10 @@ def in_proj_layout(arch: Architecture) -> tuple[Segment, ...]:
 
 def conv_layout(arch: Architecture) -> tuple[Segment, ...]:
     """conv1d channels: [x | B | C]."""
-    return (Segment("x", arch.mamba_inner, "mamba_x"), Segment("BC", 2 * arch.mamba_groups * arch.ssm_state, None))
+    return (
+        Segment("x", arch.mamba_inner, "mamba_x"),
+        Segment("BC", 2 * arch.mamba_groups * arch.ssm_state, None),
+    )
 
 
 class NemotronHFamily(Family):
@@ -162,8 +165,10 @@ class NemotronHFamily(Family):
                 f"nearest legal: {nearest_multiples(arch.experts, groups)}"
             )
         if groups > 1 and arch.experts // groups < 2:
-            raise MinitronError(f"the router scores each of its {groups} groups by its best two experts; "
-                                f"{arch.experts} experts leave fewer than two per group")
+            raise MinitronError(
+                f"the router scores each of its {groups} groups by its best two experts; "
+                f"{arch.experts} experts leave fewer than two per group"
+            )
         reachable = (arch.extra.get("topk_group") or 1) * arch.experts // groups
         if arch.experts_per_token > reachable:
             raise MinitronError(
@@ -190,7 +195,9 @@ class NemotronHFamily(Family):
             shared = 2 * h * arch.shared_ffn + ((arch.shared_ffn + h) if arch.mlp_bias else 0)
             return norm + router + arch.experts * self.expert_params(arch) + shared
         if kind == MAMBA:
-            rows = 2 * arch.mamba_inner + 2 * arch.mamba_groups * arch.ssm_state + arch.mamba_heads  # in_proj_layout
+            rows = (
+                2 * arch.mamba_inner + 2 * arch.mamba_groups * arch.ssm_state + arch.mamba_heads
+            )  # in_proj_layout
             in_proj = h * rows + (rows if arch.mamba_proj_bias else 0)
             conv = arch.mamba_conv_dim * arch.conv_kernel + (arch.mamba_conv_dim if arch.conv_bias else 0)
             per_head = 3 * arch.mamba_heads  # dt_bias, A_log, D
@@ -283,7 +290,9 @@ class NemotronHFamily(Family):
         elif kind == MAMBA:
             # The x slice of in_proj's output: both Mamba code paths (and mamba-ssm's fused kernel in
             # training mode) start from it.
-            hooks.append(WidthHook("mamba", mixer.in_proj, "output", segment_slice(in_proj_layout(arch), "x")))
+            hooks.append(
+                WidthHook("mamba", mixer.in_proj, "output", segment_slice(in_proj_layout(arch), "x"))
+            )
         return hooks
 
     def expert_forward(self, experts, expert, x):
@@ -391,7 +400,9 @@ def _pattern_from_config(d: dict[str, Any]) -> str:
     if pattern:
         unknown = sorted(set(pattern) - set(HF_BLOCK_TYPES))
         if unknown:
-            raise MinitronError(f"hybrid_override_pattern has unknown block types {unknown}; known: M, -, *, E")
+            raise MinitronError(
+                f"hybrid_override_pattern has unknown block types {unknown}; known: M, -, *, E"
+            )
         return pattern
     raise MinitronError("config has neither layers_block_type nor hybrid_override_pattern")
 

@@ -115,13 +115,15 @@ def resolve(
             f"{where}: teacher must be one checkpoint directory or built-in name (a string), got {teacher!r}"
         )
     if not isinstance(teacher, str) or not teacher:
-        raise MinitronError(f"{where}: set teacher = \"...\" (a checkpoint directory or a built-in name)")
+        raise MinitronError(f'{where}: set teacher = "..." (a checkpoint directory or a built-in name)')
     run_dir = Path(out or raw.get("out") or "runs/run")
     tasks = eval_tasks if eval_tasks is not None else _eval_tasks(raw, where)
     sections = {k: v for k, v in raw.items() if isinstance(v, dict)}
     for name in sections:
         if name not in STAGES:
-            raise MinitronError(f"{where}: unknown section [{name}]{_suggest(name, STAGES)}; stages: {', '.join(STAGES)}")
+            raise MinitronError(
+                f"{where}: unknown section [{name}]{_suggest(name, STAGES)}; stages: {', '.join(STAGES)}"
+            )
     shared = {_key(k): v for k, v in raw.items() if not isinstance(v, dict) and _key(k) not in TOP_LEVEL}
     for key in shared:
         _check_key(key, None, where, options)
@@ -148,7 +150,9 @@ def _eval_tasks(raw: Mapping[str, Any], where: str) -> str | None:
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         value = ",".join(value)
     if not isinstance(value, str):
-        raise MinitronError(f'{where}: eval-tasks takes task names or YAML paths, e.g. "hellaswag,./task.yaml"')
+        raise MinitronError(
+            f'{where}: eval-tasks takes task names or YAML paths, e.g. "hellaswag,./task.yaml"'
+        )
     return value
 
 
@@ -165,7 +169,9 @@ def option_value(option: Option, value: Any, where: str) -> list[str]:
             return [option.flag]
         return [option.off_flag] if option.off_flag else []
     if isinstance(value, bool) or isinstance(value, dict):
-        raise MinitronError(f"{where}: takes a value such as on the command line ({option.flag} ...), got {value!r}")
+        raise MinitronError(
+            f"{where}: takes a value such as on the command line ({option.flag} ...), got {value!r}"
+        )
     if isinstance(value, list):
         if not value or any(isinstance(v, (list, dict, bool)) for v in value):
             raise MinitronError(f"{where}: a list must hold plain values, e.g. [54, 56]")
@@ -184,7 +190,9 @@ def _check_key(key: str, stage: str | None, where: str, options) -> None:
         raise MinitronError(f"{where}: {key!r} is set by the run itself (it chains the stages); remove it")
     if stage is not None and key not in options[stage]:
         names = sorted(options[stage])
-        raise MinitronError(f"{where}: [{stage}] has no option {key!r}{_suggest(key, names)} (see `minitron {stage} --help`)")
+        raise MinitronError(
+            f"{where}: [{stage}] has no option {key!r}{_suggest(key, names)} (see `minitron {stage} --help`)"
+        )
 
 
 def _all_names(options) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from minitron.atomic import write_json, write_text
 
-PROMPTS = ("def __init__(self", "import os\n\n\ndef ", "class Parser:\n    \"\"\"")
+PROMPTS = ("def __init__(self", "import os\n\n\ndef ", 'class Parser:\n    """')
 HELDOUT_SEQUENCES = 16
 NEW_TOKENS = 32
 
@@ -39,7 +39,9 @@ def write_report(config, paths, console) -> Path:
 
         console.print(table(benchmarks))
     for name, row in evaluation["models"].items():
-        console.print(f"[bold]{name}[/bold]: {row['generations'][0]['prompt'] + row['generations'][0]['text']!r}")
+        console.print(
+            f"[bold]{name}[/bold]: {row['generations'][0]['prompt'] + row['generations'][0]['text']!r}"
+        )
     steps = next_steps(config, paths)
     console.print("[bold]next:[/bold]")
     for line in steps:
@@ -77,8 +79,12 @@ def evaluate_models(models: dict[str, str], distill_options: dict[str, Any]) -> 
             generations = []
             for prompt in PROMPTS:
                 ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
-                new = model.generate(input_ids=ids, max_new_tokens=NEW_TOKENS, do_sample=False)[0, ids.shape[1] :]
-                generations.append({"prompt": prompt, "text": tokenizer.decode(new, skip_special_tokens=True)})
+                new = model.generate(input_ids=ids, max_new_tokens=NEW_TOKENS, do_sample=False)[
+                    0, ids.shape[1] :
+                ]
+                generations.append(
+                    {"prompt": prompt, "text": tokenizer.decode(new, skip_special_tokens=True)}
+                )
         out["models"][name] = {
             "path": path,
             "params": sum(p.numel() for p in model.parameters()),
@@ -113,12 +119,18 @@ def distill_longer(config, paths) -> str:
     import shlex
 
     argv = (_read(paths.marker("distill")) or {}).get("argv") or [
-        "distill", config.teacher, str(paths.pruned), "--out", str(paths.distill)
+        "distill",
+        config.teacher,
+        str(paths.pruned),
+        "--out",
+        str(paths.distill),
     ]
     saved = (_read(paths.distill / "train_config.json") or {}).get("config") or {}
-    length = ["--tokens", str(2 * saved["tokens"])] if saved.get("tokens") else [
-        "--steps", str(2 * (saved.get("steps") or 1000))
-    ]
+    length = (
+        ["--tokens", str(2 * saved["tokens"])]
+        if saved.get("tokens")
+        else ["--steps", str(2 * (saved.get("steps") or 1000))]
+    )
     kept, skip = [], False
     for word in argv:
         if skip:
@@ -152,7 +164,12 @@ def _cell(value: Any) -> str:
 
 def _markdown(config, paths, evaluation, candidates, compare, steps, benchmarks) -> str:
     run = config.out
-    parts = [f"# minitron run: {config.teacher}", "", f"Run file: `{config.source or '-'}`; run directory: `{run}`.", ""]
+    parts = [
+        f"# minitron run: {config.teacher}",
+        "",
+        f"Run file: `{config.source or '-'}`; run directory: `{run}`.",
+        "",
+    ]
     teacher_loss = evaluation["models"]["teacher"]["loss"]
     parts += ["## Held-out loss", "",
               f"Next-token loss on {evaluation['heldout']['sequences']} held-out sequences of "
@@ -173,9 +190,19 @@ def _markdown(config, paths, evaluation, candidates, compare, steps, benchmarks)
 
         rows = candidates["candidates"][:10]
         moe = any(r.get("active_params", r.get("params")) != r.get("params") for r in rows)
-        keys = [k for k in ("rank", depth_axis().name, *width_names(), "params", *(["active_params"] if moe else []),
-                            "objective", "decode_tokens_per_s")
-                if rows and k in rows[0] and any(r.get(k) is not None for r in rows)]  # the family's axes only; fmt: skip
+        keys = [
+            k
+            for k in (
+                "rank",
+                depth_axis().name,
+                *width_names(),
+                "params",
+                *(["active_params"] if moe else []),
+                "objective",
+                "decode_tokens_per_s",
+            )
+            if rows and k in rows[0] and any(r.get(k) is not None for r in rows)
+        ]  # the family's axes only; fmt: skip
         context = candidates.get("serving", {}).get("context_tokens")
         memory_header = f"memory at {context:,} tokens (bytes)" if context else "memory (bytes)"
         parts += ["## Search: candidates under the budget", "",
@@ -184,8 +211,18 @@ def _markdown(config, paths, evaluation, candidates, compare, steps, benchmarks)
                   ""]  # fmt: skip
     if compare:
         rows = sorted(compare["candidates"], key=lambda r: r["rank_after"])
-        keys = ["rank_after", "rank_before", "candidate", "params", "memory_bytes", "objective_before",
-                "lm_loss_before", "lm_loss_after", "kd_after", "teacher_lm_loss"]
+        keys = [
+            "rank_after",
+            "rank_before",
+            "candidate",
+            "params",
+            "memory_bytes",
+            "objective_before",
+            "lm_loss_before",
+            "lm_loss_after",
+            "kd_after",
+            "teacher_lm_loss",
+        ]
         parts += ["## Compare: short distillation of the top candidates", "",
                   _md_table(keys, [[r.get(k) for k in keys] for r in rows]), ""]  # fmt: skip
     parts += ["## Generations (greedy)", ""]

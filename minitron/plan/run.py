@@ -92,7 +92,9 @@ def run_plan(
 
     wanted = parse_stages(stages)
     sizes = {a.name: options.pop(a.option, None) for a in axes()}
-    target = TargetSpec(drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None, **sizes)
+    target = TargetSpec(
+        drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None, **sizes
+    )
     headroom = parse_fraction(allocator_headroom, "--allocator-headroom") if allocator_headroom else None
     source = resolve_model(teacher)
     arch, student_name = resolve_student(source.architecture, student, candidate, rank, target, scores)

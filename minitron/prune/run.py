@@ -58,7 +58,9 @@ class PruneConfig:
         from minitron.prune.target import parse_block_list
 
         sizes = {a.name: options.pop(a.option, None) for a in axes()}
-        target = TargetSpec(drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None, **sizes)
+        target = TargetSpec(
+            drop_blocks=parse_block_list(drop_blocks) if drop_blocks is not None else None, **sizes
+        )
         if options.get("candidate") is None and target.empty():
             flags = ", ".join(a.flag for a in (*width_axes(), depth_axis()))
             raise MinitronError(
@@ -146,7 +148,9 @@ def run(config: PruneConfig, console=None) -> PruneResult:
         return reader.read(key, index, s.dtype)
 
     record = _provenance(config, source, fingerprint, scores, target, sel, shards, __version__)
-    record["serving"] = candidate_serving(config.candidate, config.rank, target.arch) if config.candidate else None
+    record["serving"] = (
+        candidate_serving(config.candidate, config.rank, target.arch) if config.candidate else None
+    )
     out_arch = target.arch
     if config.dtype != "keep":
         out_arch = dataclasses.replace(out_arch, extra={**out_arch.extra, "dtype": config.dtype})
@@ -198,7 +202,15 @@ def summary_table(result: PruneResult):
     for col in ("", "source", "target", "kept"):
         table.add_column(col, justify="left" if not col else "right")
     src, tgt = result.source.summary(), result.target.summary()
-    rows = ("params", "active_params", "blocks", "mamba_blocks", "mlp_blocks", "attention_blocks", "moe_blocks")
+    rows = (
+        "params",
+        "active_params",
+        "blocks",
+        "mamba_blocks",
+        "mlp_blocks",
+        "attention_blocks",
+        "moe_blocks",
+    )
     for key in (*rows, *width_names()):
         a, b = src.get(key, 0), tgt.get(key, 0)  # MoE rows only for MoE models
         if not a and not b:  # a row the family does not have (a dense model's Mamba rows)

@@ -129,14 +129,18 @@ def select_units(source: Architecture, target: Target, scores: Scores | None) ->
                     sel.attn_heads[i] = torch.arange(source.attn_heads)
                 else:
                     s = _scores_of(scores, f"attn_heads.{i}", (source.attn_heads,))
-                    sel.attn_heads[i] = rank_attention_heads(s, arch.attn_heads, source.kv_heads).sort().values
+                    sel.attn_heads[i] = (
+                        rank_attention_heads(s, arch.attn_heads, source.kv_heads).sort().values
+                    )
             elif part == MAMBA:
                 if (arch.mamba_heads, arch.mamba_head_dim) == (source.mamba_heads, source.mamba_head_dim):
                     sel.mamba_heads[i] = torch.arange(source.mamba_heads)
                     sel.mamba_channels[i] = torch.arange(source.mamba_head_dim)
                 else:
                     s = _scores_of(scores, f"mamba.{i}", (source.mamba_heads, source.mamba_head_dim))
-                    heads, channels = rank_mamba(s, arch.mamba_heads, arch.mamba_head_dim, source.mamba_groups)
+                    heads, channels = rank_mamba(
+                        s, arch.mamba_heads, arch.mamba_head_dim, source.mamba_groups
+                    )
                     sel.mamba_heads[i], sel.mamba_channels[i] = heads.sort().values, channels.sort().values
             elif part == MOE:
                 _select_experts(sel, i, scores)
@@ -162,7 +166,9 @@ def _select_experts(sel: Selection, i: int, scores: Scores | None) -> None:
         if arch.shared_ffn == source.shared_ffn:
             sel.shared_ffn[i] = torch.arange(source.shared_ffn)
         else:
-            sel.shared_ffn[i] = top_k(_scores_of(scores, f"shared_ffn.{i}", (source.shared_ffn,)), arch.shared_ffn)
+            sel.shared_ffn[i] = top_k(
+                _scores_of(scores, f"shared_ffn.{i}", (source.shared_ffn,)), arch.shared_ffn
+            )
 
 
 def _scores_of(scores: Scores | None, key: str, shape: tuple[int, ...]) -> torch.Tensor:

@@ -62,7 +62,10 @@ class TargetSpec:
         raise AttributeError("TargetSpec is immutable")
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TargetSpec) and (self._sizes, self.drop_blocks) == (other._sizes, other.drop_blocks)
+        return isinstance(other, TargetSpec) and (self._sizes, self.drop_blocks) == (
+            other._sizes,
+            other.drop_blocks,
+        )
 
     def __hash__(self) -> int:
         return hash((tuple(sorted(self._sizes.items())), self.drop_blocks))
@@ -120,7 +123,9 @@ def candidates_document(path: str | Path, model=None) -> dict[str, Any]:
 
     path = Path(path)
     if path.is_dir():
-        raise MinitronError(f"{path}: is a directory, not a candidates file (candidates.json of `minitron search`)")
+        raise MinitronError(
+            f"{path}: is a directory, not a candidates file (candidates.json of `minitron search`)"
+        )
     if not path.is_file():
         raise MinitronError(f"{path}: no such candidates file")
     try:
@@ -131,7 +136,9 @@ def candidates_document(path: str | Path, model=None) -> dict[str, Any]:
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise MinitronError(f"{path}: not a candidates file (needs a 'candidates' list of objects)")
     if "format" in data and data["format"] != FORMAT:
-        raise MinitronError(f"{path}: format {data['format']!r} is not {FORMAT!r} (a `minitron search` result)")
+        raise MinitronError(
+            f"{path}: format {data['format']!r} is not {FORMAT!r} (a `minitron search` result)"
+        )
     if model is not None:
         _check_searched_on(path, data.get("source"), model)
     return data

@@ -76,7 +76,8 @@ class Constraint:
     @property
     def bounds_params(self) -> bool:
         return any(
-            v is not None for v in (self.min_params, self.max_params, self.min_active_params, self.max_active_params)
+            v is not None
+            for v in (self.min_params, self.max_params, self.min_active_params, self.max_active_params)
         )
 
 
@@ -206,7 +207,13 @@ def enumerate_feasible(space: SearchSpace, constraint: Constraint) -> Enumeratio
             if smallest_bytes is None or mem.total_bytes < smallest_bytes:
                 smallest_bytes, smallest_params = mem.total_bytes, arch.n_params
             fits = _fitting_ffn(
-                ascending, mem.total_bytes, arch.n_params, arch.n_active_params, per_unit_params, wbytes, constraint
+                ascending,
+                mem.total_bytes,
+                arch.n_params,
+                arch.n_active_params,
+                per_unit_params,
+                wbytes,
+                constraint,
             )
             if fits:
                 result.combinations.append(Combination(depth, fixed, fits))

@@ -67,7 +67,10 @@ def importance_proxy(space: SearchSpace, scores: Scores) -> Callable[[Point], fl
             kept = [i for i in range(source.n_blocks) if i not in set(point.depth.dropped)]
         else:
             kept = _kept_indices(source.pattern, pattern)
-        sizes = {part: tuple(getattr(point, a.name) for a in width_axes() if a.part == part) for part in (MLP, ATTENTION, MAMBA, MOE)}
+        sizes = {
+            part: tuple(getattr(point, a.name) for a in width_axes() if a.part == part)
+            for part in (MLP, ATTENTION, MAMBA, MOE)
+        }
 
         def block_share(i: int) -> float:  # a dense layer: the mean over its attention and its MLP
             parts = BLOCK_PARTS[source.pattern[i]]

@@ -50,8 +50,7 @@ def candidate_row(
         "rank": None,
         "drop_blocks": list(point.depth.dropped) if point.depth.dropped is not None else None,
         "drop_counts": {
-            BLOCK_NAMES[k]: c
-            for k, c in zip(space.source.block_kinds, point.depth.counts, strict=True)
+            BLOCK_NAMES[k]: c for k, c in zip(space.source.block_kinds, point.depth.counts, strict=True)
         },
         depth_axis().name: arch.n_blocks,
         "mamba_blocks": arch.count_part(MAMBA),
@@ -127,7 +126,10 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path, usable_bytes: int, ranke
     if rows:
         ax.scatter(xs[:1], ys[:1], s=60, c="tab:red", marker="*", label="rank 1")
     ax.axvline(
-        usable_bytes / scale, color="tab:red", linestyle="--", label=f"budget {usable_bytes / scale:.2f} {unit}"
+        usable_bytes / scale,
+        color="tab:red",
+        linestyle="--",
+        label=f"budget {usable_bytes / scale:.2f} {unit}",
     )
     ax.set_xlabel(f"serving memory ({unit})")
     ax.set_ylabel(
@@ -168,7 +170,12 @@ def candidates_table(document: dict[str, Any], limit: int = 15):
         value = row["objective"] if document["ranked_by"] == "objective" else row["proxy"]
         layers = row[depth_axis().name]
         dense = row["mlp_blocks"] == row["attention_blocks"] == layers  # Llama-family layers
-        counts = [row["mamba_blocks"], row["mlp_blocks"], row["attention_blocks"], *([row["moe_blocks"]] if moe else [])]
+        counts = [
+            row["mamba_blocks"],
+            row["mlp_blocks"],
+            row["attention_blocks"],
+            *([row["moe_blocks"]] if moe else []),
+        ]
         table.add_row(
             str(row["rank"]),
             f"{layers} layers" if dense else "/".join(map(str, counts)),

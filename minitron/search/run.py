@@ -101,7 +101,10 @@ def run(config: SearchConfig, console=None) -> SearchResult:
                                   batch_size=config.batch_size, eval_dtype=config.eval_dtype,
                                   eval_samples=config.eval_samples, top_k=config.top_k)  # fmt: skip
         with explain_out_of_memory("search", plan):
-            document = {**header, **_search(config, source, scores, space, constraint, enumeration, proxy, console)}
+            document = {
+                **header,
+                **_search(config, source, scores, space, constraint, enumeration, proxy, console),
+            }
     config.out.mkdir(parents=True, exist_ok=True)
     from minitron.search.report import candidates_table, write_outputs
 

@@ -339,11 +339,7 @@ def build_space(
     if drop_blocks is not None:
         assumption = "--drop-blocks"
     elif depth_order is not None or layers == (source.n_blocks,):
-        assumption = (
-            "depth order of the scores file"
-            if layers != (source.n_blocks,)
-            else "no blocks dropped"
-        )
+        assumption = "depth order of the scores file" if layers != (source.n_blocks,) else "no blocks dropped"
     else:
         kinds = [BLOCK_NAMES[k] for k in source.block_kinds if k in source.pattern]
         which = (

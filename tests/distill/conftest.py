@@ -43,8 +43,6 @@ def make_model(tokenizer):
     return make
 
 
-
-
 @pytest.fixture
 def pair(tmp_path, tokenizer, make_model):
     """A teacher and a different student sharing one tokenizer, as checkpoints."""

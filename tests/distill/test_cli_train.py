@@ -37,10 +37,16 @@ def test_train_command_runs_and_resumes(tmp_path, corpus, tokenizer, make_model)
     card = ModelCard.load(out / "final" / "README.md")  # the card names the command that started the run
     assert card.data.base_model == str(ckpt) and card.data.tags == ["minitron", "trained"]
     (line,) = [line for line in card.text.splitlines() if line.startswith("minitron train")]
-    assert line.startswith(f"minitron train {ckpt} ") and f"--data {corpus}" in line and "--stop-at-step 2" in line
+    assert (
+        line.startswith(f"minitron train {ckpt} ")
+        and f"--data {corpus}" in line
+        and "--stop-at-step 2" in line
+    )
 
 
-def test_the_same_command_again_continues_its_run_and_another_is_refused(tmp_path, corpus, tokenizer, make_model):
+def test_the_same_command_again_continues_its_run_and_another_is_refused(
+    tmp_path, corpus, tokenizer, make_model
+):
     _, out, args = train_args(tmp_path, corpus, tokenizer, make_model)
     assert CliRunner().invoke(app, args).exit_code == 0
     again = CliRunner().invoke(app, args)
@@ -65,12 +71,25 @@ def test_train_on_cuda_without_cuda_is_one_line(tmp_path):
     assert result.exit_code == 1 and "CUDA" in result.output and not (tmp_path / "run").exists()
 
 
-def test_unusable_data_is_one_line_naming_train_options_and_leaves_out_empty(tmp_path, corpus, tokenizer, make_model):
+def test_unusable_data_is_one_line_naming_train_options_and_leaves_out_empty(
+    tmp_path, corpus, tokenizer, make_model
+):
     ckpt = tmp_path / "ckpt"
     make_model(0).save_pretrained(ckpt)
     tokenizer.save_pretrained(ckpt)
     out = tmp_path / "run"
-    args = ["train", str(ckpt), "--data", str(corpus), "--seq-len", "100000", "--out", str(out), "--device", "cpu"]
+    args = [
+        "train",
+        str(ckpt),
+        "--data",
+        str(corpus),
+        "--seq-len",
+        "100000",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [

@@ -139,7 +139,9 @@ def test_compare_and_report_show_the_memory_the_candidate_was_searched_at(tmp_pa
 
     out = tmp_path / "cmp"
     result = CliRunner().invoke(
-        app, args((teacher, searched_dir / "candidates.json"), corpus, out, "--steps", "2"), env={"COLUMNS": "250"}
+        app,
+        args((teacher, searched_dir / "candidates.json"), corpus, out, "--steps", "2"),
+        env={"COLUMNS": "250"},
     )
     assert result.exit_code == 0, result.output
     compared = json.loads((out / "compare.json").read_text())
@@ -161,14 +163,18 @@ def test_compare_reports_one_tracker_run_per_candidate_grouped_together(tmp_path
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "compare-test")
     MlflowClient().create_experiment("compare-test", artifact_location=(tmp_path / "artifacts").as_uri())
     out = tmp_path / "cmp"
-    result = CliRunner().invoke(app, args(setup, corpus, out, "--steps", "2", "--report-to", "mlflow,tensorboard"))
+    result = CliRunner().invoke(
+        app, args(setup, corpus, out, "--steps", "2", "--report-to", "mlflow,tensorboard")
+    )
     assert result.exit_code == 0, result.output
     client = MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name("compare-test").experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["rank-1", "rank-2"]
     assert {r.data.tags["minitron.group"] for r in runs} == {"cmp"}
     for run in runs:
-        metrics = [json.loads(line) for line in (out / run.info.run_name / "metrics.jsonl").read_text().splitlines()]
+        metrics = [
+            json.loads(line) for line in (out / run.info.run_name / "metrics.jsonl").read_text().splitlines()
+        ]
         history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "eval_kd"))
         assert history == [(r["step"], r["eval_kd"]) for r in metrics if "eval_kd" in r]  # float64, exactly
         assert any((out / run.info.run_name / "tensorboard").glob("events.out.tfevents.*"))

@@ -122,7 +122,9 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, pair, corpus):
     command, env = cli(*common, "--out", str(killed_out))
     # Stopped right after the second checkpoint (step 6 of 14, saved every 3).
     flag = tmp_path / "paused"
-    paused = paused_command([*common, "--out", str(killed_out)], "minitron.distill.rundir:RunDir.save", 2, flag)
+    paused = paused_command(
+        [*common, "--out", str(killed_out)], "minitron.distill.rundir:RunDir.save", 2, flag
+    )
     proc = subprocess.Popen(paused, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_flag(flag, proc)
     assert (killed_out / "checkpoints" / "latest").read_text().strip() == "step-00000006"
@@ -188,7 +190,15 @@ def test_stopped_distill_on_a_streamed_hub_dataset_resumes_at_the_same_document(
     monkeypatch.setattr(data_module, "SHUFFLE_SEQUENCES", 5)
     texts = [json.loads(line)["text"] for line in corpus.read_text().splitlines()]
     source = f"hf:{hub_repo(texts)}@train"
-    common = [*args(pair, source, tmp_path / "x")[:-2], "--steps", "8", "--save-every", "2", "--eval-every", "4"]
+    common = [
+        *args(pair, source, tmp_path / "x")[:-2],
+        "--steps",
+        "8",
+        "--save-every",
+        "2",
+        "--eval-every",
+        "4",
+    ]
     whole = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "whole")])
     assert whole.exit_code == 0, whole.output
     split = tmp_path / "split"
@@ -223,7 +233,9 @@ def test_distilled_model_card_holds_the_printed_figures_and_both_commands(tmp_pa
         "candidates": [{"rank": 1, "drop_blocks": [1], "memory": {"weights_bytes": 900, "total_bytes": 999}}],
     }))  # fmt: skip
     student = tmp_path / "pruned"
-    pruned = CliRunner().invoke(app, ["prune", str(teacher), "--candidate", str(candidates), "--out", str(student)])
+    pruned = CliRunner().invoke(
+        app, ["prune", str(teacher), "--candidate", str(candidates), "--out", str(student)]
+    )
     assert pruned.exit_code == 0, pruned.output
     out = tmp_path / "run"
     result = CliRunner().invoke(
@@ -247,5 +259,8 @@ def test_distilled_model_card_holds_the_printed_figures_and_both_commands(tmp_pa
     assert f"| blocks | {blocks} | {blocks - 1} |" in card.text
     assert f"minitron prune {teacher} --out {student} --candidate {candidates}" in card.text
     (distill_line,) = [line for line in card.text.splitlines() if line.startswith("minitron distill")]
-    assert distill_line.startswith(f"minitron distill {teacher} {student} ") and f"--data {corpus}" in distill_line
+    assert (
+        distill_line.startswith(f"minitron distill {teacher} {student} ")
+        and f"--data {corpus}" in distill_line
+    )
     assert "999 bytes) at context 4096, batch 2" in card.text

@@ -58,7 +58,9 @@ def test_ddp_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path, pair
     import json
 
     run(common(pair, corpus, tmp_path / "single", "--grad-accum", "4"))
-    done = run(common(pair, corpus, tmp_path / "ddp", "--grad-accum", "2", "--report-to", "tensorboard"), nproc=2)
+    done = run(
+        common(pair, corpus, tmp_path / "ddp", "--grad-accum", "2", "--report-to", "tensorboard"), nproc=2
+    )
     assert done.stdout.count("training:") == 1  # only rank 0 reports
     (events,) = (tmp_path / "ddp" / "tensorboard").glob("events.out.tfevents.*")  # and only rank 0 logs
     # Float summation order differs (Adam magnifies it where gradients are tiny): 5e-5 on weights of ~0.14.
@@ -78,7 +80,9 @@ def test_ddp_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path, pair
     logged.Reload()
     expected = [r for r in ddp if "eval_kd" in r]
     assert [e.step for e in logged.Scalars("eval_kd")] == [r["step"] for r in expected]
-    assert [e.value for e in logged.Scalars("eval_kd")] == pytest.approx([r["eval_kd"] for r in expected], rel=1e-6)
+    assert [e.value for e in logged.Scalars("eval_kd")] == pytest.approx(
+        [r["eval_kd"] for r in expected], rel=1e-6
+    )
     for a, b in zip(single, ddp, strict=True):
         if "eval_kd" in a:  # evaluation averaged over ranks = evaluation in one process
             assert b["eval_kd"] == pytest.approx(a["eval_kd"], rel=1e-5)

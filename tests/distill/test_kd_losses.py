@@ -91,8 +91,12 @@ def test_topk_teacher_with_every_token_is_the_full_forward_kl():
 
 @pytest.mark.parametrize(
     "loss",
-    [KDLoss(), KDLoss(divergence="reverse_kl", tau=2.0), KDLoss(divergence="jsd", beta=0.3, ce_weight=0.5),
-     KDLoss(teacher_topk=8, ce_weight=1.0)],  # fmt: skip
+    [
+        KDLoss(),
+        KDLoss(divergence="reverse_kl", tau=2.0),
+        KDLoss(divergence="jsd", beta=0.3, ce_weight=0.5),
+        KDLoss(teacher_topk=8, ce_weight=1.0),
+    ],  # fmt: skip
 )
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
 def test_chunked_equals_plain_in_value_and_gradients(loss, chunk):
@@ -100,7 +104,10 @@ def test_chunked_equals_plain_in_value_and_gradients(loss, chunk):
     g = torch.Generator().manual_seed(13)
     h_s = torch.randn(n, hs, generator=g, dtype=torch.float64, requires_grad=True)
     w_s = torch.randn(vocab, hs, generator=g, dtype=torch.float64, requires_grad=True)
-    h_t, w_t = torch.randn(n, ht, generator=g, dtype=torch.float64), torch.randn(vocab, ht, generator=g, dtype=torch.float64)
+    h_t, w_t = (
+        torch.randn(n, ht, generator=g, dtype=torch.float64),
+        torch.randn(vocab, ht, generator=g, dtype=torch.float64),
+    )
     labels = torch.randint(0, vocab, (n,), generator=g)
     labels[::9] = IGNORE
     labels[10:20] = IGNORE  # a whole masked chunk at chunk=10 sizes

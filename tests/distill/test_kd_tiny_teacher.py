@@ -64,4 +64,6 @@ def test_kd_recovers_the_pruned_tiny_teacher_and_beats_ce(tmp_path):
 def _first_eval(out):
     import json
 
-    return next(r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["step"] == 0)
+    return next(
+        r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["step"] == 0
+    )

@@ -90,7 +90,12 @@ def test_config_defaults_are_transformers_defaults(model_type):
         ({"model_type": "mistral"}, r"sliding-window attention \(sliding_window=4096\) is not supported"),
         ({"model_type": "mistral", "sliding_window": 512}, r"sliding_window=512"),
         (
-            {"model_type": "qwen2", "use_sliding_window": True, "num_hidden_layers": 4, "max_window_layers": 2},
+            {
+                "model_type": "qwen2",
+                "use_sliding_window": True,
+                "num_hidden_layers": 4,
+                "max_window_layers": 2,
+            },
             r"qwen2: sliding-window",
         ),
         ({"model_type": "qwen3", "layer_types": ["full_attention", "sliding_attention"]}, r"sliding-window"),

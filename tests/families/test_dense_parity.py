@@ -84,7 +84,10 @@ def test_width_scores_read_the_right_activations(dense, ids):
         torch.testing.assert_close(scores[f"attn_heads.{i}"], per_head)
     hidden = sum(seen[f"{n}.{i}"].abs().mean(1)[0] for i in range(arch.n_blocks) for n in ("h1", "h2"))
     torch.testing.assert_close(scores["hidden"], hidden)
-    assert set(scores) == {"hidden", *(f"{k}.{i}" for i in range(arch.n_blocks) for k in ("ffn", "attn_heads"))}
+    assert set(scores) == {
+        "hidden",
+        *(f"{k}.{i}" for i in range(arch.n_blocks) for k in ("ffn", "attn_heads")),
+    }
 
 
 def test_depth_scores_are_whole_layers(dense, ids):
@@ -97,4 +100,6 @@ def test_depth_scores_are_whole_layers(dense, ids):
     for j in range(arch.n_blocks):
         pruned, _ = prune_randomly(model, arch, TargetSpec(drop_blocks=(j,)))
         errors.append(((logits_of(pruned, ids) - full) ** 2).sum().item() / (full**2).sum().item())
-    torch.testing.assert_close(out["depth.scores"].double(), torch.tensor(errors, dtype=torch.float64), rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(
+        out["depth.scores"].double(), torch.tensor(errors, dtype=torch.float64), rtol=1e-4, atol=1e-7
+    )

@@ -15,7 +15,9 @@ from minitron.data import train_bpe_tokenizer
 from minitron.memory import estimate_memory
 from minitron.model.load import build_model, resolve_model
 
-DOCUMENTS = [f"def f{i}(x):\n    return x * {i} + {i % 7}  # line {i} of a small corpus\n" for i in range(300)]
+DOCUMENTS = [
+    f"def f{i}(x):\n    return x * {i} + {i % 7}  # line {i} of a small corpus\n" for i in range(300)
+]
 runner = CliRunner()
 
 
@@ -54,7 +56,11 @@ def test_estimate_and_weight_free_search_of_the_presets(tmp_path):
         assert row["mamba_blocks"] == 0 and row["attention_blocks"] == row["mlp_blocks"] == row["layers"]
         assert row["mamba_heads"] is None and set(row["drop_counts"]) == {"layer"}
         arch = dataclasses.replace(
-            source, pattern="D" * row["layers"], hidden=row["hidden"], ffn=row["ffn"], attn_heads=row["attn_heads"]
+            source,
+            pattern="D" * row["layers"],
+            hidden=row["hidden"],
+            ffn=row["ffn"],
+            attn_heads=row["attn_heads"],
         )
         total = estimate_memory(arch, 32768).total_bytes
         assert total == row["memory"]["total_bytes"] <= 16 * 2**30
@@ -98,7 +104,10 @@ def test_score_search_prune_distill_generate(dense_checkpoint, tmp_path):
     ("extra", "message"),
     [
         (["--mamba-heads", "4"], r"^error: --mamba-heads: Llama models have no such axis$"),
-        (["--hidden", "30"], r"^error: hidden \(30\) must be a multiple of the attention heads \(4\) for a Llama"),
+        (
+            ["--hidden", "30"],
+            r"^error: hidden \(30\) must be a multiple of the attention heads \(4\) for a Llama",
+        ),
         (["--attn-heads", "3"], r"^error: attention heads \(3\) must be a multiple of KV heads \(2\)"),
     ],
 )

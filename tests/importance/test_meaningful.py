@@ -143,7 +143,11 @@ MARGINS = {"ffn": 0.15, "mamba": 0.022, "hidden": 0.08}
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "mask, fraction, margin",
-    [(_ffn_mask, 0.5, MARGINS["ffn"]), (_mamba_mask, 0.25, MARGINS["mamba"]), (_hidden_mask, 0.25, MARGINS["hidden"])],
+    [
+        (_ffn_mask, 0.5, MARGINS["ffn"]),
+        (_mamba_mask, 0.25, MARGINS["mamba"]),
+        (_hidden_mask, 0.25, MARGINS["hidden"]),
+    ],
     ids=["ffn", "mamba", "hidden"],
 )
 def test_lowest_scored_units_hurt_less_than_random(teacher, mask, fraction, margin):

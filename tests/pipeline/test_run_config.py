@@ -69,7 +69,10 @@ def test_compare_off_with_top_zero():
         ({}, r"set teacher = "),
         ({"teacher": "t", "scroe": {}}, r"unknown section \[scroe\] \(did you mean 'score'\?\)"),
         ({"teacher": "t", "search": {"trails": 3}}, r"\[search\] has no option 'trails'"),
-        ({"teacher": "t", "score": {"sample": 3}}, r"\[score\] has no option 'sample' \(did you mean 'samples'\?\)"),
+        (
+            {"teacher": "t", "score": {"sample": 3}},
+            r"\[score\] has no option 'sample' \(did you mean 'samples'\?\)",
+        ),
         ({"teacher": "t", "budgte": "1GiB"}, r"no stage takes 'budgte' \(did you mean 'budget'\?\)"),
         ({"teacher": "t", "search": {"out": "x"}}, r"'out' is set by the run itself"),
         ({"teacher": "t", "prune": {"rank": 2}}, r"'rank' is set by the run itself"),
@@ -77,7 +80,10 @@ def test_compare_off_with_top_zero():
         ({"teacher": "t", "search": {"layers": []}}, r"a list must hold plain values"),
         ({"teacher": "t", "search": {"budget": True}}, r"takes a value"),
         ({"teacher": "t", "tasks": "x"}, r"'tasks' is set by the run itself"),
-        ({"teacher": "t", "evaluate": {"tasks": "x"}}, r"\[evaluate\] tasks: set eval-tasks at the top level"),
+        (
+            {"teacher": "t", "evaluate": {"tasks": "x"}},
+            r"\[evaluate\] tasks: set eval-tasks at the top level",
+        ),
         ({"teacher": "t", "eval-tasks": 3}, r"eval-tasks takes task names or YAML paths"),
     ],
 )

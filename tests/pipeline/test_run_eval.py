@@ -81,7 +81,11 @@ def test_eval_tasks_scores_three_models_side_by_side_and_skips_when_done(
     assert result.exit_code == 0, result.output
     assert stand_in_stages == ["score", "search", "prune", "distill", "evaluate"]
     results = json.loads((out / "evaluate" / "results.json").read_text())
-    assert list(results) == [str(run_file.parent / "random"), str(out / "prune"), str(out / "distill" / "final")]
+    assert list(results) == [
+        str(run_file.parent / "random"),
+        str(out / "prune"),
+        str(out / "distill" / "final"),
+    ]
     summary = result.output.split("─ report ─")[-1]  # the terminal summary, after the stages' output
     header = next(line for line in summary.splitlines() if "task" in line and "metric" in line)
     assert [w for w in header.replace("│", " ").split() if w in ("teacher", "pruned", "distilled")] == [
@@ -100,7 +104,9 @@ def test_eval_tasks_scores_three_models_side_by_side_and_skips_when_done(
     assert stand_in_stages == [] and "evaluate: done before with the same inputs, skipped" in again.output
     assert "## Benchmarks (lm-eval)" in (out / "report.md").read_text()
 
-    task_yaml.write_text(task_yaml.read_text().replace("metric: acc_norm", "metric: acc_norm\n  - metric: acc"))
+    task_yaml.write_text(
+        task_yaml.read_text().replace("metric: acc_norm", "metric: acc_norm\n  - metric: acc")
+    )
     edited = CliRunner().invoke(app, args)  # an edited task file is a new input: evaluate runs again
     assert edited.exit_code == 0, edited.output
     assert stand_in_stages == ["evaluate"]
@@ -135,15 +141,21 @@ def test_eval_tasks_from_the_run_file(run_file, task_yaml, stand_in_stages, tmp_
     assert overridden.eval_tasks == str(task_yaml)  # the command line wins over the file
 
 
-def test_missing_lm_eval_is_one_line_before_any_stage(run_file, task_yaml, stand_in_stages, tmp_path, monkeypatch):
+def test_missing_lm_eval_is_one_line_before_any_stage(
+    run_file, task_yaml, stand_in_stages, tmp_path, monkeypatch
+):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else find_spec(name, *a)
     )
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["run", str(run_file), "--out", str(out), "--eval-tasks", str(task_yaml)])
+    result = CliRunner().invoke(
+        app, ["run", str(run_file), "--out", str(out), "--eval-tasks", str(task_yaml)]
+    )
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"error: eval-tasks: {INSTALL_HINT}, or run without eval-tasks"]
+    assert result.output.strip().splitlines() == [
+        f"error: eval-tasks: {INSTALL_HINT}, or run without eval-tasks"
+    ]
     assert stand_in_stages == [] and not out.exists()
 
 

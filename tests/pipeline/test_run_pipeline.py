@@ -91,7 +91,9 @@ def test_run_killed_during_distillation_resumes_without_redoing_score_or_search(
     assert "--resume" in result.output  # distillation continued from its checkpoint
     assert (out / "score" / "scores.safetensors").stat().st_mtime_ns == scores_mtime
     assert (out / "search" / "candidates.json").stat().st_mtime_ns == candidates_mtime
-    steps = [json.loads(line)["step"] for line in (out / "distill" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"] for line in (out / "distill" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert max(steps) == 60
     report = (out / "report.md").read_text()
     for heading in ("## Held-out loss", "## Search", "## Generations", "## Next"):
@@ -123,4 +125,8 @@ def test_unusable_run_directory_is_one_line(tmp_path):
     blocker.write_text("")
     result = CliRunner().invoke(app, ["demo", "--out", str(blocker / "run")])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1].startswith(f"error: --out: cannot create run directory {blocker}")
+    assert (
+        result.output.strip()
+        .splitlines()[-1]
+        .startswith(f"error: --out: cannot create run directory {blocker}")
+    )

@@ -176,6 +176,8 @@ def test_search_runs_in_its_eval_dtype():
 
 
 def test_steps_give_the_distillation_tokens():
-    result = run(T12, S9, "--gpus", "8", "--steps", "10", "--global-batch", "64", "--seq-len", "4096", "--json")
+    result = run(
+        T12, S9, "--gpus", "8", "--steps", "10", "--global-batch", "64", "--seq-len", "4096", "--json"
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["settings"]["distill_tokens"] == 10 * 64 * 4096

@@ -88,7 +88,16 @@ def test_no_target_is_refused_and_writes_nothing(tmp_path, tiny_checkpoint):
 def test_max_shard_size_overflow_is_one_line(tmp_path, tiny_checkpoint):
     result = CliRunner().invoke(
         app,
-        ["prune", str(tiny_checkpoint), "--out", str(tmp_path / "o"), "--drop-blocks", "1", "--max-shard-size", "1e400"],
+        [
+            "prune",
+            str(tiny_checkpoint),
+            "--out",
+            str(tmp_path / "o"),
+            "--drop-blocks",
+            "1",
+            "--max-shard-size",
+            "1e400",
+        ],
     )
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
@@ -105,12 +114,16 @@ def test_pruned_checkpoint_directory_is_world_readable(tmp_path, tiny_checkpoint
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # what mkdir gives, not mkdtemp's 0700
 
 
-def test_pruned_checkpoint_carries_a_model_card_with_the_printed_figures(tmp_path, tiny_checkpoint, scores_file):
+def test_pruned_checkpoint_carries_a_model_card_with_the_printed_figures(
+    tmp_path, tiny_checkpoint, scores_file
+):
     from huggingface_hub import ModelCard
 
     from minitron.model.load import resolve_model
 
-    (tiny_checkpoint / "README.md").write_text("---\nlicense: other\nlicense_name: tiny-licence\n---\n# teacher\n")
+    (tiny_checkpoint / "README.md").write_text(
+        "---\nlicense: other\nlicense_name: tiny-licence\n---\n# teacher\n"
+    )
     memory = {"weights_bytes": 1000, "kv_cache_bytes": 200, "ssm_state_bytes": 30, "conv_state_bytes": 4,
               "total_bytes": 1234}  # fmt: skip
     candidates = tmp_path / "candidates.json"
@@ -128,7 +141,10 @@ def test_pruned_checkpoint_carries_a_model_card_with_the_printed_figures(tmp_pat
     card = ModelCard.load(out / "README.md")
     assert card.data.base_model == str(tiny_checkpoint) and card.data.library_name == "transformers"
     assert card.data.pipeline_tag == "text-generation" and "pruned" in card.data.tags
-    assert (card.data.license, card.data.license_name) == ("other", "tiny-licence")  # the teacher's, carried over
+    assert (card.data.license, card.data.license_name) == (
+        "other",
+        "tiny-licence",
+    )  # the teacher's, carried over
     source = resolve_model(str(tiny_checkpoint)).architecture
     target = resolve_model(str(out)).architecture
     printed = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:5]]

@@ -74,7 +74,12 @@ def test_search_beats_random_feasible_sampling(searched, tiny_scores):
     cache = load_cache(Path(doc["objective"]["teacher_cache"]))
     teacher = load_model(resolve_model("tiny"))
     random_best = min(
-        evaluate(prune_shared(teacher, TargetSpec(drop_blocks=p.depth.dropped, **space.pruned_sizes(p.sizes())), scores), cache)
+        evaluate(
+            prune_shared(
+                teacher, TargetSpec(drop_blocks=p.depth.dropped, **space.pruned_sizes(p.sizes())), scores
+            ),
+            cache,
+        )
         for p in enumeration.sample(16, seed=0)
     )
     best = rows[0]["objective"]
@@ -165,7 +170,9 @@ def test_sigkill_mid_trial_resumes_without_rerunning(tiny_scores, tmp_path):
     cmd = [sys.executable, "-m", "minitron", *argv]
     # Stopped as the third evaluation starts: two trials done, a third claimed and running.
     paused = paused_command(argv, "minitron.search.objective:evaluate", 3, tmp_path / "paused", "before")
-    proc = subprocess.Popen(paused, env=env, cwd=WORKTREE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        paused, env=env, cwd=WORKTREE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for_flag(tmp_path / "paused", proc)
         os.kill(proc.pid, signal.SIGKILL)
