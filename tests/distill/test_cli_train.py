@@ -84,7 +84,7 @@ def test_unusable_data_is_one_line_naming_train_options_and_leaves_out_empty(
         "--data",
         str(corpus),
         "--seq-len",
-        "100000",
+        "4096",
         "--out",
         str(out),
         "--device",
@@ -93,7 +93,7 @@ def test_unusable_data_is_one_line_naming_train_options_and_leaves_out_empty(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        f"error: data '{corpus}': the heldout split has fewer than --seq-len 100000 tokens; "
+        f"error: data '{corpus}': the heldout split has fewer than --seq-len 4096 tokens; "
         "use more text, a shorter --seq-len or another --heldout-fraction"
     ]
     assert not (out / "train_config.json").exists() and not (out.exists() and any(out.iterdir()))
