@@ -17,6 +17,7 @@ import typer
 from minitron.cli_options import (
     DATA_OPTION,
     DEVICE_OPTION,
+    EVAL_DTYPE_OPTION,
     EVAL_TASKS_OPTION,
     GLOB_OPTION,
     KD_OPTIONS,
@@ -297,6 +298,7 @@ def search(
     seq_len: int = typer.Option(256, "--seq-len", help="Tokens per evaluation sequence."),
     batch_size: int = typer.Option(4, "--batch-size", help="Sequences per evaluation forward."),
     top_k: int = typer.Option(64, "--top-k", help="Teacher log-probabilities kept per token."),
+    eval_dtype: str = EVAL_DTYPE_OPTION,
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 or auto (cuda when available)."),
     **options: Any,
 ) -> None:
@@ -490,7 +492,7 @@ def plan(
         "auto", "--teacher-dtype", help="auto (bfloat16 on GPUs, float32 on cpu)."
     ),
     student_dtype: str = typer.Option("float32", "--student-dtype", help="Trained weights and gradients."),
-    eval_dtype: str = typer.Option("float32", "--eval-dtype", help="The search's teacher and candidates."),
+    eval_dtype: str = EVAL_DTYPE_OPTION,
     precision: str = typer.Option(
         "auto", "--precision", help="Activations: auto (bf16 on GPUs), bf16, fp32."
     ),

@@ -31,6 +31,9 @@ GLOB_OPTION = typer.Option(
     "(default: .txt .md .rst .py .jsonl .parquet files, recursively).",
 )
 DEVICE_OPTION = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 or auto (cuda when available).")
+EVAL_DTYPE_OPTION = typer.Option(
+    "float32", "--eval-dtype", help="The search's teacher and candidates: float32, bfloat16 or float16."
+)
 
 
 def with_options(*groups, after: str | None = None) -> Callable[[F], F]:

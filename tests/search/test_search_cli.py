@@ -110,6 +110,7 @@ def test_search_candidate_without_depth_order_is_refused_by_prune(tmp_path, tiny
         (["--context", "1e400"], "error: --context: '1e400' is too large"),
         (["--budget", "22"], "error: --budget: a bare number is bytes, so '22' means 22 bytes"),
         (["--trials", "0"], "error: --trials must be at least 1"),
+        (["--eval-dtype", "int8"], "error: --eval-dtype must be float32, bfloat16 or float16"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, message):

@@ -47,6 +47,19 @@ def searched(tiny_scores, tmp_path_factory):
     return out, json.loads((out / "candidates.json").read_text())
 
 
+def test_eval_dtype_is_the_dtype_the_search_evaluates_in(tiny_scores, tmp_path):
+    # `minitron plan`'s fix for a search that does not fit names --eval-dtype: it exists and is used.
+    objectives = {}
+    for dtype in ("float32", "bfloat16"):
+        out = tmp_path / dtype
+        result = CliRunner().invoke(app, search_args(tiny_scores, out, 2, "--eval-dtype", dtype))
+        assert result.exit_code == 0, result.output
+        rows = json.loads((out / "candidates.json").read_text())["candidates"]
+        objectives[dtype] = {r["rank"]: r["objective"] for r in rows if r.get("objective") is not None}
+    assert objectives["float32"] and objectives["float32"].keys() == objectives["bfloat16"].keys()
+    assert objectives["float32"] != objectives["bfloat16"]  # the same candidates, scored in bf16
+
+
 def test_search_beats_random_feasible_sampling(searched, tiny_scores):
     from minitron.model.load import load_model
     from minitron.prune.target import TargetSpec
