@@ -204,6 +204,8 @@ def _flops_per_s(config: PlanConfig, devices: int) -> float:
 
 
 def plan_stage(config: PlanConfig, stage: str) -> StagePlan:
+    if stage == "compare":  # compare refuses torchrun: one process on one device, candidates in turn
+        config = _replaced(config, {"gpus": 1, "fsdp": False}) or config
     t, s = config.teacher, config.student
     if stage == "score":
         tokens = config.samples * config.seq_len
@@ -224,7 +226,7 @@ def plan_stage(config: PlanConfig, stage: str) -> StagePlan:
         flops = terms.forward_flops(t.n_params, tokens) + terms.train_flops(
             s.n_params, tokens, config.gradient_checkpointing
         )
-        each = " per candidate" if stage == "compare" else ""
+        each = " per candidate, one process" if stage == "compare" else ""
         what = f"{tokens:,} tokens{each}, global batch {config.global_batch_} x {config.seq_len:,}"
         stage_terms, devices = train_terms(config), config.gpus
     else:
@@ -241,7 +243,7 @@ def plan_stage(config: PlanConfig, stage: str) -> StagePlan:
 
 def _devices_needed(config: PlanConfig, stage: str, fits: bool) -> int | None:
     """The fewest devices of this type on which the stage fits: only FSDP divides memory by devices."""
-    if stage not in ("compare", "distill") or not config.fsdp:
+    if stage != "distill" or not config.fsdp:  # only distill and train shard (compare is one process)
         return 1 if fits else None
     budget = _device_bytes(config)
     for n in range(1, DEVICE_LIMIT + 1):
@@ -256,7 +258,7 @@ def _candidate_fixes(config: PlanConfig, stage: str) -> list[tuple[str, dict[str
     training = stage in ("compare", "distill")
     if training and not config.gradient_checkpointing:
         out.append(("--gradient-checkpointing", {"gradient_checkpointing": True}))
-    if training and not config.fsdp and config.gpu != "cpu":
+    if stage == "distill" and not config.fsdp and config.gpu != "cpu":
         out.append((f"--fsdp (on {config.gpus} GPUs)", {"fsdp": True}))
     if config.batch_size > 1:
         out.append(
@@ -297,7 +299,7 @@ def fixes(config: PlanConfig, stage: str) -> list[dict[str, Any]]:
             peak = _peak(changed, stage)
             out.append({"change": " ".join(flag.split(" (")[0] for flag, _ in tried), "peak_bytes": peak,
                         "fits": peak <= _device_bytes(config)})  # fmt: skip
-    if stage in ("compare", "distill") and config.gpu != "cpu":
+    if stage == "distill" and config.gpu != "cpu":
         fsdp = _replaced(config, {"fsdp": True, "global_batch": None})
         n = _devices_needed(fsdp, stage, False) if fsdp is not None else None
         if n is not None and (n != config.gpus or not config.fsdp):

@@ -78,6 +78,15 @@ def test_fsdp_divides_the_training_state_and_finds_the_fewest_gpus():
     assert not plan_stage(dataclasses.replace(ckpt, gpus=needed - 1), "distill").fits
 
 
+def test_compare_is_planned_as_the_one_process_it_runs_in():
+    # compare refuses torchrun, so neither --gpus nor --fsdp shares its memory or its time
+    spread = plan_stage(nano(gpus=8, fsdp=True, gradient_checkpointing=True), "compare")
+    alone = plan_stage(nano(gradient_checkpointing=True), "compare")
+    assert spread.peak_bytes == alone.peak_bytes and spread.seconds == alone.seconds
+    assert spread.devices_needed is None and not spread.fits
+    assert spread.fixes and not any("--fsdp" in f["change"] for f in spread.fixes)
+
+
 def test_checkpointing_lowers_activations_and_costs_a_forward():
     plain, ckpt = plan_stage(nano(), "distill"), plan_stage(nano(gradient_checkpointing=True), "distill")
     assert terms_of(ckpt)["activations"] < terms_of(plain)["activations"] / 10
