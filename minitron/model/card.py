@@ -66,6 +66,11 @@ def model_card(
     lines += ["## Architecture", "", *_architecture_table(before, after), ""]
     teacher_params = f" (teacher: {before['params']:,})" if before and "params" in before else ""
     lines += [f"Parameters: {after['params']:,}{teacher_params}", ""]
+    if "active_params" in after:  # mixture of experts: what one token passes through
+        teacher_active = (
+            f" (teacher: {before['active_params']:,})" if before and "active_params" in before else ""
+        )
+        lines += [f"Active parameters per token: {after['active_params']:,}{teacher_active}", ""]
     if serving:
         lines += ["## Serving memory", "", *_serving_lines(serving), ""]
     if heldout and (heldout[0] or heldout[1]):

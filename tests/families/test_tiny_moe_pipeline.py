@@ -61,6 +61,10 @@ def test_score_search_prune_distill_compare_on_tiny_moe(tmp_path):
     _ok(["prune", "tiny-moe", "--scores", scores, "--candidate", search / "candidates.json", "--out", pruned])
     arch = Architecture.from_hf_config(json.loads((pruned / "config.json").read_text()))
     assert arch.experts == best["experts"] and arch.n_active_params == best["active_params"]
+    card = (pruned / "README.md").read_text()  # the model card names what one token passes through
+    assert (
+        f"Active parameters per token: {arch.n_active_params:,} (teacher: {source.n_active_params:,})" in card
+    )
 
     distilled = tmp_path / "distilled"
     _ok(["distill", "tiny-moe", pruned, "--seq-len", "32", "--batch-size", "2", "--steps", "2",
