@@ -63,6 +63,6 @@ def test_objective_axis_says_lower_is_better(tmp_path, monkeypatch):
     monkeypatch.setattr(
         matplotlib.axes.Axes, "set_ylabel", lambda ax, t, *a, **k: seen.append(t) or real(ax, t)
     )
-    rows = [{"memory": {"total_bytes": 20 * 2**30}, "objective": 0.3}]
+    rows = [{"memory": {"total_bytes": 20 * 2**30}, "objective": 0.3, "params": 10, "active_params": 10}]
     plot_pareto(rows, tmp_path / "p.png", 21 * 2**30, "objective")
     assert seen == ["objective (lower is better)"] and (tmp_path / "p.png").exists()
