@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-NANO2_DROPPED = (7, 8, 23, 24, 48, 52)
+from _common import nano2_target
 
 
 def main() -> None:
@@ -40,7 +40,6 @@ def main() -> None:
     from minitron.importance.run import run as score
     from minitron.model.load import load_model, load_tokenizer, resolve_model
     from minitron.prune.slicing import prune_to
-    from minitron.prune.target import TargetSpec
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -48,7 +47,7 @@ def main() -> None:
                                    device="cpu", out=tmp / "scores.safetensors", report=False))  # fmt: skip
         source = resolve_model("tiny")
         teacher, tokenizer = load_model(source, dtype="float32"), load_tokenizer(source)
-        spec = TargetSpec(hidden=112, ffn=392, drop_blocks=NANO2_DROPPED)
+        spec = nano2_target()
         n_teacher = sum(p.numel() for p in teacher.parameters())
         n_student = sum(p.numel() for p in prune_to(teacher, spec, scores).parameters())
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from _common import builtin_batches, tiny_teacher
+
 
 def spearman(a: list[int], b: list[int]) -> float:
     """Rank correlation of two orders of the same blocks (permutations: no ties)."""
@@ -44,15 +46,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from minitron.data import DataSpec, token_batches
     from minitron.importance.depth import depth_block_runs, score_depth
-    from minitron.model.load import load_model, load_tokenizer, resolve_model
 
-    source = resolve_model("tiny")
-    model = load_model(source, dtype="float32").eval()
-    spec = DataSpec(source="builtin", seq_len=args.seq_len, batch_size=args.batch_size, samples=args.samples,
-                    split="train")  # fmt: skip
-    batches = list(token_batches(spec, load_tokenizer(source, "bench")))
+    source, model, tokenizer = tiny_teacher()
+    batches = builtin_batches(tokenizer, args.seq_len, args.batch_size, args.samples, "train")
     n = source.architecture.n_blocks
     runs = {
         "full iterative (baseline)": ("iterative", None),
