@@ -29,3 +29,9 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MinitronError(f"{path}: not valid JSON ({e})") from None
+
+
+def check_choice(flag: str, value: Any, choices) -> None:
+    """One line naming `flag` and its choices when `value` is not among them."""
+    if value not in choices:
+        raise MinitronError(f"{flag} must be one of {', '.join(map(str, choices))}, got {value!r}")

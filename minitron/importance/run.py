@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, check_choice
 from minitron.importance.depth import DEPTH_METRICS, DEPTH_MODES, depth_block_runs, score_depth
 from minitron.importance.scores import Scores
 from minitron.importance.width import AGGREGATIONS, EXPERT_SCORES
@@ -55,24 +55,11 @@ class ScoreConfig:
                 raise MinitronError(f"{flag} must be positive, got {value}")
         if self.batch_size < 1:
             raise MinitronError(f"--batch-size must be positive, got {self.batch_size}")
-        if self.depth not in (*DEPTH_METRICS, "none"):
-            raise MinitronError(
-                f"--depth must be one of {', '.join(DEPTH_METRICS)}, none; got {self.depth!r}"
-            )
-        if self.depth_mode not in DEPTH_MODES:
-            raise MinitronError(
-                f"--depth-mode must be one of {', '.join(DEPTH_MODES)}; got {self.depth_mode!r}"
-            )
-        if self.aggregation not in AGGREGATIONS:
-            raise MinitronError(
-                f"--aggregation must be one of {', '.join(AGGREGATIONS)}; got {self.aggregation!r}"
-            )
-        if self.expert_score not in EXPERT_SCORES:
-            raise MinitronError(
-                f"--expert-score must be one of {', '.join(EXPERT_SCORES)}; got {self.expert_score!r}"
-            )
-        if self.dtype not in DTYPES:
-            raise MinitronError(f"--dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        check_choice("--depth", self.depth, (*DEPTH_METRICS, "none"))
+        check_choice("--depth-mode", self.depth_mode, DEPTH_MODES)
+        check_choice("--aggregation", self.aggregation, AGGREGATIONS)
+        check_choice("--expert-score", self.expert_score, EXPERT_SCORES)
+        check_choice("--dtype", self.dtype, DTYPES)
         if self.depth_iterations is not None and self.depth_iterations < 0:
             raise MinitronError(f"--depth-iterations must be 0 or more, got {self.depth_iterations}")
         if self.depth_iterations is not None and self.depth_mode == "one-shot":
