@@ -9,6 +9,7 @@ A benchmark runs as `python bench/NAME.py`, so this directory is on its import p
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -71,4 +72,22 @@ def print_medians(times: dict[str, list[float]], label: str, digits: int = 3) ->
 
 def print_ranges(times: dict[str, list[float]]) -> None:
     """The fastest and slowest round of each run: how much the machine's load moved them."""
-    print("range over rounds: " + ", ".join(f"{name} {min(t):.3f}-{max(t):.3f} s" for name, t in times.items()))
+    print(
+        "range over rounds: " + ", ".join(f"{name} {min(t):.3f}-{max(t):.3f} s" for name, t in times.items())
+    )
+
+
+def parse_args(doc: str, **options) -> argparse.Namespace:
+    """A benchmark's command line: one `--some-name` option per keyword, its value the default or a
+    (default, help) pair, typed like the default; the module docstring is the help. `threads` (torch
+    intra-op threads) is applied before this returns."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, value in options.items():
+        default, help = value if isinstance(value, tuple) else (value, None)
+        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default, help=help)
+    args = parser.parse_args()
+    if "threads" in options:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args

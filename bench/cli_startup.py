@@ -9,12 +9,11 @@ the median of --repeats runs is reported (the first, cold-cache run is discarded
 
 from __future__ import annotations
 
-import argparse
 import functools
 import subprocess
 import sys
 
-from _common import interleaved, print_medians
+from _common import interleaved, parse_args, print_medians
 
 COMMANDS = {  # the baseline first
     "import torch, transformers": [sys.executable, "-c", "import torch, transformers"],
@@ -24,9 +23,7 @@ COMMANDS = {  # the baseline first
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
+    args = parse_args(__doc__, repeats=7)
     # Warm-up (page cache, .pyc files), then the commands interleaved so background load hits each alike.
     runs = {name: functools.partial(subprocess.run, command, check=True, capture_output=True)
             for name, command in COMMANDS.items()}  # fmt: skip

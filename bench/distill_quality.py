@@ -10,28 +10,17 @@ held-out LM loss of teacher, pruned student, and both trained students, and the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
-from _common import nano2_target
+from _common import nano2_target, parse_args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-batches", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = parse_args(__doc__, steps=100, seq_len=128, batch_size=8, lr=1e-3, eval_batches=8, threads=1)
 
-    import torch
-
-    torch.set_num_threads(args.threads)
     from minitron.data import DataSpec
     from minitron.distill import TrainConfig, train
     from minitron.distill.kd import Distillation

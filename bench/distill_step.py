@@ -14,23 +14,14 @@ which is the same in both), one intra-op thread, interleaved over several rounds
 
 from __future__ import annotations
 
-import argparse
-
-from _common import interleaved, nano2_target, print_medians, print_ranges, tiny_teacher
+from _common import interleaved, nano2_target, parse_args, print_medians, print_ranges, tiny_teacher
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--chunk", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = parse_args(__doc__, seq_len=256, batch_size=4, rounds=7, chunk=256, threads=1)
 
     import torch
 
-    torch.set_num_threads(args.threads)
     from minitron.distill.kd import Distillation
     from minitron.distill.losses import KDLoss
     from minitron.distill.objectives import next_token_ce

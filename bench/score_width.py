@@ -9,10 +9,8 @@ needs logits), so the blocks-only loop without hooks is printed too: its ratio i
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from _common import interleaved, print_medians
+from _common import interleaved, parse_args, print_medians
 
 from minitron.importance.width import score_width
 from minitron.model.adapters import adapter_for
@@ -49,14 +47,7 @@ def bench_batches(n: int, batch: int, seq: int) -> list[torch.Tensor]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batches", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--seq-len", type=int, default=256)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__, repeats=5, threads=1, batches=4, batch_size=4, seq_len=256)
     model = build_model(BENCH_ARCH, seed=0)
     adapter = adapter_for(model)
     batches = bench_batches(args.batches, args.batch_size, args.seq_len)

@@ -16,10 +16,9 @@ full iterative drops too), and the Spearman correlation of the whole order with 
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from _common import builtin_batches, tiny_teacher
+from _common import builtin_batches, parse_args, tiny_teacher
 
 
 def spearman(a: list[int], b: list[int]) -> float:
@@ -32,20 +31,16 @@ def spearman(a: list[int], b: list[int]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--iterations", type=int, default=6)
-    parser.add_argument("--samples", type=int, default=2)
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument(
-        "--layers", default="56,54,52", help="candidate depths whose dropped sets are compared"
+    args = parse_args(
+        __doc__,
+        iterations=6,
+        samples=2,
+        seq_len=128,
+        batch_size=2,
+        layers=("56,54,52", "candidate depths whose dropped sets are compared"),
+        threads=1,
     )
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
 
-    import torch
-
-    torch.set_num_threads(args.threads)
     from minitron.importance.depth import depth_block_runs, score_depth
 
     source, model, tokenizer = tiny_teacher()

@@ -18,26 +18,25 @@ Interleaved over --rounds rounds after one warm-up of each, one intra-op thread,
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
-from _common import builtin_batches, interleaved, nano2_target, print_medians, print_ranges, tiny_teacher
+from _common import (
+    builtin_batches,
+    interleaved,
+    nano2_target,
+    parse_args,
+    print_medians,
+    print_ranges,
+    tiny_teacher,
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--eval-samples", type=int, default=16)
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--top-k", type=int, default=64)
-    args = parser.parse_args()
+    args = parse_args(__doc__, rounds=7, threads=1, eval_samples=16, seq_len=256, batch_size=4, top_k=64)
 
     import torch
 
-    torch.set_num_threads(args.threads)
     from minitron.importance.scores import Scores
     from minitron.importance.width import score_width
     from minitron.search.objective import evaluate, prune_shared
