@@ -90,6 +90,12 @@ class DataSpec:
         if not self.text_field:
             raise MinitronError("--text-field must not be empty")
 
+    @classmethod
+    def from_options(cls, data: str, text_field: str, glob: str | None, **fields: Any) -> DataSpec:
+        """From the options every command that reads text shares: --data, --text-field and --glob
+        (none: the default patterns)."""
+        return cls(source=data, text_field=text_field, glob=glob or DEFAULT_GLOB, **fields)
+
 
 def is_heldout(text: str, fraction: float) -> bool:
     """Held-out membership from the document's own bytes: stable across runs, machines and order."""

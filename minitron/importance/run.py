@@ -106,10 +106,10 @@ def run(config: ScoreConfig) -> Scores:
     rank, world = parallel.rank_and_world()
     show = config.progress and rank == 0
 
-    spec = DataSpec(
-        source=config.data,
-        text_field=config.text_field,
-        **({"glob": config.glob} if config.glob else {}),
+    spec = DataSpec.from_options(
+        config.data,
+        config.text_field,
+        config.glob,
         seq_len=config.seq_len,
         batch_size=config.batch_size,
         samples=config.samples,

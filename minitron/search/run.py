@@ -165,10 +165,10 @@ def _teacher_cache(config: SearchConfig, source, model):
     from minitron.model.load import load_tokenizer
     from minitron.search.teacher_cache import build_cache, cache_key, cache_path, load_cache
 
-    spec = DataSpec(
-        source=config.data,
-        text_field=config.text_field,
-        **({"glob": config.glob} if config.glob else {}),
+    spec = DataSpec.from_options(
+        config.data,
+        config.text_field,
+        config.glob,
         seq_len=config.seq_len,
         batch_size=config.batch_size,
         samples=config.eval_samples,
