@@ -96,6 +96,13 @@ class DataSpec:
         (none: the default patterns)."""
         return cls(source=data, text_field=text_field, glob=glob or DEFAULT_GLOB, **fields)
 
+    @classmethod
+    def of_command(cls, config: Any, samples: int, split: str) -> DataSpec:
+        """`samples` sequences of `split` from the text a command's config names (its data, text_field,
+        glob, seq_len and batch_size: score's and search's options)."""
+        return cls.from_options(config.data, config.text_field, config.glob, seq_len=config.seq_len,
+                                batch_size=config.batch_size, samples=samples, split=split)  # fmt: skip
+
 
 def is_heldout(text: str, fraction: float) -> bool:
     """Held-out membership from the document's own bytes: stable across runs, machines and order."""

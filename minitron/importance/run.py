@@ -106,15 +106,7 @@ def run(config: ScoreConfig) -> Scores:
     rank, world = parallel.rank_and_world()
     show = config.progress and rank == 0
 
-    spec = DataSpec.from_options(
-        config.data,
-        config.text_field,
-        config.glob,
-        seq_len=config.seq_len,
-        batch_size=config.batch_size,
-        samples=config.samples,
-        split="train",
-    )
+    spec = DataSpec.of_command(config, config.samples, "train")
     tokenizer = load_tokenizer(source, "minitron score")
     # Every rank reads the same (deterministic) batches and keeps its share; depth passes over them
     # once per removed block, so they stay in memory (1024 x 8192 int64 = 64 MiB).
