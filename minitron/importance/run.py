@@ -37,11 +37,7 @@ class ScoreConfig:
     dtype: str = "auto"
     progress: bool = True  # rich progress bars on stderr
     report: bool = True  # rich tables on stdout
-
-    @classmethod
-    def from_options(cls, as_json: bool = False, **options: Any) -> ScoreConfig:
-        """From `minitron score`'s options (`--json` prints the summary instead of the tables)."""
-        return cls(report=not as_json, **options)
+    as_json: bool = False  # the JSON summary on stdout instead of the tables
 
     def __post_init__(self) -> None:
         from minitron.atomic import check_writable
@@ -89,7 +85,7 @@ def run(config: ScoreConfig) -> Scores:
     from minitron.data import DataSpec, describe, token_batches
     from minitron.device import resolve_device, weights_dtype
     from minitron.importance.batches import n_samples
-    from minitron.importance.report import plot_depth, print_report, summary
+    from minitron.importance.report import plot_depth, print_json, print_report, summary
     from minitron.importance.scores import save_scores
     from minitron.importance.width import score_width
     from minitron.model.load import check_seq_len, load_model, load_tokenizer, resolve_model
@@ -173,7 +169,9 @@ def run(config: ScoreConfig) -> Scores:
             plot = plot_depth(scores, config.plot_path)
             if plot is not None:
                 written.append(plot)
-        if config.report:
+        if config.as_json:
+            print_json(scores)
+        elif config.report:
             print_report(scores, written)
     return scores
 
