@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import pytest
+from tiny_models import row_sizes
 from typer.testing import CliRunner
 
 from minitron.cli import app
@@ -49,7 +50,7 @@ def test_12b_without_weights_every_candidate_fits(tmp_path):
         # recomputed from the sizes alone: memory depends on how many blocks of each type remain
         arch = dataclasses.replace(
             src, pattern="M" * kept["M"] + "-" * kept["-"] + "*" * kept["*"],
-            **{a: row[a] for a in ("hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads")},
+            **row_sizes(row),
         )  # fmt: skip
         mem = estimate_memory(arch, 131072)
         assert mem.total_bytes <= usable and mem.total_bytes == row["memory"]["total_bytes"]
