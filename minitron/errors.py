@@ -35,3 +35,11 @@ def check_choice(flag: str, value: Any, choices) -> None:
     """One line naming `flag` and its choices when `value` is not among them."""
     if value not in choices:
         raise MinitronError(f"{flag} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def preset(table: dict[str, Any], name: str, flag: str, kind: str) -> Any:
+    """`table[name]` (any case), else one line naming `flag` and the known names."""
+    value = table.get(str(name).lower())
+    if value is None:
+        raise MinitronError(f"{flag}: unknown {kind} {name!r}; known: {', '.join(table)}")
+    return value
