@@ -51,14 +51,7 @@ def child(variant: str, vocab: int, tokens: int, hidden: int, chunk: int) -> Non
 
 
 def main() -> None:
-    args = parse_args(
-        __doc__,
-        vocab=131072,
-        tokens=4096,
-        hidden=256,
-        chunk=256,
-        child=("", "internal: measure one variant (plain or chunked) in this process"),
-    )
+    args = parse_args(__doc__, vocab=131072, tokens=4096, hidden=256, chunk=256, child=("", "(internal)"))
     if args.child:
         child(args.child, args.vocab, args.tokens, args.hidden, args.chunk)
         return
