@@ -9,43 +9,27 @@ the median of --repeats runs is reported (the first, cold-cache run is discarded
 
 from __future__ import annotations
 
-import argparse
-import statistics
+import functools
 import subprocess
 import sys
-import time
 
-COMMANDS = {
+from _common import interleaved, parse_args, print_medians
+
+COMMANDS = {  # the baseline first
+    "import torch, transformers": [sys.executable, "-c", "import torch, transformers"],
     "minitron --help": [sys.executable, "-m", "minitron", "--help"],
     "minitron estimate --help": [sys.executable, "-m", "minitron", "estimate", "--help"],
-    "import torch, transformers": [sys.executable, "-c", "import torch, transformers"],
 }
 
 
-def seconds(command: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
-    for command in COMMANDS.values():
-        seconds(command)  # warm-up: page cache, .pyc files
-    # Interleave the commands so background load hits each of them alike.
-    runs: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for _ in range(args.repeats):
-        for name, command in COMMANDS.items():
-            runs[name].append(seconds(command))
-    medians = {name: statistics.median(times) for name, times in runs.items()}
-    baseline = medians["import torch, transformers"]
-    print(
-        f"{'command':<30} {'median s':>9} {'vs baseline':>12}   (python {sys.version.split()[0]}, {args.repeats} runs)"
-    )
-    for name, median in medians.items():
-        print(f"{name:<30} {median:>9.3f} {median / baseline:>11.2f}x")
+    args = parse_args(__doc__, repeats=7)
+    # Warm-up (page cache, .pyc files), then the commands interleaved so background load hits each alike.
+    runs = {name: functools.partial(subprocess.run, command, check=True, capture_output=True)
+            for name, command in COMMANDS.items()}  # fmt: skip
+    times = interleaved(runs, args.repeats)
+    print(f"python {sys.version.split()[0]}, {args.repeats} runs")
+    print_medians(times, "command", digits=2)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ a few optimizer steps of the `tiny` architecture at the same batch shape, and pr
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import torch
+from _common import parse_args
 from rich.console import Console
 from rich.table import Table
 
@@ -61,15 +61,13 @@ def train_tokens_per_s(arch, spec: DataSpec, steps: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    args = parse_args(
+        __doc__,
+        batch_size=16,
+        seq_len=256,
+        train_steps=2,
+        threads=(1, "torch intra-op threads (1: see make_tiny.py)"),
     )
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--train-steps", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: see make_tiny.py)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
 
     tokenizer, arch = tokenizer_and_arch()
     spec = DataSpec(seq_len=args.seq_len, batch_size=args.batch_size)

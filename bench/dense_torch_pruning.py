@@ -34,11 +34,11 @@ import subprocess
 import sys
 import time
 import warnings
-from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "scripts"))  # make_tiny: how the toy teachers are trained
 
 # The teacher. head_dim 32 x 8 query heads = hidden; 2 KV heads, so query heads go in steps of 2.
 TEACHER_CONFIG = {
@@ -90,9 +90,10 @@ def parse_args() -> argparse.Namespace:
 
 def train_teacher(args, cache: Path) -> Path:
     """Train (or resume, or reuse) the teacher; returns its checkpoint directory."""
-    from minitron.data import DataSpec
+    from make_tiny import pretrain_config
+
     from minitron.distill.checkpoint import latest_checkpoint
-    from minitron.distill.trainer import TrainConfig, train
+    from minitron.distill.trainer import train
     from minitron.model.arch import Architecture
     from minitron.model.load import build_model, load_tokenizer, resolve_model
 
@@ -103,22 +104,9 @@ def train_teacher(args, cache: Path) -> Path:
     arch = Architecture.from_hf_config(TEACHER_CONFIG)
     tokenizer = load_tokenizer(resolve_model("tiny"))
     arch = dataclasses.replace(arch, vocab=len(tokenizer))
-    config = TrainConfig(
-        model="dense-teacher",
-        data=DataSpec(seq_len=SEQ_LEN, batch_size=BATCH_SIZE),
-        out=str(run),
-        steps=args.train_steps,
-        lr=args.train_lr,
-        warmup_steps=50,
-        schedule="wsd",
-        decay_fraction=0.25,
-        min_lr_ratio=0.05,
-        eval_every=100,
-        eval_batches=4,
-        save_every=50,
-        precision="bf16",
-        resume=latest_checkpoint(run) is not None,
-    )
+    resume = latest_checkpoint(run) is not None
+    config = pretrain_config("dense-teacher", str(run), args.train_steps, args.train_lr, BATCH_SIZE, "bf16", resume,
+                             warmup_steps=50, eval_batches=4, save_every=50)  # fmt: skip
     train(config, model=build_model(arch, seed=0), tokenizer=tokenizer,
           provenance={"script": "bench/dense_torch_pruning.py"})  # fmt: skip
     return final
@@ -168,15 +156,6 @@ def paired(ours: list[float], theirs: list[float]) -> dict:
     mean = sum(diffs) / len(diffs)
     se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
     return {"mean": mean, "se": se, "ours_better": sum(d > 0 for d in diffs), "sequences": len(diffs)}
-
-
-def unigram_entropy(heldout: list) -> float:
-    """Loss of the best context-free model of exactly this text (fitted to it): the bar to clear."""
-    counts = Counter()
-    for ids in heldout:
-        counts.update(ids[:, 1:].reshape(-1).tolist())
-    total = sum(counts.values())
-    return -sum(c / total * math.log(c / total) for c in counts.values())
 
 
 # ---- the two tools -------------------------------------------------------------------------------
@@ -327,6 +306,7 @@ def main() -> None:
     args = parse_args()
     import torch
     import torch_pruning  # noqa: F401  (imported before any timing, like minitron's modules)
+    from make_tiny import unigram_entropy
     from rich.console import Console
     from rich.table import Table
 

@@ -12,10 +12,11 @@ added by that (its peak RSS minus the RSS just before). Both variants compute th
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
+
+from _common import parse_args
 
 
 def child(variant: str, vocab: int, tokens: int, hidden: int, chunk: int) -> None:
@@ -50,13 +51,7 @@ def child(variant: str, vocab: int, tokens: int, hidden: int, chunk: int) -> Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--vocab", type=int, default=131072)
-    parser.add_argument("--tokens", type=int, default=4096)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--chunk", type=int, default=256)
-    parser.add_argument("--child", choices=["plain", "chunked"])
-    args = parser.parse_args()
+    args = parse_args(__doc__, vocab=131072, tokens=4096, hidden=256, chunk=256, child=("", "(internal)"))
     if args.child:
         child(args.child, args.vocab, args.tokens, args.hidden, args.chunk)
         return

@@ -10,28 +10,17 @@ held-out LM loss of teacher, pruned student, and both trained students, and the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
-NANO2_DROPPED = (7, 8, 23, 24, 48, 52)
+from _common import nano2_target, parse_args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-batches", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = parse_args(__doc__, steps=100, seq_len=128, batch_size=8, lr=1e-3, eval_batches=8, threads=1)
 
-    import torch
-
-    torch.set_num_threads(args.threads)
     from minitron.data import DataSpec
     from minitron.distill import TrainConfig, train
     from minitron.distill.kd import Distillation
@@ -40,7 +29,6 @@ def main() -> None:
     from minitron.importance.run import run as score
     from minitron.model.load import load_model, load_tokenizer, resolve_model
     from minitron.prune.slicing import prune_to
-    from minitron.prune.target import TargetSpec
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -48,7 +36,7 @@ def main() -> None:
                                    device="cpu", out=tmp / "scores.safetensors", report=False))  # fmt: skip
         source = resolve_model("tiny")
         teacher, tokenizer = load_model(source, dtype="float32"), load_tokenizer(source)
-        spec = TargetSpec(hidden=112, ffn=392, drop_blocks=NANO2_DROPPED)
+        spec = nano2_target()
         n_teacher = sum(p.numel() for p in teacher.parameters())
         n_student = sum(p.numel() for p in prune_to(teacher, spec, scores).parameters())
 

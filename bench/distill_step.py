@@ -14,35 +14,22 @@ which is the same in both), one intra-op thread, interleaved over several rounds
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
-NANO2_DROPPED = (7, 8, 23, 24, 48, 52)
+from _common import interleaved, nano2_target, parse_args, print_medians, print_ranges, tiny_teacher
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--chunk", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = parse_args(__doc__, seq_len=256, batch_size=4, rounds=7, chunk=256, threads=1)
 
     import torch
 
-    torch.set_num_threads(args.threads)
     from minitron.distill.kd import Distillation
     from minitron.distill.losses import KDLoss
     from minitron.distill.objectives import next_token_ce
     from minitron.importance.scores import Scores
-    from minitron.model.load import load_model, resolve_model
     from minitron.prune.slicing import prune_to
-    from minitron.prune.target import TargetSpec
 
-    source = resolve_model("tiny")
-    teacher = load_model(source, dtype="float32").eval().requires_grad_(False)
+    source, teacher, _ = tiny_teacher()
+    teacher.requires_grad_(False)
     arch = source.architecture
     g = torch.Generator().manual_seed(0)
     tensors = {"hidden": torch.rand(arch.hidden, generator=g)}
@@ -50,41 +37,32 @@ def main() -> None:
         if kind == "-":
             tensors[f"ffn.{i}"] = torch.rand(arch.ffn, generator=g)
     scores = Scores(tensors=tensors, header={})
-    student = prune_to(teacher, TargetSpec(hidden=112, ffn=392, drop_blocks=NANO2_DROPPED), scores).train()
+    student = prune_to(teacher, nano2_target(), scores).train()
     student.requires_grad_(True)
     objective = Distillation(teacher, KDLoss(), arch.vocab, chunk_tokens=args.chunk)
     objective.setup(torch.device("cpu"))
     ids = torch.randint(3, arch.vocab, (args.batch_size, args.seq_len), generator=g)
 
+    # Each step starts from no gradients, as a training step after the optimizer's zero_grad does.
     def baseline():
+        student.zero_grad(set_to_none=True)
         with torch.no_grad():
             teacher(input_ids=ids)
         next_token_ce(student(input_ids=ids).logits, ids).backward()
 
     def kd():
+        student.zero_grad(set_to_none=True)
         sums = objective.sums(student, ids)
         (sums["loss"] / sums["count"]).backward()
 
-    times = {"baseline": [], "kd": []}
-    for fn in (baseline, kd):  # warm-up
-        fn()
-    for _ in range(args.rounds):
-        for name, fn in (("baseline", baseline), ("kd", kd)):
-            student.zero_grad(set_to_none=True)
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+    runs = {"teacher forward + student CE step (baseline)": baseline, "KD step (chunked forward KL)": kd}
+    times = interleaved(runs, args.rounds)
     n_t = sum(p.numel() for p in teacher.parameters())
     n_s = sum(p.numel() for p in student.parameters())
     print(f"teacher {n_t:,} params, student {n_s:,} ({n_s / n_t:.0%}), vocab {arch.vocab}, "
           f"{args.batch_size} x {args.seq_len} tokens, {args.threads} thread(s), {args.rounds} rounds")  # fmt: skip
-    base = statistics.median(times["baseline"])
-    print(f"{'step':<44}{'median s':>10}{'vs baseline':>13}")
-    print(f"{'teacher forward + student CE step (baseline)':<44}{base:>10.3f}{1.0:>12.3f}x")
-    k = statistics.median(times["kd"])
-    print(f"{'KD step (chunked forward KL)':<44}{k:>10.3f}{k / base:>12.3f}x")
-    print(f"range over rounds: baseline {min(times['baseline']):.3f}-{max(times['baseline']):.3f} s, "
-          f"KD {min(times['kd']):.3f}-{max(times['kd']):.3f} s")  # fmt: skip
+    print_medians(times, "step")
+    print_ranges(times)
 
 
 if __name__ == "__main__":

@@ -11,16 +11,15 @@ checked to agree.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from score_width import BENCH_ARCH, bench_batches, seconds  # noqa: E402
+from _common import interleaved, parse_args, print_medians  # noqa: E402
+from score_width import BENCH_ARCH, bench_batches  # noqa: E402
 
 from minitron.importance.depth import _sum_of_squares, score_depth  # noqa: E402
 from minitron.model.adapters import adapter_for  # noqa: E402
@@ -28,15 +27,15 @@ from minitron.model.load import build_model  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batches", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--repeat-pattern", type=int, default=2, help="depth: the width bench's pattern x N")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(
+        __doc__,
+        repeats=3,
+        threads=1,
+        batches=2,
+        batch_size=4,
+        seq_len=128,
+        repeat_pattern=(2, "depth: the width bench's pattern x N"),
+    )
     # Real hybrids have 50-60 blocks; 24 keeps the naive baseline affordable on 2 cores.
     arch = dataclasses.replace(BENCH_ARCH, pattern=BENCH_ARCH.pattern * args.repeat_pattern)
     model = build_model(arch, seed=0)
@@ -64,21 +63,14 @@ def main() -> None:
         result["ours"] = score_depth(model, batches, "mse", "one-shot")["depth.scores"].double()
 
     runs = {"naive: forward per block (baseline)": naive, "one-shot, suffix reuse": ours}
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.repeats):
-        for name, fn in runs.items():
-            times[name].append(seconds(fn))
+    times = interleaved(runs, args.repeats, warmup=False)
     torch.testing.assert_close(result["ours"], result["naive"], rtol=1e-4, atol=1e-7)
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    base = medians["naive: forward per block (baseline)"]
     print(
         f"model {arch.pattern} ({arch.n_blocks} blocks, hidden {arch.hidden}, vocab "
         f"{arch.vocab}), {args.batches} batches x {args.batch_size} x {args.seq_len} tokens, "
         f"{args.threads} thread(s), {args.repeats} rounds; scores agree (rtol 1e-4)"
     )
-    print(f"{'method':<36} {'median s':>9} {'vs baseline':>12}")
-    for name, median in medians.items():
-        print(f"{name:<36} {median:>9.3f} {median / base:>11.3f}x")
+    print_medians(times, "method")
 
 
 if __name__ == "__main__":

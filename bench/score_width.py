@@ -9,11 +9,8 @@ needs logits), so the blocks-only loop without hooks is printed too: its ratio i
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
 import torch
+from _common import interleaved, parse_args, print_medians
 
 from minitron.importance.width import score_width
 from minitron.model.adapters import adapter_for
@@ -49,21 +46,8 @@ def bench_batches(n: int, batch: int, seq: int) -> list[torch.Tensor]:
     return [torch.randint(3, BENCH_ARCH.vocab, (batch, seq), generator=g) for _ in range(n)]
 
 
-def seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batches", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--seq-len", type=int, default=256)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__, repeats=5, threads=1, batches=4, batch_size=4, seq_len=256)
     model = build_model(BENCH_ARCH, seed=0)
     adapter = adapter_for(model)
     batches = bench_batches(args.batches, args.batch_size, args.seq_len)
@@ -83,22 +67,13 @@ def main() -> None:
 
     runs = {"plain forward (baseline)": plain_forward, "blocks only, no hooks": blocks_only,
             "width pass (mean-l2)": lambda: score_width(model, batches)}  # fmt: skip
-    for fn in runs.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.repeats):
-        for name, fn in runs.items():
-            times[name].append(seconds(fn))
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    base = medians["plain forward (baseline)"]
+    times = interleaved(runs, args.repeats)
     print(
         f"model {BENCH_ARCH.pattern} hidden {BENCH_ARCH.hidden} ({BENCH_ARCH.n_params / 1e6:.1f}M params), "
         f"{args.batches} batches x {args.batch_size} x {args.seq_len} tokens, {args.threads} thread(s), "
         f"{args.repeats} rounds"
     )
-    print(f"{'pass':<28} {'median s':>9} {'vs baseline':>12}")
-    for name, median in medians.items():
-        print(f"{name:<28} {median:>9.3f} {median / base:>11.3f}x")
+    medians = print_medians(times, "pass")
     print(
         f"hook cost vs blocks only: {medians['width pass (mean-l2)'] / medians['blocks only, no hooks']:.3f}x"
     )

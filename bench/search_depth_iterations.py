@@ -16,8 +16,9 @@ full iterative drops too), and the Spearman correlation of the whole order with 
 
 from __future__ import annotations
 
-import argparse
 import time
+
+from _common import builtin_batches, parse_args, tiny_teacher
 
 
 def spearman(a: list[int], b: list[int]) -> float:
@@ -30,29 +31,20 @@ def spearman(a: list[int], b: list[int]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--iterations", type=int, default=6)
-    parser.add_argument("--samples", type=int, default=2)
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument(
-        "--layers", default="56,54,52", help="candidate depths whose dropped sets are compared"
+    args = parse_args(
+        __doc__,
+        iterations=6,
+        samples=2,
+        seq_len=128,
+        batch_size=2,
+        layers=("56,54,52", "candidate depths whose dropped sets are compared"),
+        threads=1,
     )
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
 
-    import torch
-
-    torch.set_num_threads(args.threads)
-    from minitron.data import DataSpec, token_batches
     from minitron.importance.depth import depth_block_runs, score_depth
-    from minitron.model.load import load_model, load_tokenizer, resolve_model
 
-    source = resolve_model("tiny")
-    model = load_model(source, dtype="float32").eval()
-    spec = DataSpec(source="builtin", seq_len=args.seq_len, batch_size=args.batch_size, samples=args.samples,
-                    split="train")  # fmt: skip
-    batches = list(token_batches(spec, load_tokenizer(source, "bench")))
+    source, model, tokenizer = tiny_teacher()
+    batches = builtin_batches(tokenizer, args.seq_len, args.batch_size, args.samples, "train")
     n = source.architecture.n_blocks
     runs = {
         "full iterative (baseline)": ("iterative", None),

@@ -18,29 +18,27 @@ Both must agree: every checked configuration is feasible exactly when the enumer
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import itertools
 import random
 import statistics
 import time
+
+from _common import parse_args
 
 NANO2 = {"budget": "22GiB", "headroom": "5%", "reserve": "1.3GiB", "context": 131072}
 LAYER_SETTINGS = (None, "56", "52:56")  # None: --layers not given (the source's 62 blocks)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--brute-force-limit", type=int, default=200_000)
-    args = parser.parse_args()
+    args = parse_args(__doc__, repeats=5, brute_force_limit=200_000)
 
     from minitron.memory import Budget, ServingSpec
     from minitron.model.load import resolve_model
-    from minitron.search.frontier import Constraint, enumerate_feasible
+    from minitron.search.frontier import Constraint, enumerate_feasible, solved_axis
     from minitron.search.space import build_space
 
     source = resolve_model("nemotron-nano-12b-v2-base").architecture
+    solved = solved_axis()
     budget = Budget.from_options(NANO2["budget"], None, NANO2["headroom"], NANO2["reserve"])
     constraint = Constraint(ServingSpec(context_tokens=NANO2["context"], budget=budget))
     print(
@@ -61,8 +59,9 @@ def main() -> None:
             enumeration = enumerate_feasible(space, constraint)
             times.append(time.perf_counter() - start)
         ours = statistics.median(times)
-        # FFN values that fit, per choice of the other axes (the whole feasible set, compactly)
-        fitting = {(c.depth, c.hidden, c.mamba_heads, c.mamba_head_dim, c.attn_heads): set(c.ffn)
+        # Values of the solved axis (FFN) that fit, per choice of the other axes: the whole feasible set
+        names = list(space.width)  # the width axes of the table this model has, in table order
+        fitting = {(c.depth, *(getattr(c, n) for n in names if n != solved)): set(c.values)
                    for c in enumeration.combinations}  # fmt: skip
         axes_values = [space.depth, *space.width.values()]
         full = space.size <= args.brute_force_limit
@@ -74,14 +73,14 @@ def main() -> None:
         start = time.perf_counter()
         results = []
         for config in checked:
-            depth, h, f, mh, mhd, ah = config
-            arch = dataclasses.replace(
-                space.arch(depth), hidden=h, ffn=f, mamba_heads=mh, mamba_head_dim=mhd, attn_heads=ah
-            )
+            depth, *values = config
+            arch = space.arch(depth, **dict(zip(names, values, strict=True)))
             results.append((config, constraint.violation(arch) is None))
         brute = (time.perf_counter() - start) * space.size / len(results)
-        for (depth, h, f, mh, mhd, ah), fit in results:
-            assert fit == (f in fitting.get((depth, h, mh, mhd, ah), ())), (layers, depth, h, f, mh, mhd, ah)
+        for (depth, *values), fit in results:
+            sizes = dict(zip(names, values, strict=True))
+            others = (depth, *(v for n, v in sizes.items() if n != solved))
+            assert fit == (sizes[solved] in fitting.get(others, ())), (layers, depth, sizes)
         if full:
             assert sum(fit for _, fit in results) == enumeration.feasible
         how = "all" if full else f"{len(results) // 1000}k, extrap."

@@ -18,47 +18,37 @@ Interleaved over --rounds rounds after one warm-up of each, one intra-op thread,
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-NANO2_DROPPED = (7, 8, 23, 24, 48, 52)  # the blocks the 9B drops from the 12B's pattern
+from _common import (
+    builtin_batches,
+    interleaved,
+    nano2_target,
+    parse_args,
+    print_medians,
+    print_ranges,
+    tiny_teacher,
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--eval-samples", type=int, default=16)
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--top-k", type=int, default=64)
-    args = parser.parse_args()
+    args = parse_args(__doc__, rounds=7, threads=1, eval_samples=16, seq_len=256, batch_size=4, top_k=64)
 
     import torch
 
-    torch.set_num_threads(args.threads)
-    from minitron.data import DataSpec, token_batches
     from minitron.importance.scores import Scores
     from minitron.importance.width import score_width
-    from minitron.model.load import load_model, load_tokenizer, resolve_model
-    from minitron.prune.target import TargetSpec
     from minitron.search.objective import evaluate, prune_shared
     from minitron.search.teacher_cache import build_cache, load_cache
 
-    source = resolve_model("tiny")
-    teacher = load_model(source, dtype="float32").eval()
-    tokenizer = load_tokenizer(source, "bench")
+    _, teacher, tokenizer = tiny_teacher()
 
     def batches(samples: int, split: str) -> list[torch.Tensor]:
-        spec = DataSpec(source="builtin", seq_len=args.seq_len, batch_size=args.batch_size, samples=samples,
-                        split=split)  # fmt: skip
-        return list(token_batches(spec, tokenizer))
+        return builtin_batches(tokenizer, args.seq_len, args.batch_size, samples, split)
 
     scores = Scores(tensors=score_width(teacher, batches(8, "train")), header={})
-    spec = TargetSpec(hidden=112, ffn=392, drop_blocks=NANO2_DROPPED)
+    spec = nano2_target()
     with tempfile.TemporaryDirectory() as tmp:
         path = build_cache(teacher, batches(args.eval_samples, "heldout"), args.top_k, Path(tmp) / "c.safetensors",
                            {"key": "bench"})  # fmt: skip
@@ -82,14 +72,7 @@ def main() -> None:
         "in-memory prune only": prune_only,
         "trial: prune + KL vs cached top-k": trial,
     }
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for fn in runs.values():  # warm-up
-        fn()
-    for _ in range(args.rounds):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    times = interleaved(runs, args.rounds)
     n_t = sum(p.numel() for p in teacher.parameters())
     n_c = sum(p.numel() for p in candidate.parameters())
     print(
@@ -97,18 +80,8 @@ def main() -> None:
         f"{args.batch_size} x {args.seq_len} tokens, top-{cache.top_k}, {args.threads} thread(s), "
         f"{args.rounds} rounds; candidate KL {result['kl']:.4f}"
     )
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    base = medians["plain forward of the candidate (baseline)"]
-    width = max(len(name) for name in runs)
-    print(f"{'pass':<{width}} {'median s':>9} {'vs baseline':>12}")
-    for name, median in medians.items():
-        print(f"{name:<{width}} {median:>9.3f} {median / base:>11.3f}x")
-    print(
-        "range over rounds: "
-        + ", ".join(
-            f"{name.split(':')[0].split(' (')[0]} {min(t):.3f}-{max(t):.3f} s" for name, t in times.items()
-        )
-    )
+    print_medians(times, "pass")
+    print_ranges(times)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ reported with its ratio to the baseline. One torch thread by default (see BENCHM
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import parse_args
 
 from minitron.model import mamba_fallback
 from minitron.model.load import build_model
@@ -61,14 +61,7 @@ def make_step(chunk: int, fast: bool, bf16: bool, batch: torch.Tensor):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=2, help="steps per setting per round")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__, repeats=3, steps=(2, "steps per setting per round"), threads=1)
     batch = torch.randint(3, 4096, (8, 256), generator=torch.Generator().manual_seed(0))
     steps = {name: make_step(*setting, batch) for name, setting in SETTINGS.items()}
     times: dict[str, list[float]] = {name: [] for name in SETTINGS}

@@ -39,6 +39,19 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def write_png(path: str | Path, fig, dpi: int = 110) -> Path:
+    """Save a matplotlib figure (laid out tight) and close it, even when saving fails."""
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return Path(path)
+
+
 def json_text(data: Any, *, sort_keys: bool = False) -> str:
     """Standard JSON (indent 2): inf and nan, which JSON cannot hold, are written as null."""
     return json.dumps(_finite(data), indent=2, sort_keys=sort_keys, allow_nan=False)

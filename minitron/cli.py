@@ -7,13 +7,12 @@ User errors (`MinitronError`) print one line on stderr and exit 1, never a trace
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
+from minitron.cli_app import friendly, make_app
 from minitron.cli_options import (
     DATA_OPTION,
     DEVICE_OPTION,
@@ -29,100 +28,11 @@ from minitron.cli_options import (
     axis_options,
     command_line,
     granularity_axes,
-    parse_command,
-    stage_options,
+    run_file,
     with_options,
 )
 
-# The order a user runs them in; commands not named here follow, alphabetically.
-WORKFLOW = ("run", "demo", "estimate", "score", "search", "prune", "distill", "compare", "evaluate", "train")
-
-
-class WorkflowGroup(typer.core.TyperGroup):
-    """Lists the commands in workflow order rather than in the order they are defined."""
-
-    def list_commands(self, ctx) -> list[str]:
-        names = super().list_commands(ctx)
-        return [n for n in WORKFLOW if n in names] + sorted(n for n in names if n not in WORKFLOW)
-
-
-app = typer.Typer(
-    name="minitron",
-    help="Compress language models the Minitron way: score, search under a memory budget, prune, distill.",
-    cls=WorkflowGroup,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    # Plain help: flags show as flags (no "<bool>"), and "[default: ...]" in a help text stays text.
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-F = TypeVar("F", bound=Callable[..., object])
-
-
-# Commands that run a model: importing torch and transformers takes seconds, said from the first one.
-TORCH_COMMANDS = {
-    "score",
-    "search",
-    "prune",
-    "train",
-    "distill",
-    "compare",
-    "evaluate",
-    "run_command",
-    "demo",
-}
-
-
-def _import_torch(command: str, console=None) -> None:
-    """A spinner on a terminal while torch loads (logs and pipes get nothing: no line to parse around)."""
-    from rich.console import Console
-
-    console = console or Console(stderr=True)
-    if not console.is_terminal:
-        return
-    with console.status(f"minitron {command.removesuffix('_command')}: loading torch and transformers"):
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-
-
-def friendly(fn: F) -> F:
-    """Turn MinitronError (and Ctrl-C) into one line on stderr and a non-zero exit."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from minitron.errors import MinitronError
-
-        try:
-            if fn.__name__ in TORCH_COMMANDS:
-                _import_torch(fn.__name__)
-            return fn(*args, **kwargs)
-        except MinitronError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt as e:
-            typer.echo(f"interrupted: {e}" if str(e) else "interrupted", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _version(value: bool) -> None:
-    if value:
-        from minitron import __version__
-
-        typer.echo(f"minitron {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """Compress language models the Minitron way."""
+app = make_app()
 
 
 @app.command()
@@ -231,12 +141,9 @@ def score(
 ) -> None:
     """Importance of blocks, hidden channels, FFN neurons, attention and Mamba heads (torchrun-aware)."""
     options = dict(locals())
-    from minitron.importance.report import print_json
     from minitron.importance.run import ScoreConfig, run
 
-    scores = run(ScoreConfig.from_options(**options))
-    if as_json:
-        print_json(scores)
+    run(ScoreConfig(**options))
 
 
 @app.command()
@@ -412,18 +319,6 @@ def evaluate(
     main(EvalConfig(**options))
 
 
-def _stage_options() -> dict[str, dict]:
-    return stage_options(app)
-
-
-def _run_pipeline(config_file: str, out: str | None, eval_tasks: str | None) -> None:
-    from minitron.pipeline import load_run_config, run_pipeline
-
-    options = _stage_options()
-    config = load_run_config(config_file, options, out=out, eval_tasks=eval_tasks)
-    run_pipeline(config, options, functools.partial(parse_command, app))
-
-
 @app.command("run")
 @friendly
 def run_command(
@@ -437,7 +332,7 @@ def run_command(
     the stages already done with the same inputs and resumes an interrupted one. Every stage's
     options and outputs are checked before the first stage starts.
     """
-    _run_pipeline(config, out, eval_tasks)
+    run_file(app, config, out, eval_tasks)
 
 
 @app.command()
@@ -449,7 +344,7 @@ def demo(
     """The whole job on the built-in tiny teacher and corpus (minitron/assets/demo.toml), a few minutes on a CPU."""
     from minitron.model.load import ASSETS_DIR
 
-    _run_pipeline(str(ASSETS_DIR / "demo.toml"), out, eval_tasks)
+    run_file(app, str(ASSETS_DIR / "demo.toml"), out, eval_tasks)
 
 
 @app.command()

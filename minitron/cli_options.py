@@ -247,6 +247,17 @@ def stage_options(app: typer.Typer) -> dict[str, dict]:
     return options
 
 
+def run_file(app: typer.Typer, path: str, out: str | None, eval_tasks: str | None) -> None:
+    """`minitron run`: every stage of the run file checked against the commands' options, then run."""
+    from functools import partial
+
+    from minitron.pipeline import load_run_config, run_pipeline
+
+    options = stage_options(app)
+    config = load_run_config(path, options, out=out, eval_tasks=eval_tasks)
+    run_pipeline(config, options, partial(parse_command, app))
+
+
 def parse_command(app: typer.Typer, argv: list[str]) -> dict[str, Any]:
     """A `minitron ...` command line -> its command's options, parsed and defaulted by the command
     itself: a run file's values mean what they mean on the command line."""

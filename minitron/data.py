@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, check_choice
 from minitron.hub_data import check_hub_source, describe_hub, hub_documents, is_hub
 from minitron.runs import file_digest
 from minitron.text_files import (
@@ -84,12 +84,24 @@ class DataSpec:
             raise MinitronError(f"--batch-size must be positive, got {self.batch_size}")
         if self.samples is not None and self.samples < 1:
             raise MinitronError(f"--samples must be positive, got {self.samples}")
-        if self.split not in SPLITS:
-            raise MinitronError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        check_choice("split", self.split, SPLITS)
         if not 0.0 < self.heldout_fraction < 1.0:
             raise MinitronError(f"--heldout-fraction must be in (0, 1), got {self.heldout_fraction}")
         if not self.text_field:
             raise MinitronError("--text-field must not be empty")
+
+    @classmethod
+    def from_options(cls, data: str, text_field: str, glob: str | None, **fields: Any) -> DataSpec:
+        """From the options every command that reads text shares: --data, --text-field and --glob
+        (none: the default patterns)."""
+        return cls(source=data, text_field=text_field, glob=glob or DEFAULT_GLOB, **fields)
+
+    @classmethod
+    def of_command(cls, config: Any, samples: int, split: str) -> DataSpec:
+        """`samples` sequences of `split` from the text a command's config names (its data, text_field,
+        glob, seq_len and batch_size: score's and search's options)."""
+        return cls.from_options(config.data, config.text_field, config.glob, seq_len=config.seq_len,
+                                batch_size=config.batch_size, samples=samples, split=split)  # fmt: skip
 
 
 def is_heldout(text: str, fraction: float) -> bool:

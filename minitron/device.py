@@ -17,7 +17,7 @@ import os
 
 import torch
 
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, check_choice
 
 PRECISIONS = ("auto", "native", "bf16", "fp32")
 
@@ -43,8 +43,7 @@ def resolve_device(name: str, flag: str = "--device") -> torch.device:
 
 
 def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise MinitronError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_choice("--precision", precision, PRECISIONS)
 
 
 def uses_bf16(precision: str, device: torch.device) -> bool:

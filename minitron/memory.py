@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, preset
 from minitron.model.arch import ATTENTION, MAMBA, Architecture
 from minitron.units import (
     DTYPE_BYTES,
@@ -62,10 +62,7 @@ ENGINES = {
 
 
 def get_engine(name: str) -> Engine:
-    engine = ENGINES.get(str(name).lower())
-    if engine is None:
-        raise MinitronError(f"--engine: unknown engine {name!r}; known: {', '.join(ENGINES)}")
-    return engine
+    return preset(ENGINES, name, "--engine", "engine")
 
 
 # ---- GPUs ---------------------------------------------------------------------------------------
@@ -93,10 +90,7 @@ GPUS = {
 
 
 def get_gpu(name: str) -> GPU:
-    gpu = GPUS.get(str(name).lower())
-    if gpu is None:
-        raise MinitronError(f"--gpu: unknown GPU {name!r}; known: {', '.join(GPUS)}")
-    return gpu
+    return preset(GPUS, name, "--gpu", "GPU")
 
 
 # ---- budget -------------------------------------------------------------------------------------

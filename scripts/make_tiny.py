@@ -56,6 +56,45 @@ def tiny_architecture() -> Architecture:
     return small
 
 
+def parse_args(doc: str, asset: str, steps: int, lr: float) -> argparse.Namespace:
+    """The options of a script that makes the toy teacher `asset` (torch's threads set already)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--run", default=f"runs/make-{asset}", help="run directory (checkpoints, metrics)")
+    parser.add_argument("--out", default=str(ASSETS_DIR / asset))
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--batch-size", type=int, default=8)
+    # One thread by default: on a shared 2-core machine, OpenMP threads that get descheduled make
+    # every small op wait (measured 20 tok/s with 2 threads under load vs 240 tok/s with 1).
+    parser.add_argument("--threads", type=int, default=1)
+    # bf16 autocast (float32 master weights) is faster on CPUs with native bf16 (AVX512-BF16, AMX).
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
+
+
+def pretrain_config(
+    model: str, out: str, steps: int, lr: float, batch_size: int, precision: str, resume: bool, **settings
+) -> TrainConfig:
+    """How the toy teachers are trained: 256-token sequences, a WSD schedule (the last quarter of the
+    steps decays to 5% of `lr`, so a run resumed in the stable phase may change its length), held-out
+    loss every 100 steps, a checkpoint every 25. `settings` are other TrainConfig fields."""
+    recipe = {"schedule": "wsd", "decay_fraction": 0.25, "min_lr_ratio": 0.05, "eval_every": 100,
+              "eval_batches": 8, "save_every": 25}  # fmt: skip
+    return TrainConfig(
+        model=model,
+        data=DataSpec(seq_len=256, batch_size=batch_size),
+        out=out,
+        steps=steps,
+        lr=lr,
+        precision=precision,
+        resume=resume,
+        **(recipe | settings),
+    )
+
+
 def unigram_entropy(batches: list[torch.Tensor]) -> float:
     """Entropy (nats/token) of the empirical token distribution of the predicted positions.
 
@@ -83,41 +122,12 @@ def machine() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--run", default="runs/make-tiny", help="run directory (checkpoints, metrics)")
-    parser.add_argument("--out", default=str(ASSETS_DIR / "tiny"))
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--batch-size", type=int, default=8)
-    # One thread by default: on a shared 2-core machine, OpenMP threads that get descheduled make
-    # every small op wait (measured 20 tok/s with 2 threads under load vs 240 tok/s with 1).
-    parser.add_argument("--threads", type=int, default=1)
-    # bf16 autocast (float32 master weights) is faster on CPUs with native bf16 (AVX512-BF16, AMX).
-    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
+    args = parse_args(__doc__, "tiny", steps=800, lr=2e-3)
     tokenizer = train_bpe_tokenizer(documents(DataSpec(split="train")), VOCAB)
     arch = tiny_architecture()
     model = build_model(arch, seed=0)
-    config = TrainConfig(
-        model="tiny",
-        data=DataSpec(seq_len=256, batch_size=args.batch_size),
-        out=args.run,
-        steps=args.steps,
-        lr=args.lr,
-        warmup_steps=50,
-        schedule="wsd",
-        decay_fraction=0.25,
-        min_lr_ratio=0.05,
-        eval_every=100,
-        eval_batches=8,
-        save_every=25,
-        precision=args.precision,
-        resume=args.resume,
+    config = pretrain_config(
+        "tiny", args.run, args.steps, args.lr, args.batch_size, args.precision, args.resume, warmup_steps=50
     )
     result = train(config, model=model, tokenizer=tokenizer, provenance={"script": "scripts/make_tiny.py"})
 

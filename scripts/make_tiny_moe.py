@@ -17,7 +17,6 @@ split by minitron's own training loop (one thread, under nice). Everything else 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -27,12 +26,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_tiny import heldout_loss, machine, unigram_entropy, write_asset  # noqa: E402
+from make_tiny import heldout_loss, machine, parse_args, pretrain_config, unigram_entropy, write_asset  # noqa: E402
 
-from minitron.data import DataSpec, token_batches  # noqa: E402
-from minitron.distill.trainer import TrainConfig, train  # noqa: E402
+from minitron.data import token_batches  # noqa: E402
+from minitron.distill.trainer import train  # noqa: E402
 from minitron.model.arch import MLP, MOE, Architecture  # noqa: E402
-from minitron.model.load import ASSETS_DIR, build_model, load_model, load_tokenizer, resolve_model  # noqa: E402
+from minitron.model.load import build_model, load_model, load_tokenizer, resolve_model  # noqa: E402
 
 EXPERTS, TOP_K, CHUNKS = 16, 4, 4
 SHARED_FFN = 128
@@ -87,41 +86,17 @@ def upcycle(tiny_model, arch: Architecture, seed: int = 0):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--run", default="runs/make-tiny-moe")
-    parser.add_argument("--out", default=str(ASSETS_DIR / "tiny-moe"))
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__, "tiny-moe", steps=400, lr=1e-3)
 
     tiny = resolve_model("tiny")
     tokenizer = load_tokenizer(tiny)
     tiny_model = load_model(tiny)
     arch = moe_architecture(tiny.architecture)
     model = upcycle(tiny_model, arch)
-    config = TrainConfig(
-        model="tiny-moe",
-        data=DataSpec(seq_len=256, batch_size=args.batch_size),
-        out=args.run,
-        steps=args.steps,
-        lr=args.lr,
-        warmup_steps=20,
-        schedule="wsd",
-        decay_fraction=0.25,
-        min_lr_ratio=0.05,
-        eval_every=50,
-        eval_batches=8,
-        save_every=25,
-        precision=args.precision,
-        resume=args.resume,
-    )
+    config = pretrain_config(
+        "tiny-moe", args.run, args.steps, args.lr, args.batch_size, args.precision, args.resume,
+        warmup_steps=20, eval_every=50,
+    )  # fmt: skip
     heldout = list(
         token_batches(dataclasses.replace(config.data, split="heldout", samples=HELDOUT_SEQUENCES), tokenizer)
     )

@@ -99,7 +99,7 @@ def test_dash_h_is_help():
 
 
 def test_commands_are_listed_in_workflow_order():
-    from minitron.cli import WORKFLOW
+    from minitron.cli_app import WORKFLOW
 
     out = CliRunner().invoke(app, ["--help"]).stdout
     listed = [line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()]

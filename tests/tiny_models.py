@@ -227,6 +227,13 @@ def random_scores(arch: Architecture, seed: int = 0, fingerprint: str | None = N
     return Scores(tensors=tensors, header=header)
 
 
+def row_sizes(row: dict) -> dict[str, int]:
+    """The width-axis sizes of a candidates-file row (the axes the row's model has)."""
+    from minitron.model.axes import width_axes
+
+    return {a.name: row[a.name] for a in width_axes() if row.get(a.name) is not None}
+
+
 def generate_in_fresh_process(model_dir, tokenizer_dir, prompt: str, new_tokens: int) -> dict:
     """Load a saved checkpoint with plain transformers in a new interpreter and greedy-generate with and
     without the cache: {"type": model_type, "prompt": prompt ids, "cached": ids, "plain": ids}."""

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minitron.atomic import atomic_path, write_json, write_text
+from minitron.atomic import write_json, write_png, write_text
 from minitron.distill.losses import KDLoss
 from minitron.distill.trainer import TrainConfig
 from minitron.errors import MinitronError
@@ -270,10 +270,7 @@ def _plot(path: Path, results: list[CandidateResult]) -> None:
     ax.set_ylabel("held-out LM loss (nats / token)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    write_png(path, fig)
 
 
 def table(results: list[CandidateResult]):

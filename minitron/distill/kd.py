@@ -13,7 +13,7 @@ import torch
 
 from minitron.device import resolve_device, weights_dtype
 from minitron.distill.losses import IGNORE, KDLoss, chunked_kd_sums
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, check_choice
 
 TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -84,10 +84,7 @@ class Distillation:
         teacher_device: str | None = None,
         teacher_dtype: str = "auto",
     ):
-        if teacher_dtype not in TEACHER_DTYPES:
-            raise MinitronError(
-                f"--teacher-dtype must be one of {', '.join(TEACHER_DTYPES)}, got {teacher_dtype!r}"
-            )
+        check_choice("--teacher-dtype", teacher_dtype, TEACHER_DTYPES)
         self.teacher, self.loss, self.vocab = teacher, loss, vocab
         self.chunk_tokens, self.teacher_device, self.teacher_dtype = (
             chunk_tokens,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, check_choice
 
 
 def topk_kl(
@@ -68,8 +68,7 @@ class KDLoss:
     teacher_topk: int = 0  # 0 = the full teacher distribution
 
     def __post_init__(self) -> None:
-        if self.divergence not in DIVERGENCES:
-            raise MinitronError(f"--loss must be one of {', '.join(DIVERGENCES)}, got {self.divergence!r}")
+        check_choice("--loss", self.divergence, DIVERGENCES)
         if not (math.isfinite(self.tau) and self.tau > 0):
             raise MinitronError(f"--tau must be a positive number, got {self.tau}")
         if not 0 < self.beta < 1:

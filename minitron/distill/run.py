@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from minitron.data import DEFAULT_GLOB, DataSpec
+from minitron.data import DataSpec
 from minitron.distill.losses import KDLoss
 from minitron.distill.trainer import TrainConfig, TrainResult
 from minitron.errors import MinitronError
@@ -28,9 +28,9 @@ def recipe(
 ) -> TrainConfig:
     """A TrainConfig from the training options that train, distill and compare share; 0 turns
     --samples, --tokens and --stop-at-step off."""
-    spec = DataSpec(source=data, text_field=text_field, glob=glob or DEFAULT_GLOB, seq_len=seq_len,
-                    batch_size=batch_size, samples=samples or None, heldout_fraction=heldout_fraction,
-                    seed=train.get("seed", 0))  # fmt: skip
+    spec = DataSpec.from_options(data, text_field, glob, seq_len=seq_len, batch_size=batch_size,
+                                 samples=samples or None, heldout_fraction=heldout_fraction,
+                                 seed=train.get("seed", 0))  # fmt: skip
     return TrainConfig(data=spec, tokens=tokens or None, stop_at_step=stop_at_step or None, **train)
 
 

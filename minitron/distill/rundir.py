@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from minitron.atomic import atomic_path, json_text, make_temp_dir, replace_dir, write_json, write_text
+from minitron.atomic import json_text, make_temp_dir, replace_dir, write_json, write_png, write_text
 from minitron.data import describe
 from minitron.distill.card import write_run_card
 from minitron.distill.checkpoint import (
@@ -285,8 +285,4 @@ def plot_loss_curves(records: list[dict[str, Any]], path: Path, objective_name: 
     ax.set_ylabel("nats / token")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return write_png(path, fig)

@@ -42,7 +42,7 @@ from minitron.distill.objectives import NextTokenCE, Objective, heldout_losses, 
 from minitron.distill.rundir import RunDir
 from minitron.distill.schedule import SCHEDULES, effective_warmup, lr_lambda
 from minitron.distill.tracking import parse_report_to
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, check_choice
 from minitron.model.load import check_seq_len
 from minitron.progress import status
 
@@ -104,8 +104,7 @@ class TrainConfig:
             raise MinitronError(f"--lr must be positive, got {self.lr}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise MinitronError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.schedule not in SCHEDULES:
-            raise MinitronError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        check_choice("--schedule", self.schedule, SCHEDULES)
         if not 0 < self.decay_fraction <= 1:
             raise MinitronError(f"--decay-fraction must be in (0, 1], got {self.decay_fraction}")
         check_precision(self.precision)

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, check_choice
 from minitron.importance.batches import Batch, as_batches, eval_mode, valid_token_index
 from minitron.model.adapters import FamilyAdapter, ForwardContext, adapter_for
 from minitron.parallel import all_reduce_sum_
@@ -135,10 +135,8 @@ def score_depth(
     `batches` is this rank's share; sums are reduced across ranks at every step, so every rank picks
     the same block. `advance(k)` is called once per batch per step with the k block runs it took.
     """
-    if metric not in DEPTH_METRICS:
-        raise MinitronError(f"--depth must be one of {', '.join(DEPTH_METRICS)}, got {metric!r}")
-    if mode not in DEPTH_MODES:
-        raise MinitronError(f"--depth-mode must be one of {', '.join(DEPTH_MODES)}, got {mode!r}")
+    check_choice("--depth", metric, DEPTH_METRICS)
+    check_choice("--depth-mode", mode, DEPTH_MODES)
     if iterations is not None and iterations < 0:
         raise MinitronError(f"--depth-iterations must be 0 or more, got {iterations}")
     adapter = adapter_for(model)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from minitron.atomic import atomic_path
+from minitron.atomic import write_png
 from minitron.importance.scores import Scores
 from minitron.model.arch import BLOCK_NAMES
 
@@ -120,13 +120,7 @@ def plot_depth(scores: Scores, path: Path) -> Path | None:
     ax.set_title(f"Block importance of {scores.header.get('model', 'model')}")
     handles = [Patch(color=BLOCK_COLOURS[n], label=n) for n in BLOCK_COLOURS if n in names]
     ax.legend(handles=handles, frameon=False, title="bar label = rank (1 = most important)", title_fontsize=7)
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return write_png(path, fig, dpi=120)
 
 
 def print_report(scores: Scores, files: list[Path]) -> None:

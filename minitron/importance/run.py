@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, check_choice
 from minitron.importance.depth import DEPTH_METRICS, DEPTH_MODES, depth_block_runs, score_depth
 from minitron.importance.scores import Scores
 from minitron.importance.width import AGGREGATIONS, EXPERT_SCORES
@@ -37,11 +37,7 @@ class ScoreConfig:
     dtype: str = "auto"
     progress: bool = True  # rich progress bars on stderr
     report: bool = True  # rich tables on stdout
-
-    @classmethod
-    def from_options(cls, as_json: bool = False, **options: Any) -> ScoreConfig:
-        """From `minitron score`'s options (`--json` prints the summary instead of the tables)."""
-        return cls(report=not as_json, **options)
+    as_json: bool = False  # the JSON summary on stdout instead of the tables
 
     def __post_init__(self) -> None:
         from minitron.atomic import check_writable
@@ -55,24 +51,11 @@ class ScoreConfig:
                 raise MinitronError(f"{flag} must be positive, got {value}")
         if self.batch_size < 1:
             raise MinitronError(f"--batch-size must be positive, got {self.batch_size}")
-        if self.depth not in (*DEPTH_METRICS, "none"):
-            raise MinitronError(
-                f"--depth must be one of {', '.join(DEPTH_METRICS)}, none; got {self.depth!r}"
-            )
-        if self.depth_mode not in DEPTH_MODES:
-            raise MinitronError(
-                f"--depth-mode must be one of {', '.join(DEPTH_MODES)}; got {self.depth_mode!r}"
-            )
-        if self.aggregation not in AGGREGATIONS:
-            raise MinitronError(
-                f"--aggregation must be one of {', '.join(AGGREGATIONS)}; got {self.aggregation!r}"
-            )
-        if self.expert_score not in EXPERT_SCORES:
-            raise MinitronError(
-                f"--expert-score must be one of {', '.join(EXPERT_SCORES)}; got {self.expert_score!r}"
-            )
-        if self.dtype not in DTYPES:
-            raise MinitronError(f"--dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        check_choice("--depth", self.depth, (*DEPTH_METRICS, "none"))
+        check_choice("--depth-mode", self.depth_mode, DEPTH_MODES)
+        check_choice("--aggregation", self.aggregation, AGGREGATIONS)
+        check_choice("--expert-score", self.expert_score, EXPERT_SCORES)
+        check_choice("--dtype", self.dtype, DTYPES)
         if self.depth_iterations is not None and self.depth_iterations < 0:
             raise MinitronError(f"--depth-iterations must be 0 or more, got {self.depth_iterations}")
         if self.depth_iterations is not None and self.depth_mode == "one-shot":
@@ -102,7 +85,7 @@ def run(config: ScoreConfig) -> Scores:
     from minitron.data import DataSpec, describe, token_batches
     from minitron.device import resolve_device, weights_dtype
     from minitron.importance.batches import n_samples
-    from minitron.importance.report import plot_depth, print_report, summary
+    from minitron.importance.report import plot_depth, print_json, print_report, summary
     from minitron.importance.scores import save_scores
     from minitron.importance.width import score_width
     from minitron.model.load import check_seq_len, load_model, load_tokenizer, resolve_model
@@ -119,15 +102,7 @@ def run(config: ScoreConfig) -> Scores:
     rank, world = parallel.rank_and_world()
     show = config.progress and rank == 0
 
-    spec = DataSpec(
-        source=config.data,
-        text_field=config.text_field,
-        **({"glob": config.glob} if config.glob else {}),
-        seq_len=config.seq_len,
-        batch_size=config.batch_size,
-        samples=config.samples,
-        split="train",
-    )
+    spec = DataSpec.of_command(config, config.samples, "train")
     tokenizer = load_tokenizer(source, "minitron score")
     # Every rank reads the same (deterministic) batches and keeps its share; depth passes over them
     # once per removed block, so they stay in memory (1024 x 8192 int64 = 64 MiB).
@@ -194,7 +169,9 @@ def run(config: ScoreConfig) -> Scores:
             plot = plot_depth(scores, config.plot_path)
             if plot is not None:
                 written.append(plot)
-        if config.report:
+        if config.as_json:
+            print_json(scores)
+        elif config.report:
             print_report(scores, written)
     return scores
 

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from minitron.atomic import atomic_path
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, input_file
 from minitron.model.arch import Architecture
 
 HEADER_KEY = "minitron"
@@ -96,13 +96,7 @@ def save_scores(scores: Scores, path: str | Path) -> Path:
 def load_scores(path: str | Path) -> Scores:
     from safetensors import safe_open
 
-    path = Path(path)
-    if path.is_dir():
-        raise MinitronError(
-            f"{path}: is a directory, not a scores file (the .safetensors of `minitron score`)"
-        )
-    if not path.is_file():
-        raise MinitronError(f"{path}: no such scores file")
+    path = input_file(path, "scores file", "the .safetensors of `minitron score`")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}

@@ -45,6 +45,14 @@ BLOCK_PARTS = {
     SPARSE: ATTENTION + MOE,
 }
 
+# The sizes each block part needs (all positive when the architecture has that part).
+PART_FIELDS = {
+    MLP: ("ffn",),
+    ATTENTION: ("attn_heads", "kv_heads", "head_dim"),
+    MAMBA: ("mamba_heads", "mamba_head_dim", "mamba_groups", "ssm_state", "conv_kernel"),
+    MOE: ("experts", "experts_per_token", "expert_ffn"),
+}
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -97,27 +105,15 @@ class Architecture:
             )
         for name in ("hidden", "vocab"):
             positive(name, getattr(self, name))
-        if self.has_part(MLP):
-            positive("ffn", self.ffn)
+        for part, names in PART_FIELDS.items():
+            if self.has_part(part):
+                for name in names:
+                    positive(name, getattr(self, name))
         if self.has_part(ATTENTION):
-            for name in ("attn_heads", "kv_heads", "head_dim"):
-                positive(name, getattr(self, name))
-            if self.attn_heads % self.kv_heads:
-                raise MinitronError(
-                    f"attention heads ({self.attn_heads}) must be a multiple of KV heads ({self.kv_heads}); "
-                    f"nearest legal: {nearest_multiples(self.attn_heads, self.kv_heads)}"
-                )
+            multiple("attention heads", self.attn_heads, "KV heads", self.kv_heads)
         if self.has_part(MAMBA):
-            for name in ("mamba_heads", "mamba_head_dim", "mamba_groups", "ssm_state", "conv_kernel"):
-                positive(name, getattr(self, name))
-            if self.mamba_heads % self.mamba_groups:
-                raise MinitronError(
-                    f"Mamba heads ({self.mamba_heads}) must be a multiple of Mamba groups ({self.mamba_groups}); "
-                    f"nearest legal: {nearest_multiples(self.mamba_heads, self.mamba_groups)}"
-                )
+            multiple("Mamba heads", self.mamba_heads, "Mamba groups", self.mamba_groups)
         if self.has_part(MOE):
-            for name in ("experts", "experts_per_token", "expert_ffn"):
-                positive(name, getattr(self, name))
             for name in ("hidden", "expert_ffn"):
                 value = getattr(self, name)
                 if value % GROUPED_GEMM_MULTIPLE:
@@ -378,6 +374,13 @@ def encode_special_floats(value: Any) -> Any:
 def positive(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise MinitronError(f"{name} must be a positive integer, got {value!r}")
+
+
+def multiple(what: str, value: int, unit_name: str, unit: int) -> None:
+    if value % unit:
+        raise MinitronError(
+            f"{what} ({value}) must be a multiple of {unit_name} ({unit}); nearest legal: {nearest_multiples(value, unit)}"
+        )
 
 
 def nearest_multiples(value: int, step: int) -> str:

@@ -85,19 +85,7 @@ class LlamaFamily(Family):
         )
 
     def write_config(self, arch: Architecture) -> dict[str, Any]:
-        d = dict(arch.extra)
-        d.update(
-            model_type=arch.model_type,
-            architectures=[HF_CLASSES[arch.model_type]],
-            num_hidden_layers=arch.n_blocks,
-            hidden_size=arch.hidden,
-            intermediate_size=arch.ffn,
-            num_attention_heads=arch.attn_heads,
-            num_key_value_heads=arch.kv_heads,
-            head_dim=arch.head_dim,  # always explicit: hidden // heads no longer holds once either is pruned
-            vocab_size=arch.vocab,
-            tie_word_embeddings=arch.tied_embeddings,
-        )
+        d = decoder_config(arch, HF_CLASSES[arch.model_type])
         if arch.model_type in ("llama", "qwen3"):
             d["attention_bias"] = arch.attn_out_bias
         if arch.model_type == "llama":
@@ -191,6 +179,25 @@ def decoder_architecture(c: dict[str, Any], **fields: Any) -> Architecture:
         conv_bias=False,
         **fields,
     )
+
+
+def decoder_config(arch: Architecture, hf_class: str) -> dict[str, Any]:
+    """The config keys every Llama-style config shares, written from `arch` over its `extra` (the
+    inverse of `decoder_architecture`)."""
+    d = dict(arch.extra)
+    d.update(
+        model_type=arch.model_type,
+        architectures=[hf_class],
+        num_hidden_layers=arch.n_blocks,
+        hidden_size=arch.hidden,
+        intermediate_size=arch.ffn,
+        num_attention_heads=arch.attn_heads,
+        num_key_value_heads=arch.kv_heads,
+        head_dim=arch.head_dim,  # always explicit: hidden // heads no longer holds once either is pruned
+        vocab_size=arch.vocab,
+        tie_word_embeddings=arch.tied_embeddings,
+    )
+    return d
 
 
 def attention_params(arch: Architecture) -> int:

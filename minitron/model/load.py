@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, read_json
 from minitron.model.adapters import adapter_for
 from minitron.model.arch import Architecture
 from minitron.runs import digest
@@ -136,10 +136,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     config_file = path / "config.json"
     if not config_file.exists():
         raise MinitronError(f"{path}: no config.json (not a Hugging Face checkpoint directory)")
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MinitronError(f"{config_file}: not valid JSON ({e})") from None
+    config = read_json(config_file)
     if not isinstance(config, dict) or "model_type" not in config:
         raise MinitronError(f"{config_file}: has no model_type")
     Architecture.from_hf_config(config)  # rejects unsupported architectures early, with the list

@@ -22,7 +22,13 @@ from typing import Any
 from minitron.errors import MinitronError
 from minitron.model.adapters import Axis, WidthHook
 from minitron.model.arch import COMMON_CONFIG_KEYS, DENSE, MOE, SPARSE, Architecture, decode_special_floats
-from minitron.model.llama import _LAYER_AXES, LlamaFamily, attention_params, decoder_architecture
+from minitron.model.llama import (
+    _LAYER_AXES,
+    LlamaFamily,
+    attention_params,
+    decoder_architecture,
+    decoder_config,
+)
 
 # transformers 5.x Qwen3MoeConfig defaults for the fields read below (tests check them against it).
 CONFIG_DEFAULTS: dict[str, Any] = {
@@ -82,18 +88,8 @@ class Qwen3MoeFamily(LlamaFamily):
         )
 
     def write_config(self, arch: Architecture) -> dict[str, Any]:
-        d = dict(arch.extra)
+        d = decoder_config(arch, "Qwen3MoeForCausalLM")
         d.update(
-            model_type=arch.model_type,
-            architectures=["Qwen3MoeForCausalLM"],
-            num_hidden_layers=arch.n_blocks,
-            hidden_size=arch.hidden,
-            intermediate_size=arch.ffn,
-            num_attention_heads=arch.attn_heads,
-            num_key_value_heads=arch.kv_heads,
-            head_dim=arch.head_dim,
-            vocab_size=arch.vocab,
-            tie_word_embeddings=arch.tied_embeddings,
             attention_bias=arch.attn_out_bias,
             use_sliding_window=False,
             # Which layers are sparse, said explicitly: after dropping layers the step rule no longer holds.

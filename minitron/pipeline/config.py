@@ -43,7 +43,7 @@ from typing import Any
 
 import tomllib
 
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, input_file
 
 STAGES = ("score", "search", "compare", "prune", "distill", "evaluate")
 # Options the run itself sets to chain the stages; a run file may not set them.
@@ -89,11 +89,7 @@ def load_run_config(
 ) -> RunConfig:
     """Read and validate a run file against the stages' options (`options[stage][name]`); `out` and
     `eval_tasks` are `minitron run`'s own options, which win over the file's."""
-    path = Path(path)
-    if path.is_dir():
-        raise MinitronError(f"{path}: is a directory, not a run file (TOML)")
-    if not path.is_file():
-        raise MinitronError(f"{path}: no such run file")
+    path = input_file(path, "run file", "TOML")
     try:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

@@ -188,7 +188,7 @@ def stage_config(stage: str, options: dict[str, Any], command: str = "") -> Any:
     if stage == "score":
         from minitron.importance.run import ScoreConfig
 
-        return ScoreConfig.from_options(**options)
+        return ScoreConfig(**options)
     if stage == "search":
         from minitron.search.run import SearchConfig
 

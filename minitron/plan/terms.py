@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from minitron.importance.depth import LOGIT_CHUNK_TOKENS, depth_block_runs, depth_steps
 from minitron.model.arch import ATTENTION, BLOCK_PARTS, MAMBA, MLP, Architecture
+from minitron.model.axes import width_axes
 from minitron.units import DTYPE_BYTES
 
 __all__ = ["LOGIT_CHUNK_TOKENS"]
@@ -130,16 +131,10 @@ def weights(arch: Architecture, dtype: str) -> int:
 def narrowed_params(source: Architecture, candidate: Architecture) -> int:
     """Parameters of the tensors a candidate pruned in memory copies (search.objective.prune_shared):
     every tensor when the hidden size changes, else the blocks whose mixer narrows; the rest are views."""
-    if candidate.hidden != source.hidden:
+    narrowed = {a.part for a in width_axes() if getattr(candidate, a.name) != getattr(source, a.name)}
+    if None in narrowed:  # an axis of every tensor changed (hidden)
         return candidate.n_params
-    changed = set()
-    if candidate.ffn != source.ffn:
-        changed.add(MLP)
-    if candidate.attn_heads != source.attn_heads:
-        changed.add(ATTENTION)
-    if (candidate.mamba_heads, candidate.mamba_head_dim) != (source.mamba_heads, source.mamba_head_dim):
-        changed.add(MAMBA)
-    return sum(candidate.block_params(c) for c in candidate.pattern if changed & set(BLOCK_PARTS[c]))
+    return sum(candidate.block_params(c) for c in candidate.pattern if narrowed & set(BLOCK_PARTS[c]))
 
 
 def outer_params(arch: Architecture) -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, check_choice
 from minitron.model.arch import Architecture
 from minitron.prune.target import TargetSpec
 from minitron.runs import file_digest
@@ -47,8 +47,7 @@ class PruneConfig:
             raise MinitronError("--rank selects a row of --candidate; give --candidate too")
         if self.rank is not None and self.rank < 1:
             raise MinitronError(f"--rank must be 1 or more, got {self.rank}")
-        if self.dtype not in DTYPES:
-            raise MinitronError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_choice("--dtype", self.dtype, DTYPES)
         self.max_shard_bytes = parse_bytes(self.max_shard_size, "--max-shard-size")
 
     @classmethod

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, input_file, read_json
 from minitron.importance.scores import Scores
 from minitron.model.arch import Architecture
 from minitron.model.axes import axes, axis, axis_names, depth_axis, width_names
@@ -121,17 +121,8 @@ def candidates_document(path: str | Path, model=None) -> dict[str, Any]:
     """
     from minitron.search.run import FORMAT
 
-    path = Path(path)
-    if path.is_dir():
-        raise MinitronError(
-            f"{path}: is a directory, not a candidates file (candidates.json of `minitron search`)"
-        )
-    if not path.is_file():
-        raise MinitronError(f"{path}: no such candidates file")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MinitronError(f"{path}: not valid JSON ({e})") from None
+    path = input_file(path, "candidates file", "candidates.json of `minitron search`")
+    data = read_json(path)
     rows = data.get("candidates") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise MinitronError(f"{path}: not a candidates file (needs a 'candidates' list of objects)")

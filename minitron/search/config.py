@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minitron.errors import MinitronError
+from minitron.errors import MinitronError, check_choice
 from minitron.memory import DEFAULT_GPU, ServingSpec, get_gpu
 from minitron.search.objective import OBJECTIVES
 
@@ -93,8 +93,7 @@ class SearchConfig:
                 raise MinitronError(f"{flag} must be at least {least}, got {value}")
         if self.timeout_s is not None and not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
             raise MinitronError(f"--timeout must be positive seconds, got {self.timeout_s}")
-        if self.objective not in OBJECTIVES:
-            raise MinitronError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        check_choice("--objective", self.objective, OBJECTIVES)
         if self.eval_dtype not in ("float32", "bfloat16", "float16"):
             raise MinitronError(f"--eval-dtype must be float32, bfloat16 or float16, got {self.eval_dtype!r}")
         self.serving.usable_bytes("search")  # a budget is required

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from minitron.atomic import atomic_path, write_json, write_text
+from minitron.atomic import write_json, write_png, write_text
 from minitron.memory import GPU
 from minitron.model.arch import ATTENTION, BLOCK_NAMES, MAMBA, MLP, MOE
 from minitron.model.axes import depth_axis, width_axes, width_names
@@ -136,13 +136,7 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path, usable_bytes: int, ranke
         f"{ranked_by} (lower is better)" if key == "objective" else f"proxy ({ranked_by}, higher is better)"
     )
     ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return write_png(path, fig)
 
 
 def candidates_table(document: dict[str, Any], limit: int = 15):

@@ -165,15 +165,7 @@ def _teacher_cache(config: SearchConfig, source, model):
     from minitron.model.load import load_tokenizer
     from minitron.search.teacher_cache import build_cache, cache_key, cache_path, load_cache
 
-    spec = DataSpec(
-        source=config.data,
-        text_field=config.text_field,
-        **({"glob": config.glob} if config.glob else {}),
-        seq_len=config.seq_len,
-        batch_size=config.batch_size,
-        samples=config.eval_samples,
-        split="heldout",
-    )
+    spec = DataSpec.of_command(config, config.eval_samples, "heldout")
     key = cache_key(source.fingerprint(), describe(spec), config.top_k, config.eval_dtype)
     path = cache_path(config.out, key)
     if not path.is_file():

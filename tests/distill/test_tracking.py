@@ -158,10 +158,10 @@ def test_unknown_or_missing_tracker_is_one_line_before_any_work(tmp_path, monkey
 
 
 def test_report_to_is_a_run_file_key_of_every_training_stage():
-    from minitron.cli import _stage_options
+    from minitron.cli_options import stage_options
     from minitron.pipeline.config import resolve
 
-    config = resolve({"teacher": "tiny", "report-to": "tensorboard,wandb"}, _stage_options())
+    config = resolve({"teacher": "tiny", "report-to": "tensorboard,wandb"}, stage_options(app))
     assert (
         config.stages["distill"]["report_to"] == config.stages["compare"]["report_to"] == "tensorboard,wandb"
     )

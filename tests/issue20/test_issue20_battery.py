@@ -1,6 +1,8 @@
 """Issue 20's battery of bad inputs (bench/bad_inputs.py), the ones that need no built fixtures: every
-input exits non-zero with one `error:` line (or click's usage `Error:`), never a traceback, and is
-refused before long work (an input still working after the alarm fails as `slow`)."""
+input exits non-zero with one `error:` line (or click's usage `Error:`), never a traceback. How fast
+each is refused is the benchmark's to measure (`python bench/bad_inputs.py --only fast` reports an
+input still working after --timeout seconds as `slow`); here no alarm runs, so no verdict depends on
+the machine's load."""
 
 from __future__ import annotations
 
@@ -40,5 +42,5 @@ def test_bad_input(case, scratch):
 
     torch.set_num_threads(1)
     with contextlib.chdir(scratch):
-        (verdict, detail), _ = bad_inputs.run_case(case, timeout_s=60)
+        (verdict, detail), _ = bad_inputs.run_case(case, timeout_s=None)
     assert verdict == "ok", f"minitron {' '.join(case.argv)}: {verdict}: {detail}"

@@ -13,13 +13,13 @@ from rich.console import Console
 
 
 def test_torch_loading_is_said_on_a_terminal():
-    from minitron.cli import _import_torch
+    from minitron.cli_app import import_torch
 
     terminal = Console(file=io.StringIO(), force_terminal=True)
-    _import_torch("distill", terminal)
+    import_torch("distill", terminal)
     assert "minitron distill: loading torch and transformers" in terminal.file.getvalue()
     piped = Console(file=io.StringIO(), force_terminal=False)
-    _import_torch("distill", piped)
+    import_torch("distill", piped)
     assert piped.file.getvalue() == ""  # logs get no spinner frames
 
 

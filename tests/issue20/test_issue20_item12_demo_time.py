@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from minitron.cli import _stage_options
+from minitron.cli import app
+from minitron.cli_options import stage_options
 from minitron.device import autocast, cpu_has_bf16
 from minitron.model.load import ASSETS_DIR
 from minitron.pipeline import load_run_config
@@ -37,7 +38,7 @@ def test_native_precision_follows_the_cpu():
 
 
 def test_demo_uses_it_and_fewer_heldout_batches():
-    config = load_run_config(ASSETS_DIR / "demo.toml", _stage_options())
+    config = load_run_config(ASSETS_DIR / "demo.toml", stage_options(app))
     for stage in ("compare", "distill"):
         assert config.stages[stage]["precision"] == "native"
         assert config.stages[stage]["eval_batches"] == 4

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from minitron.cli import _stage_options, app
-from minitron.cli_options import parse_command
+from minitron.cli import app
+from minitron.cli_options import parse_command, stage_options
 from minitron.model.load import ASSETS_DIR
 from minitron.pipeline import load_run_config, stages
 
@@ -140,7 +140,7 @@ def test_a_valid_file_runs_every_stage_with_the_configs_it_checked(tmp_path, mon
 )
 def test_every_stage_of_every_shipped_run_file_builds_its_config(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # their relative `out`
-    options = _stage_options()
+    options = stage_options(app)
     plan = stages.Plan(load_run_config(path, options), options, functools.partial(parse_command, app))
     plan.check()
     assert {stage for stage, *_ in plan.steps()} >= {"score", "search", "prune", "distill"}

@@ -130,14 +130,14 @@ def test_without_eval_tasks_the_stage_is_off(run_file, stand_in_stages, tmp_path
 
 
 def test_eval_tasks_from_the_run_file(run_file, task_yaml, stand_in_stages, tmp_path):
-    from minitron.cli import _stage_options
+    from minitron.cli_options import stage_options
     from minitron.pipeline import load_run_config
 
     run_file.write_text(f'eval-tasks = ["{task_yaml}", "hellaswag"]\n' + run_file.read_text())
-    config = load_run_config(run_file, _stage_options())
+    config = load_run_config(run_file, stage_options(app))
     assert config.eval_tasks == f"{task_yaml},hellaswag" and config.enabled("evaluate")
     assert config.stages["evaluate"] == {"limit": 2, "device": "cpu"}
-    overridden = load_run_config(run_file, _stage_options(), eval_tasks=str(task_yaml))
+    overridden = load_run_config(run_file, stage_options(app), eval_tasks=str(task_yaml))
     assert overridden.eval_tasks == str(task_yaml)  # the command line wins over the file
 
 

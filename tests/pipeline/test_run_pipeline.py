@@ -13,7 +13,8 @@ import pytest
 from paused import paused_command, subprocess_env, wait_for_flag
 from typer.testing import CliRunner
 
-from minitron.cli import _stage_options, app
+from minitron.cli import app
+from minitron.cli_options import stage_options
 from minitron.model.load import ASSETS_DIR
 from minitron.pipeline.config import load_run_config
 
@@ -25,7 +26,7 @@ HAS_TINY = any((ASSETS_DIR / "tiny").glob("*.safetensors"))
     "path", [ASSETS_DIR / "demo.toml", *sorted((ROOT / "examples").glob("*.toml"))], ids=lambda p: p.name
 )
 def test_every_shipped_run_file_parses_and_resolves(path):
-    config = load_run_config(path, _stage_options())
+    config = load_run_config(path, stage_options(app))
     assert config.teacher and all(stage in config.stages for stage in ("score", "search", "distill"))
     assert config.stages["search"].get("budget") or config.stages["search"].get("gpu")
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from tiny_models import TINY, dense_arch
+from tiny_models import TINY, dense_arch, moe_arch
 
 from minitron.model.adapters import adapter_for
 from minitron.model.arch import Architecture
@@ -85,3 +85,7 @@ def test_narrowed_params_are_what_prune_shared_copies():
     assert (
         terms.narrowed_params(source, source.with_sizes(hidden=16)) == source.with_sizes(hidden=16).n_params
     )
+    # Every axis of the table counts: fewer routed experts copy the MoE blocks (and only them).
+    moe = moe_arch("nemotron_h")
+    fewer = moe.with_sizes(experts=4)
+    assert terms.narrowed_params(moe, fewer) == fewer.count("E") * fewer.block_params("E") > 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import time
 
 import pytest
+from tiny_models import row_sizes
 from typer.testing import CliRunner
 
 from minitron.cli import app
@@ -31,12 +31,9 @@ def one_error_line(result) -> str:
 
 
 def test_12b_without_weights_every_candidate_fits(tmp_path):
-    start = time.perf_counter()
+    # How long this takes is bench/search_enumerate.py's to measure, not a test's.
     result = invoke("search", "nemotron-nano-12b-v2-base", *NANO2, "--layers", "56", "--out", tmp_path)
-    elapsed = time.perf_counter() - start
     assert result.exit_code == 0, result.output
-    # enumerating takes ~1 s (bench/search_enumerate.py); the whole command 7-13 s on the loaded 2-core box
-    assert elapsed < 30, f"a weight-free search took {elapsed:.0f} s"
     doc = json.loads((tmp_path / "candidates.json").read_text())
     usable = Budget.from_options("22GiB", None, "5%", "1.3GiB").usable_bytes
     assert doc["budget"]["usable_bytes"] == usable and doc["feasible"] > 10_000
@@ -53,7 +50,7 @@ def test_12b_without_weights_every_candidate_fits(tmp_path):
         # recomputed from the sizes alone: memory depends on how many blocks of each type remain
         arch = dataclasses.replace(
             src, pattern="M" * kept["M"] + "-" * kept["-"] + "*" * kept["*"],
-            **{a: row[a] for a in ("hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads")},
+            **row_sizes(row),
         )  # fmt: skip
         mem = estimate_memory(arch, 131072)
         assert mem.total_bytes <= usable and mem.total_bytes == row["memory"]["total_bytes"]

@@ -7,6 +7,7 @@ import csv
 import json
 
 import torch
+from tiny_models import row_sizes
 from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
@@ -19,9 +20,7 @@ GiB = 2**30
 
 
 def _candidate_arch(source, row):
-    sizes = {k: row[k] for k in ("hidden", "mamba_heads", "mamba_head_dim", "attn_heads", "ffn",
-                                 "experts", "expert_ffn", "shared_ffn") if row.get(k) is not None}  # fmt: skip
-    return source.drop_blocks(row["drop_blocks"] or []).with_sizes(**sizes)
+    return source.drop_blocks(row["drop_blocks"] or []).with_sizes(**row_sizes(row))
 
 
 def _recount(arch) -> tuple[int, int, int]:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from paused import paused_command, subprocess_env, wait_for_flag
 from search_helpers import HAS_TINY
+from tiny_models import row_sizes
 from typer.testing import CliRunner
 
 from minitron.cli import app
@@ -101,7 +102,7 @@ def test_search_beats_random_feasible_sampling(searched, tiny_scores):
     r = rows[0]
     spec = TargetSpec(
         drop_blocks=tuple(r["drop_blocks"]),
-        **{a: r[a] for a in ("hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads")},
+        **row_sizes(r),
     )
     assert evaluate(prune_shared(teacher, spec, scores), cache) == pytest.approx(best, rel=1e-6)
 
@@ -265,7 +266,7 @@ def test_throughput_objective_runs_nsga2_and_candidates_carry_the_estimate(
         kept = {"M": row["mamba_blocks"], "-": row["mlp_blocks"], "*": row["attention_blocks"]}
         arch = space.arch(
             next(d for d in space.depth if list(d.dropped) == row["drop_blocks"]),
-            **{a: row[a] for a in ("hidden", "ffn", "mamba_heads", "mamba_head_dim", "attn_heads")},
+            **row_sizes(row),
         )
         assert {k: arch.count(k) for k in kept} == kept
         assert (
