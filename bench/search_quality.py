@@ -1,6 +1,7 @@
 """Does the search choose well? Its pick against simpler strategies at the demo's budget, after the same distillation.
 
-    nice python bench/search_quality.py [--out runs/search_quality] [--distill-steps 150] [--seeds 0,1,2] [--smoke]
+    OMP_NUM_THREADS=1 nice python bench/search_quality.py [--out runs/search_quality] [--seeds 0,1,2]
+        [--distill-steps 150] [--eval-batches 16] [--strategies minitron,depth-only] [--layers 56] [--smoke]
 
 On the shipped `tiny` teacher with the demo run file (minitron/assets/demo.toml: its budget, serving
 settings, scores, search, compare and distillation recipe), each strategy picks one architecture that
@@ -20,8 +21,10 @@ Every pick is pruned from the same scores (`minitron prune`) and distilled with 
 --distill-steps steps under each seed of --seeds (`minitron distill`), then judged on held-out corpus
 text, on text the corpus does not contain (the Python files of the installed `rich` package; the
 corpus is the CPython standard library) and on a local lm-eval task built from those files (which of
-four lines comes next). Every pick and every (strategy, seed) result is kept in --out and skipped when
-present: run the command again to resume.
+four lines comes next). Strategies that pick the same architecture share its distilled runs. Every
+pick and every (architecture, seed) result is kept in --out and skipped when present: run the command
+again to resume. --layers replaces the demo search's `layers` (to measure another setting; give it its
+own --out, since the picks are kept there).
 """
 
 from __future__ import annotations

@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from bench_scripts import BENCH_DIR, load_bench
 
-pytestmark = pytest.mark.slow  # scores the tiny teacher (~30 s idle, ~2 min on the shared box)
+pytestmark = pytest.mark.slow  # scores the tiny teacher first (100 s on the shared 2-core box)
 
-BENCH = Path(__file__).parents[2] / "bench" / "search_quality.py"
-
-
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("search_quality", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["search_quality"] = module
-    spec.loader.exec_module(module)
-    return module
+BENCH = BENCH_DIR / "search_quality.py"
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    module = _bench_module()
+    module = load_bench("search_quality")
     out = tmp_path_factory.mktemp("search_quality")
     args = argparse.Namespace(smoke=True, distill_steps=2, layers=None, eval_batches=2, task_items=8)
     bench = module.Bench(out, args)
