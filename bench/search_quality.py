@@ -253,21 +253,27 @@ class Bench:
         return {"strategy": name, "seed": seed, **judged}
 
     def judge(self, pruned: Path, student: Path) -> dict:
+        """Held-out loss of the pruned model (once per architecture) and of the student; the student's
+        unseen-text loss and task accuracy."""
+        from minitron.atomic import write_json
         from minitron.distill.objectives import heldout_loss
         from minitron.evaluate import EvalConfig
         from minitron.evaluate import run as lm_eval
         from minitron.model.load import load_model, load_tokenizer, resolve_model
 
         tokenizer = load_tokenizer(resolve_model(str(student)))
-        heldout, unseen = self.batches("heldout", tokenizer), self.batches("unseen", tokenizer)
-        before = load_model(resolve_model(str(pruned)), dtype="float32")
+        heldout = self.batches("heldout", tokenizer)
+        before_file = pruned.parent / "heldout_before.json"
+        if not before_file.exists():
+            before = load_model(resolve_model(str(pruned)), dtype="float32")
+            write_json(before_file, {"heldout_before": heldout_loss(before, heldout)})
         after = load_model(resolve_model(str(student)), dtype="float32")
-        scores = lm_eval(EvalConfig(models=[str(student)], tasks=str(self.task()), device="cpu"))
-        metrics = next(iter(next(iter(scores.values())).values()))
+        task = EvalConfig(models=[str(student)], tasks=str(self.task()), device="cpu", batch_size=16)
+        metrics = next(iter(next(iter(lm_eval(task).values())).values()))
         return {
-            "heldout_before": heldout_loss(before, heldout),
+            **json.loads(before_file.read_text()),
             "heldout_after": heldout_loss(after, heldout),
-            "unseen_after": heldout_loss(after, unseen),
+            "unseen_after": heldout_loss(after, self.batches("unseen", tokenizer)),
             "task_acc": metrics.get("acc"),
         }
 
@@ -375,7 +381,7 @@ def report(out: Path, picks: dict, results: dict, args, serving) -> None:
         cells = (
             name,
             f"{summary['mamba_blocks']}/{summary['mlp_blocks']}/{summary['attention_blocks']}",
-            ", ".join(f"{k} {v}" for k, v in chosen["sizes"].items()),
+            ", ".join(f"{k} {v}" for k, v in chosen["sizes"].items()) or "the teacher's",
             f"{arch.n_params:,}",
             f"{row['memory_bytes'] / 2**20:.2f}",
             f"{row['heldout_before']:.4f}",
