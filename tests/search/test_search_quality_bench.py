@@ -10,7 +10,7 @@ import sys
 import pytest
 from bench_scripts import BENCH_DIR, load_bench
 
-pytestmark = pytest.mark.slow  # scores the tiny teacher first (100 s on the shared 2-core box)
+pytestmark = pytest.mark.slow  # scores the tiny teacher first (20-100 s on the shared 2-core box)
 
 BENCH = BENCH_DIR / "search_quality.py"
 
