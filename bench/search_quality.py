@@ -1,6 +1,7 @@
 """Does the search choose well? Its pick against simpler strategies at the demo's budget, after the same distillation.
 
-    nice python bench/search_quality.py [--out runs/search_quality] [--distill-steps 150] [--seeds 0,1,2] [--smoke]
+    OMP_NUM_THREADS=1 nice python bench/search_quality.py [--out runs/search_quality] [--seeds 0,1,2]
+        [--distill-steps 150] [--eval-batches 16] [--strategies minitron,depth-only] [--layers 56] [--smoke]
 
 On the shipped `tiny` teacher with the demo run file (minitron/assets/demo.toml: its budget, serving
 settings, scores, search, compare and distillation recipe), each strategy picks one architecture that
@@ -20,8 +21,10 @@ Every pick is pruned from the same scores (`minitron prune`) and distilled with 
 --distill-steps steps under each seed of --seeds (`minitron distill`), then judged on held-out corpus
 text, on text the corpus does not contain (the Python files of the installed `rich` package; the
 corpus is the CPython standard library) and on a local lm-eval task built from those files (which of
-four lines comes next). Every pick and every (strategy, seed) result is kept in --out and skipped when
-present: run the command again to resume.
+four lines comes next). Strategies that pick the same architecture share its distilled runs. Every
+pick and every (architecture, seed) result is kept in --out and skipped when present: run the command
+again to resume. --layers replaces the demo search's `layers` (to measure another setting; give it its
+own --out, since the picks are kept there).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ MODELOPT_MAX_PRUNE = "40%"
 MODELOPT_TOP = 10
 RANDOM_PICKS = 3
 UNSEEN_PACKAGE = "rich"
+STRATEGIES = ("minitron", "no-compare", "modelopt", "width-only", "depth-only",
+              *(f"random-{i}" for i in range(1, RANDOM_PICKS + 1)))  # fmt: skip
 
 
 def main() -> None:
@@ -47,6 +52,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="distillation seeds, comma-separated")
     parser.add_argument("--eval-batches", type=int, default=16, help="held-out and unseen batches")
     parser.add_argument("--task-items", type=int, default=100)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="the ones to distil and judge")
+    parser.add_argument("--layers", default=None, help="the demo search's --layers (give it its own --out)")
     parser.add_argument("--smoke", action="store_true", help="tiny step counts: checks the benchmark runs")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -56,6 +63,9 @@ def main() -> None:
         args.eval_batches, args.task_items = 2, 8
     if not seeds or (args.distill_steps is not None and args.distill_steps < 1):
         parser.error("--seeds needs at least one seed and --distill-steps must be positive")
+    wanted = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if not wanted or set(wanted) - set(STRATEGIES):
+        parser.error(f"--strategies: {args.strategies!r}; known: {', '.join(STRATEGIES)}")
 
     import torch
 
@@ -63,7 +73,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     bench = Bench(out, args)
-    picks = bench.picks()
+    picks = {name: pick for name, pick in bench.picks().items() if name in wanted}
     results = {name: [bench.result(name, pick, seed) for seed in seeds] for name, pick in picks.items()}
     report(out, picks, results, args, bench.stage("search").serving)
 
@@ -83,6 +93,8 @@ class Bench:
         from minitron.pipeline.stages import Paths, Plan
 
         raw = tomllib.loads((ASSETS_DIR / "demo.toml").read_text())
+        if args.layers:
+            raw["search"]["layers"] = args.layers
         if args.distill_steps:
             raw["distill"].update(steps=args.distill_steps, **{"eval-every": 0, "save-every": 0})
         if args.smoke:
@@ -179,13 +191,13 @@ class Bench:
         t0 = time.perf_counter()
         source, scores, space, constraint, _ = self.search_parts(self.stage("search"))
         arch = source.architecture
+        granularity = self.stage("search").granularity
         on = [a for a in width_names() if axis(a).on(arch) and axis(a).max_prune is not None]
+        steps = {name: axis(name).unit(arch) or axis(name).step_of(arch, granularity) for name in on}
         for i in range(1000, 0, -1):
             sizes = {}
-            for name in on:
-                a, top = axis(name), axis(name).source_size(arch)
-                step = a.unit(arch) or a.step_of(arch, self.stage("search").granularity)
-                sizes[name] = max(step, int(top * i / 1000) // step * step)
+            for name, step in steps.items():
+                sizes[name] = max(step, int(axis(name).source_size(arch) * i / 1000) // step * step)
             spec = TargetSpec(drop_blocks=(), **sizes)
             if constraint.violation(resolve_target(arch, spec, scores).arch) is None:
                 return pick(spec, time.perf_counter() - t0, ratio=i / 1000)
@@ -204,21 +216,30 @@ class Bench:
         raise SystemExit("depth-only: nothing fits the budget")
 
     def result(self, name: str, chosen: dict, seed: int) -> dict:
-        """Prune, distil under `seed` and judge one pick; kept in --out and read back when present."""
+        """Prune, distil under `seed` and judge one pick; kept in --out and read back when present.
+
+        Strategies that pick the same architecture share its pruned model and its distilled runs (the
+        same target, data, steps and seed give the same student).
+        """
+        import hashlib
+
         from minitron.atomic import write_json
         from minitron.distill.run import distill
         from minitron.prune.run import PruneConfig
         from minitron.prune.run import run as prune
         from minitron.prune.target import TargetSpec
 
-        cached = self.out / "results" / f"{name}-seed{seed}.json"
+        target = {"sizes": chosen["sizes"], "drop_blocks": sorted(chosen["drop_blocks"])}
+        where = (
+            self.out / "targets" / hashlib.sha1(json.dumps(target, sort_keys=True).encode()).hexdigest()[:12]
+        )
+        cached = where / f"seed{seed}.json"
         if cached.exists():
-            return json.loads(cached.read_text())
-        where = self.out / "strategies" / name
+            return {"strategy": name, "seed": seed, **json.loads(cached.read_text())}
         pruned = where / "pruned"
         if not (pruned / "minitron.json").exists():
             prune(PruneConfig(model=self.config.teacher, out=pruned, scores=self.paths.scores,
-                              target=TargetSpec(drop_blocks=tuple(chosen["drop_blocks"]), **chosen["sizes"]),
+                              target=TargetSpec(drop_blocks=tuple(target["drop_blocks"]), **target["sizes"]),
                               overwrite=True, command=f"bench/search_quality.py {name}"))  # fmt: skip
         run = where / f"seed{seed}"
         argv = [a for a in self.steps["distill"][0]()]
@@ -228,27 +249,31 @@ class Bench:
             resume = ["--resume"] if (run / "checkpoints").is_dir() else []
             distill(self.plan.build("distill", [*argv, "--seed", str(seed), *resume]))
         judged = self.judge(pruned, run / "final")
-        record = {"strategy": name, "seed": seed, **judged}
-        cached.parent.mkdir(exist_ok=True)
-        write_json(cached, record)
-        return record
+        write_json(cached, {**judged, "target": target})
+        return {"strategy": name, "seed": seed, **judged}
 
     def judge(self, pruned: Path, student: Path) -> dict:
+        """Held-out loss of the pruned model (once per architecture) and of the student; the student's
+        unseen-text loss and task accuracy."""
+        from minitron.atomic import write_json
         from minitron.distill.objectives import heldout_loss
         from minitron.evaluate import EvalConfig
         from minitron.evaluate import run as lm_eval
         from minitron.model.load import load_model, load_tokenizer, resolve_model
 
         tokenizer = load_tokenizer(resolve_model(str(student)))
-        heldout, unseen = self.batches("heldout", tokenizer), self.batches("unseen", tokenizer)
-        before = load_model(resolve_model(str(pruned)), dtype="float32")
+        heldout = self.batches("heldout", tokenizer)
+        before_file = pruned.parent / "heldout_before.json"
+        if not before_file.exists():
+            before = load_model(resolve_model(str(pruned)), dtype="float32")
+            write_json(before_file, {"heldout_before": heldout_loss(before, heldout)})
         after = load_model(resolve_model(str(student)), dtype="float32")
-        scores = lm_eval(EvalConfig(models=[str(student)], tasks=str(self.task()), device="cpu"))
-        metrics = next(iter(next(iter(scores.values())).values()))
+        task = EvalConfig(models=[str(student)], tasks=str(self.task()), device="cpu", batch_size=16)
+        metrics = next(iter(next(iter(lm_eval(task).values())).values()))
         return {
-            "heldout_before": heldout_loss(before, heldout),
+            **json.loads(before_file.read_text()),
             "heldout_after": heldout_loss(after, heldout),
-            "unseen_after": heldout_loss(after, unseen),
+            "unseen_after": heldout_loss(after, self.batches("unseen", tokenizer)),
             "task_acc": metrics.get("acc"),
         }
 
@@ -325,6 +350,7 @@ def pick(spec, seconds: float, **extra) -> dict:
 
 
 def report(out: Path, picks: dict, results: dict, args, serving) -> None:
+    """The table on the console and as Markdown (search_quality.md), the numbers in search_quality.json."""
     from rich.console import Console
     from rich.table import Table
 
@@ -335,29 +361,36 @@ def report(out: Path, picks: dict, results: dict, args, serving) -> None:
     title = "search quality on tiny at the demo's budget" + (
         " -- SMOKE RUN, not results" if args.smoke else ""
     )
-    table = Table(title=title)
-    for column in ("strategy", "blocks", "widths", "params", "memory MiB", "held-out before", "held-out after",
-                   "± seeds", "unseen", "task acc", "pick s"):  # fmt: skip
+    columns = ("strategy", "blocks M/-/*", "widths", "params", "memory MiB", "held-out before",
+               "held-out after", "unseen after", "task acc", "pick s")  # fmt: skip
+    table = Table(title=title, caption="after: mean ± half the range over the seeds")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("strategy", "widths") else "right")
-    rows = []
+    rows, lines = [], ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for name, chosen in picks.items():
         arch = source.drop_blocks(tuple(chosen["drop_blocks"])).with_sizes(**chosen["sizes"])
         seeds = results[name]
-        after = [r["heldout_after"] for r in seeds]
-        row = {
-            "strategy": name, "arch": chosen["arch"], "params": arch.n_params,
-            "memory_bytes": serving.memory(arch).total_bytes, "pick_seconds": chosen["seconds"],
-            "heldout_before": seeds[0]["heldout_before"], "heldout_after_mean": statistics.mean(after),
-            "heldout_after_spread": max(after) - min(after),
-            "unseen_after_mean": statistics.mean(r["unseen_after"] for r in seeds),
-            "task_acc_mean": statistics.mean(r["task_acc"] or 0.0 for r in seeds), "seeds": seeds,
-        }  # fmt: skip
+        row = {"strategy": name, "arch": chosen["arch"], "params": arch.n_params,
+               "memory_bytes": serving.memory(arch).total_bytes, "pick_seconds": chosen["seconds"],
+               "heldout_before": seeds[0]["heldout_before"], "seeds": seeds}  # fmt: skip
+        for key in ("heldout_after", "unseen_after", "task_acc"):
+            values = [r[key] or 0.0 for r in seeds]
+            row[f"{key}_mean"], row[f"{key}_spread"] = statistics.mean(values), max(values) - min(values)
         rows.append(row)
-        widths = ", ".join(f"{k} {v}" for k, v in chosen["sizes"].items())
-        table.add_row(name, str(arch.n_blocks), widths, f"{arch.n_params:,}", f"{row['memory_bytes'] / 2**20:.2f}",
-                      f"{row['heldout_before']:.4f}", f"{row['heldout_after_mean']:.4f}",
-                      f"{row['heldout_after_spread']:.4f}", f"{row['unseen_after_mean']:.4f}",
-                      f"{row['task_acc_mean']:.3f}", f"{chosen['seconds']:.1f}")  # fmt: skip
+        summary = chosen["arch"]
+        cells = (
+            name,
+            f"{summary['mamba_blocks']}/{summary['mlp_blocks']}/{summary['attention_blocks']}",
+            ", ".join(f"{k} {v}" for k, v in chosen["sizes"].items()) or "the teacher's",
+            f"{arch.n_params:,}",
+            f"{row['memory_bytes'] / 2**20:.2f}",
+            f"{row['heldout_before']:.4f}",
+            *(f"{row[f'{k}_mean']:.{d}f} ± {row[f'{k}_spread'] / 2:.{d}f}"
+              for k, d in (("heldout_after", 4), ("unseen_after", 4), ("task_acc", 3))),
+            f"{chosen['seconds']:.1f}",
+        )  # fmt: skip
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
     Console(width=200).print(table)
     document = {
         "smoke": args.smoke,
@@ -366,7 +399,8 @@ def report(out: Path, picks: dict, results: dict, args, serving) -> None:
         "rows": rows,
     }
     write_json(out / "search_quality.json", document)
-    print(f"wrote {out / 'search_quality.json'}")
+    (out / "search_quality.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / 'search_quality.json'}, {out / 'search_quality.md'}")
 
 
 if __name__ == "__main__":

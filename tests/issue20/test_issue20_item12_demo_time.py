@@ -3,12 +3,10 @@ bf16 units, fewer held-out batches and checkpoints), and bench/demo_time.py can 
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
-from pathlib import Path
 
 import torch
+from bench_scripts import load_bench
 from rich.console import Console
 
 from minitron.cli import app
@@ -17,15 +15,9 @@ from minitron.device import autocast, cpu_has_bf16
 from minitron.model.load import ASSETS_DIR
 from minitron.pipeline import load_run_config
 
-BENCH = Path(__file__).parents[2] / "bench" / "demo_time.py"
-
 
 def _demo_time():
-    spec = importlib.util.spec_from_file_location("demo_time", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["demo_time"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("demo_time")
 
 
 def test_native_precision_follows_the_cpu():
