@@ -62,9 +62,8 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         ours = statistics.median(times)
         # FFN values that fit, per choice of the other axes (the whole feasible set, compactly)
-        names = list(space.width)  # the axis table's width axes (the MoE ones hold one value here)
-        others = [n for n in names if n != "ffn"]
-        fitting = {(c.depth, *(c.fixed[n] for n in others)): set(c.ffn) for c in enumeration.combinations}
+        fitting = {(c.depth, c.hidden, c.mamba_heads, c.mamba_head_dim, c.attn_heads): set(c.ffn)
+                   for c in enumeration.combinations}  # fmt: skip
         axes_values = [space.depth, *space.width.values()]
         full = space.size <= args.brute_force_limit
         if full:
@@ -75,14 +74,14 @@ def main() -> None:
         start = time.perf_counter()
         results = []
         for config in checked:
-            depth, *values = config
-            arch = dataclasses.replace(space.arch(depth), **dict(zip(names, values, strict=True)))
+            depth, h, f, mh, mhd, ah = config
+            arch = dataclasses.replace(
+                space.arch(depth), hidden=h, ffn=f, mamba_heads=mh, mamba_head_dim=mhd, attn_heads=ah
+            )
             results.append((config, constraint.violation(arch) is None))
         brute = (time.perf_counter() - start) * space.size / len(results)
-        for (depth, *values), fit in results:
-            sizes = dict(zip(names, values, strict=True))
-            key = (depth, *(sizes[n] for n in others))
-            assert fit == (sizes["ffn"] in fitting.get(key, ())), (layers, depth, sizes)
+        for (depth, h, f, mh, mhd, ah), fit in results:
+            assert fit == (f in fitting.get((depth, h, mh, mhd, ah), ())), (layers, depth, h, f, mh, mhd, ah)
         if full:
             assert sum(fit for _, fit in results) == enumeration.feasible
         how = "all" if full else f"{len(results) // 1000}k, extrap."
