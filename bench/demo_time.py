@@ -49,9 +49,15 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+# A user's shell does not set these; a developer's often does (OMP_NUM_THREADS=1 for the test suite),
+# and the demo then runs on one core of two. The record says which were dropped.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
+
+
 def timed_demo(python: str, out: Path, cwd: Path | None = None) -> tuple[dict[str, float], float, int]:
-    """Per-stage seconds, total seconds and the exit code of `python -m minitron.cli demo --out OUT`."""
-    env = {**os.environ, "COLUMNS": "100"}
+    """Per-stage seconds, total seconds and the exit code of `python -m minitron.cli demo --out OUT`,
+    run as a user's fresh shell would run it (no thread-count variables)."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES} | {"COLUMNS": "100"}
     start = time.perf_counter()
     marks: list[tuple[str, float]] = [("start-up", 0.0)]
     proc = subprocess.Popen(
@@ -70,6 +76,14 @@ def timed_demo(python: str, out: Path, cwd: Path | None = None) -> tuple[dict[st
     for (name, at), (_, end) in zip(marks, [*marks[1:], ("end", total)], strict=True):
         stages[name] = round(end - at, 1)
     return stages, round(total, 1), code
+
+
+def torch_threads(python: str) -> int:
+    """The intra-op threads torch starts with in the demo's environment."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    code = "import minitron, torch; print(torch.get_num_threads())"
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return int(done.stdout.strip())
 
 
 def fresh_install(repo: Path, root: Path) -> tuple[str, float]:
@@ -95,11 +109,14 @@ def main() -> None:
         if args.fresh_clone:
             python, install_s = fresh_install(Path(args.fresh_clone).resolve(), root)
         stages, total, code = timed_demo(python, root / "demo", cwd=root)
+        threads = torch_threads(python)
     flags = cpu_flags()
     record = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "native_bf16": bool({"avx512_bf16", "amx_bf16"} & flags),
+        "torch_threads": threads,
+        "dropped_env": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "install_s": None if install_s is None else round(install_s, 1),

@@ -105,11 +105,11 @@ def divergence(
 
     (..., vocab), (..., vocab) -> (...,)
     """
+    if kind == "forward_kl":
+        return forward_kl(student_logits.float() / tau, teacher_logits.float() / tau) * tau**2
     log_s = torch.log_softmax(student_logits.float() / tau, dim=-1)
     log_t = torch.log_softmax(teacher_logits.float() / tau, dim=-1)
-    if kind == "forward_kl":
-        d = _kl(log_t, log_s)
-    elif kind == "reverse_kl":
+    if kind == "reverse_kl":
         d = _kl(log_s, log_t)
     elif kind == "jsd":
         log_m = torch.logsumexp(torch.stack([log_t + math.log(beta), log_s + math.log(1 - beta)]), dim=0)
@@ -117,6 +117,31 @@ def divergence(
     else:
         raise MinitronError(f"unknown divergence {kind!r} (one of {', '.join(DIVERGENCES)})")
     return d * tau**2
+
+
+def forward_kl(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    student_lse: torch.Tensor | None = None,
+    teacher_lse: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """KL(softmax(teacher) || softmax(student)) per position, from the log-normalisers.
+
+    With p = softmax(t): KL = sum p (t - s) + logsumexp(s) - logsumexp(t), as sum p = 1 (the
+    differences are taken before the sums, so equal logits give exactly 0). Beside the two
+    logsumexps this is one elementwise pass and one dot product per position, and the gradient
+    reaching the student's logits is softmax(s) - p: much less work than two log-softmaxes and a
+    masked elementwise product (the loss is a large part of a narrow model's step). Both logits must
+    be finite (they come from linear heads). Callers that already have either logsumexp pass it.
+
+    (..., vocab), (..., vocab) -> (...,)
+    """
+    if student_lse is None:
+        student_lse = torch.logsumexp(student_logits, dim=-1)
+    if teacher_lse is None:
+        teacher_lse = torch.logsumexp(teacher_logits, dim=-1)
+    p = torch.exp(teacher_logits - teacher_lse.unsqueeze(-1))
+    return torch.linalg.vecdot(p, teacher_logits - student_logits) + (student_lse - teacher_lse)
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -138,15 +163,19 @@ def kd_sums(
     """
     real = labels != IGNORE
     s, t = student_logits.float(), teacher_logits.float()
+    target = labels.clamp_min(0).unsqueeze(-1)
+    s_lse = torch.logsumexp(s, dim=-1)
+    with torch.no_grad():
+        t_lse = torch.logsumexp(t, dim=-1)
+        teacher_ce = t_lse - t.gather(-1, target).squeeze(-1)
+    student_ce = s_lse - s.gather(-1, target).squeeze(-1)
     if loss.teacher_topk:
         logp, index = torch.log_softmax(t / loss.tau, -1).topk(min(loss.teacher_topk, t.shape[-1]), dim=-1)
         kd = topk_kl(s / loss.tau, logp, index) * loss.tau**2
+    elif loss.divergence == "forward_kl" and loss.tau == 1:
+        kd = forward_kl(s, t, s_lse, t_lse)  # the Minitron loss: the log-normalisers of the CE terms serve
     else:
         kd = divergence(s, t, loss.divergence, loss.tau, loss.beta)
-    target = labels.clamp_min(0)
-    student_ce = torch.nn.functional.cross_entropy(s, target, reduction="none")
-    with torch.no_grad():
-        teacher_ce = torch.nn.functional.cross_entropy(t, target, reduction="none")
     zero = torch.zeros((), device=s.device)
     kd_sum = torch.where(real, kd, zero).sum()
     ce_sum = torch.where(real, student_ce, zero).sum()

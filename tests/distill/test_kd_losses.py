@@ -164,3 +164,15 @@ def test_bad_settings_name_the_flag():
     with pytest.raises(MinitronError, match="vocabulary"):
         chunked_kd_sums(torch.zeros(2, 3), torch.zeros(5, 3), torch.zeros(2, 3), torch.zeros(6, 3),
                         torch.zeros(2, dtype=torch.long), KDLoss())  # fmt: skip
+
+
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+def test_forward_kl_gradient_is_softmax_minus_teacher(tau):
+    """The closed form (logsumexps and one dot product) gives the textbook gradient in the student's
+    logits: tau x (softmax(s / tau) - softmax(t / tau)) per position, and equal logits give exactly 0."""
+    s = logits(6, 31, seed=21).requires_grad_()
+    t = logits(6, 31, seed=22)
+    divergence(s, t, tau=tau).sum().backward()
+    expected = tau * (torch.softmax(s.detach() / tau, -1) - torch.softmax(t / tau, -1))
+    torch.testing.assert_close(s.grad, expected, rtol=1e-5, atol=1e-6)  # computed in float32
+    assert (divergence(t.float(), t.float(), tau=tau) == 0).all()
