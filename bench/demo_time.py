@@ -9,7 +9,9 @@ machine is not a measurement: check `load_before`) and whether the CPU has nativ
     python bench/demo_time.py --json runs/demo_time.json
     python bench/demo_time.py --fresh-clone /path/to/repo   # clone, pip install into a venv, then the demo
 
-With --fresh-clone the install is timed as its own stage (it needs the package index).
+With --fresh-clone the install is timed as its own stage: the README's own install command, run in the
+clone inside a new venv (it needs the package index; the README pins torch's CPU build, which a bare
+`pip install .` would replace by the latest CUDA build).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -86,14 +89,26 @@ def torch_threads(python: str) -> int:
     return int(done.stdout.strip())
 
 
+def readme_install(repo: Path) -> list[str]:
+    """The install half of the README's first command (`pip install ... && minitron demo`), as argv."""
+    text = (repo / "README.md").read_text()
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    install, demo = (part.strip() for part in block.strip().split("&&"))
+    if not install.startswith("pip install") or demo != "minitron demo":
+        raise SystemExit(f"README's first command is not `pip install ... && minitron demo`: {block!r}")
+    return shlex.split(install)
+
+
 def fresh_install(repo: Path, root: Path) -> tuple[str, float]:
-    """Clone `repo` and pip install it into a new venv; the venv's python and the seconds it took."""
+    """Clone `repo`, make a new venv and run the README's install in the clone (as a user would: the
+    README pins the CPU build of torch); the venv's python and the seconds it took."""
     start = time.perf_counter()
     clone = root / "clone"
     subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
     subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
     python = str(root / "venv" / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "--quiet", str(clone)], check=True)
+    pip = readme_install(clone)
+    subprocess.run([python, "-m", *pip, "--quiet"], check=True, cwd=clone)
     return python, time.perf_counter() - start
 
 

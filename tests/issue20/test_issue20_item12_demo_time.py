@@ -46,3 +46,12 @@ def test_stage_headers_are_recognised():
     assert [demo_time.HEADER.match(line.strip())[1] for line in lines] == list(demo_time.STAGES)
     assert demo_time.HEADER.match("step 0: held-out loss 4.1") is None
     assert demo_time.cpu_model()
+
+
+def test_fresh_clone_installs_what_the_readme_says():
+    """The timed install is the README's own (torch pinned to its CPU build), not a bare `pip install .`."""
+    from pathlib import Path
+
+    argv = _demo_time().readme_install(Path(__file__).resolve().parents[2])
+    assert argv[:2] == ["pip", "install"] and "-e" in argv
+    assert any(a.startswith("torch==") for a in argv)
