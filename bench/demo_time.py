@@ -54,7 +54,13 @@ def cpu_flags() -> set[str]:
 
 # A user's shell does not set these; a developer's often does (OMP_NUM_THREADS=1 for the test suite),
 # and the demo then runs on one core of two. The record says which were dropped.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+    "MINITRON_OPENMP_CHOSEN",
+)
 
 
 def timed_demo(python: str, out: Path, cwd: Path | None = None) -> tuple[dict[str, float], float, int]:
@@ -81,12 +87,14 @@ def timed_demo(python: str, out: Path, cwd: Path | None = None) -> tuple[dict[st
     return stages, round(total, 1), code
 
 
-def torch_threads(python: str) -> int:
-    """The intra-op threads torch starts with in the demo's environment."""
+def torch_threads(python: str) -> dict:
+    """The intra-op threads torch starts with in the demo's environment, and how they wait
+    (minitron/openmp.py chooses; on the machine as it is now, after the demo)."""
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
-    code = "import minitron, torch; print(torch.get_num_threads())"
+    code = ("import json, os, minitron, torch; print(json.dumps({'threads': torch.get_num_threads(), "
+            "**{k: os.environ[k] for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT') if k in os.environ}}))")  # fmt: skip
     done = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, check=True)
-    return int(done.stdout.strip())
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def readme_install(repo: Path) -> list[str]:
