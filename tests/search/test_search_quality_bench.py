@@ -11,9 +11,12 @@ import sys
 import pytest
 from bench_scripts import BENCH_DIR, load_bench
 
+from minitron.model.load import BUILTIN_CHECKPOINTS
+
 pytestmark = pytest.mark.slow  # scores the tiny teacher first (20-100 s on the shared 2-core box)
 
 BENCH = BENCH_DIR / "search_quality.py"
+TINY_MOE = BUILTIN_CHECKPOINTS["tiny-moe"]
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +105,7 @@ def test_unknown_strategy_is_one_error_line_before_any_work(tmp_path):
     assert "Traceback" not in result.stderr and not any(tmp_path.iterdir())
 
 
+@pytest.mark.skipif(not (TINY_MOE / "config.json").exists(), reason="tiny-moe is not installed")
 def test_tiny_moe_smoke_run_picks_fit_its_scaled_budget_and_prune_experts(tmp_path):
     """The whole --smoke run on tiny-moe: every pick fits the budget (recounted here with the demo's
     serving settings), the ModelOpt pick is on its expert grid, width-only keeps at least top-k experts."""
@@ -144,7 +148,7 @@ def test_tiny_moe_smoke_run_picks_fit_its_scaled_budget_and_prune_experts(tmp_pa
     assert {"experts", "expert_ffn", "shared_ffn", "hidden"} <= set(width["sizes"])
     assert width["drop_blocks"] == []
     assert width["sizes"]["experts"] == max(4, int(source.experts * width["ratio"]) // 2 * 2)
-    assert width["sizes"]["expert_ffn"] == int(source.expert_ffn * width["ratio"]) // 8 * 8
+    assert width["sizes"]["expert_ffn"] == max(8, int(source.expert_ffn * width["ratio"]) // 8 * 8)
     # the table shows the MoE blocks and the expert axes of every pick
     table = (tmp_path / "search_quality.md").read_text()
     assert table.startswith("| strategy | blocks M/*/E | widths |")
