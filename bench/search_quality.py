@@ -1,19 +1,33 @@
 """Does the search choose well? Its pick against simpler strategies at the demo's budget, after the same distillation.
 
-    OMP_NUM_THREADS=1 nice python bench/search_quality.py [--out runs/search_quality] [--seeds 0,1,2]
-        [--distill-steps 150] [--eval-batches 16] [--strategies minitron,depth-only] [--layers 56] [--smoke]
+    OMP_NUM_THREADS=1 nice python bench/search_quality.py [--teacher tiny] [--out runs/search_quality]
+        [--seeds 0,1,2] [--distill-steps 150] [--eval-batches 16] [--strategies minitron,depth-only]
+        [--layers 56] [--smoke]
 
 On the shipped `tiny` teacher with the demo run file (minitron/assets/demo.toml: its budget, serving
 settings, scores, search, compare and distillation recipe), each strategy picks one architecture that
-fits the same budget:
+fits the same budget. `--teacher tiny-moe` runs the same benchmark on the MoE teacher (28 Mamba / 28
+MoE / 6 attention blocks; --out default runs/search_quality_moe) with the demo run file but
+`teacher = "tiny-moe"` and the demo's cut: the demo gives tiny 20 MiB when tiny needs 23.50 MiB at the
+demo's serving settings (85.1%), so tiny-moe gets that share of its own memory at the same settings,
+rounded to 0.1 MiB (33.6 MiB of 39.47 MiB for the first shipped tiny-moe; computed at run time from
+the weights in place and printed in the report). The search also searches the MoE axes, each down to
+40% pruned as the demo's other widths: routed experts in steps of 2 (never below num_experts_per_tok),
+expert FFN and shared-expert FFN in the demo's granularity.
 
     minitron         search + compare of the top candidates, as `minitron run` ships
     no-compare       the search's rank 1
     modelopt         ModelOpt's recipe: a coarse grid (hidden in 8s, FFN in 16s -- 256/512 of the 12B's
                      5120/20480 scaled to 128/512 --, Mamba head dim in 8s, blocks in 2s, at most 40% of
                      each width and 20% of the blocks pruned), its 10 largest by parameters, the best of
-                     them by held-out LM loss without distillation
-    width-only       every width axis shrunk by one ratio, no block removed, the largest that fits
+                     them by held-out LM loss without distillation. On an MoE teacher the grid also
+                     prunes experts as ModelOpt's MoE recipe does: routed experts in steps of 2 and the
+                     expert and shared-expert FFN in steps scaled as the FFN's (512/20480 of the size,
+                     rounded up to the granularity: 8 for tiny-moe), each at most 40% pruned, experts
+                     never below num_experts_per_tok. `modelopt_axes` builds the grid from the teacher.
+    width-only       every width axis shrunk by one ratio, no block removed, the largest that fits (on
+                     an MoE teacher: routed experts in steps of 2 down to num_experts_per_tok, expert
+                     and shared-expert FFN too)
     depth-only       blocks removed in the depth scores' order until it fits, widths kept
     random-1..3      three random candidates of the search space that fit
 
@@ -24,20 +38,35 @@ corpus is the CPython standard library) and on a local lm-eval task built from t
 four lines comes next). Strategies that pick the same architecture share its distilled runs. Every
 pick and every (architecture, seed) result is kept in --out and skipped when present: run the command
 again to resume. --layers replaces the demo search's `layers` (to measure another setting; give it its
-own --out, since the picks are kept there).
+own --out, since the picks are kept there; so does a new tiny-moe's weights).
+
+On tiny-moe, for about 40 min on this machine (one KD step of 8 x 128 tokens took 2.6 s on 1 thread
+with the first shipped tiny-moe, judging one student 30-45 s, the picks about 10 min):
+
+    OMP_NUM_THREADS=1 nice python bench/search_quality.py --teacher tiny-moe --seeds 0,1,2 --distill-steps 10 --eval-batches 8
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import statistics
 import time
 from pathlib import Path
 
-MODELOPT_AXES = {"hidden": "80:128:8", "ffn": "320:512:16", "layers": "50:62:2"}
+TEACHERS = {"tiny": "runs/search_quality", "tiny-moe": "runs/search_quality_moe"}  # teacher: --out default
 MODELOPT_MAX_PRUNE = "40%"
+WIDTH_PRUNE, DEPTH_PRUNE = 0.4, 0.2  # the recipe's and the demo's most pruned share of a width; of the blocks
+# ModelOpt's steps on Nemotron-Nano-12B-v2 (hidden 5120, FFN 20480), as shares of the size
+MODELOPT_STEP = {
+    "hidden": 256 / 5120,
+    "ffn": 512 / 20480,
+    "expert_ffn": 512 / 20480,
+    "shared_ffn": 512 / 20480,
+}
+EXPERT_STEP = 2  # routed experts: ModelOpt's 8 of 128 is too coarse for 16 experts
 MODELOPT_TOP = 10
 RANDOM_PICKS = 3
 UNSEEN_PACKAGE = "rich"
@@ -47,7 +76,8 @@ STRATEGIES = ("minitron", "no-compare", "modelopt", "width-only", "depth-only",
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="runs/search_quality")
+    parser.add_argument("--teacher", default="tiny", choices=tuple(TEACHERS))
+    parser.add_argument("--out", default=None, help="default: runs/search_quality (tiny), ..._moe (tiny-moe)")
     parser.add_argument("--distill-steps", type=int, default=None, help="default: the demo's 150")
     parser.add_argument("--seeds", default="0,1,2", help="distillation seeds, comma-separated")
     parser.add_argument("--eval-batches", type=int, default=16, help="held-out and unseen batches")
@@ -70,12 +100,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    out = Path(args.out or TEACHERS[args.teacher])
     out.mkdir(parents=True, exist_ok=True)
     bench = Bench(out, args)
     picks = {name: pick for name, pick in bench.picks().items() if name in wanted}
     results = {name: [bench.result(name, pick, seed) for seed in seeds] for name, pick in picks.items()}
-    report(out, picks, results, args, bench.stage("search").serving)
+    report(out, picks, results, args, bench)
 
 
 class Bench:
@@ -93,6 +123,10 @@ class Bench:
         from minitron.pipeline.stages import Paths, Plan
 
         raw = tomllib.loads((ASSETS_DIR / "demo.toml").read_text())
+        self.teacher = getattr(args, "teacher", "tiny")
+        self.budget_note = f"{raw['search']['budget']}, the demo's"
+        if self.teacher != raw["teacher"]:
+            self.budget_note = teacher_run(raw, self.teacher)
         if args.layers:
             raw["search"]["layers"] = args.layers
         if args.distill_steps:
@@ -140,10 +174,10 @@ class Bench:
         from minitron.prune.target import read_candidate
 
         picks = {
-            "minitron": pick(
+            "minitron": self.pick(
                 read_candidate(paths.candidates, chosen_rank(self.config, paths)), search_s + compare_s
             ),
-            "no-compare": pick(read_candidate(paths.candidates, 1), search_s),
+            "no-compare": self.pick(read_candidate(paths.candidates, 1), search_s),
             "modelopt": self.modelopt(),
             "width-only": self.width_only(),
             "depth-only": self.depth_only(),
@@ -153,9 +187,23 @@ class Bench:
         t0 = time.perf_counter()
         points = enumeration.sample(RANDOM_PICKS, seed=0)
         for i, point in enumerate(points, 1):
-            picks[f"random-{i}"] = pick(point_spec(space, point), time.perf_counter() - t0)
+            picks[f"random-{i}"] = self.pick(point_spec(space, point), time.perf_counter() - t0)
         write_json(cached, picks)
         return picks
+
+    def source(self):
+        """The teacher's Architecture."""
+        from minitron.model.load import resolve_model
+
+        return resolve_model(self.teacher).architecture
+
+    def pick(self, spec, seconds: float, **extra) -> dict:
+        """A strategy's choice as JSON: the target sizes, the blocks it drops, how long choosing took."""
+        from minitron.prune.target import resolve_target
+
+        arch = resolve_target(self.source(), spec, None).arch
+        return {"sizes": spec.sizes(), "drop_blocks": list(spec.drop_blocks or ()), "seconds": seconds,
+                "arch": arch.summary(), **extra}  # fmt: skip
 
     @staticmethod
     def search_parts(config):
@@ -172,7 +220,8 @@ class Bench:
 
         t0 = time.perf_counter()
         base = self.stage("search")
-        config = dataclasses.replace(base, axes=MODELOPT_AXES, max_prune=MODELOPT_MAX_PRUNE, objective="lm-loss",
+        axes = modelopt_axes(self.source(), base.granularity)
+        config = dataclasses.replace(base, axes=axes, max_prune=MODELOPT_MAX_PRUNE, objective="lm-loss",
                                      out=self.out / "modelopt")  # fmt: skip
         source, scores, space, constraint, enumeration = self.search_parts(config)
         largest = [p for p, _ in rank_by(enumeration.frontier(), params_proxy(space))[:MODELOPT_TOP]]
@@ -181,10 +230,16 @@ class Bench:
         cache, _ = _teacher_cache(config, source, model)
         run_point = _evaluator(config, model, scores, space, constraint, cache)
         best = min(largest, key=lambda p: run_point(p)[0])
-        return pick(point_spec(space, best), time.perf_counter() - t0, grid_points=enumeration.feasible)
+        seconds = time.perf_counter() - t0
+        return self.pick(point_spec(space, best), seconds, grid_points=enumeration.feasible, grid=axes)
 
     def width_only(self) -> dict:
-        """One ratio for every width axis (each size rounded down to its step), all blocks kept."""
+        """One ratio for every width axis (each size rounded down to its step), all blocks kept.
+
+        The axes pruned by default (attention heads are kept, as Nano 2 keeps them) and every MoE axis:
+        routed experts in steps of EXPERT_STEP, never below num_experts_per_tok.
+        """
+        from minitron.model.arch import MOE
         from minitron.model.axes import axis, width_names
         from minitron.prune.target import TargetSpec, resolve_target
 
@@ -192,15 +247,22 @@ class Bench:
         source, scores, space, constraint, _ = self.search_parts(self.stage("search"))
         arch = source.architecture
         granularity = self.stage("search").granularity
-        on = [a for a in width_names() if axis(a).on(arch) and axis(a).max_prune is not None]
+        on = [
+            a
+            for a in width_names()
+            if axis(a).on(arch) and (axis(a).max_prune is not None or axis(a).part == MOE)
+        ]
         steps = {name: axis(name).unit(arch) or axis(name).step_of(arch, granularity) for name in on}
+        least = dict(steps)
+        if "experts" in steps:
+            steps["experts"], least["experts"] = EXPERT_STEP, arch.experts_per_token
         for i in range(1000, 0, -1):
             sizes = {}
             for name, step in steps.items():
-                sizes[name] = max(step, int(axis(name).source_size(arch) * i / 1000) // step * step)
+                sizes[name] = max(least[name], int(axis(name).source_size(arch) * i / 1000) // step * step)
             spec = TargetSpec(drop_blocks=(), **sizes)
             if constraint.violation(resolve_target(arch, spec, scores).arch) is None:
-                return pick(spec, time.perf_counter() - t0, ratio=i / 1000)
+                return self.pick(spec, time.perf_counter() - t0, ratio=i / 1000)
         raise SystemExit("width-only: nothing fits the budget")
 
     def depth_only(self) -> dict:
@@ -212,7 +274,7 @@ class Bench:
         for k in range(1, len(order)):
             spec = TargetSpec(drop_blocks=tuple(sorted(order[:k])))
             if constraint.violation(resolve_target(source.architecture, spec, scores).arch) is None:
-                return pick(spec, time.perf_counter() - t0)
+                return self.pick(spec, time.perf_counter() - t0)
         raise SystemExit("depth-only: nothing fits the budget")
 
     def result(self, name: str, chosen: dict, seed: int) -> dict:
@@ -339,29 +401,78 @@ def point_spec(space, point):
     return TargetSpec(drop_blocks=point.depth.dropped or (), **space.pruned_sizes(point.sizes()))
 
 
-def pick(spec, seconds: float, **extra) -> dict:
-    """A strategy's choice as JSON: the target sizes, the blocks it drops, how long choosing took."""
+def coarse(top: int, step: int, share: float = WIDTH_PRUNE, least: int = 1) -> str:
+    """'LO:TOP:STEP': from `top` down in `step`s, at most `share` of it pruned and never below `least`."""
+    return f"{max(least, top - int(top * share) // step * step)}:{top}:{step}"
+
+
+def modelopt_axes(source, granularity: int) -> dict[str, str]:
+    """ModelOpt's coarse grid on `source`: hidden and FFN-like axes in MODELOPT_STEP of their size (rounded up
+    to `granularity`), routed experts in EXPERT_STEP, blocks in 2s; Mamba axes are left to the search's
+    default (head dim in 8s, heads in groups, 40% pruned). Tiny: hidden 80:128:8, FFN 320:512:16, blocks 50:62:2.
+    """
+    from minitron.model.axes import axis
+
+    axes = {}
+    for name, share in MODELOPT_STEP.items():
+        if axis(name).on(source):
+            size = axis(name).source_size(source)
+            axes[name] = coarse(size, math.ceil(size * share / granularity) * granularity)
+    if axis("experts").on(source):
+        axes["experts"] = coarse(source.experts, EXPERT_STEP, least=source.experts_per_token)
+    axes["layers"] = coarse(source.n_blocks, 2, DEPTH_PRUNE)
+    return axes
+
+
+def teacher_run(raw: dict, teacher: str) -> str:
+    """Point the demo run file `raw` at `teacher` with the demo's cut; returns how the budget was set.
+
+    The budget is the share of its own memory the demo gives tiny, at the demo's serving settings; an MoE
+    teacher's search also searches the expert axes, each down to 40% pruned (experts in EXPERT_STEP).
+    """
+    from minitron.memory import ServingSpec
     from minitron.model.load import resolve_model
-    from minitron.prune.target import resolve_target
+    from minitron.units import parse_bytes
 
-    arch = resolve_target(resolve_model("tiny").architecture, spec, None).arch
-    return {"sizes": spec.sizes(), "drop_blocks": list(spec.drop_blocks or ()), "seconds": seconds,
-            "arch": arch.summary(), **extra}  # fmt: skip
+    search = raw["search"]
+    serving = ServingSpec.from_options(**{k: search[k.replace("_", "-")] for k in ServingSpec.option_names()
+                                          if k.replace("_", "-") in search})  # fmt: skip
+    demo, source = (resolve_model(name).architecture for name in (raw["teacher"], teacher))
+    demo_budget, demo_need = search["budget"], serving.memory(demo).total_bytes / 2**20
+    share = parse_bytes(demo_budget) / 2**20 / demo_need
+    need = serving.memory(source).total_bytes / 2**20
+    search["budget"] = f"{round(share * need, 1)}MiB"
+    if source.experts:
+        granularity = search["granularity"]
+        search["experts"] = coarse(source.experts, EXPERT_STEP, least=source.experts_per_token)
+        search["expert-ffn"] = coarse(source.expert_ffn, granularity)
+        if source.shared_ffn:
+            search["shared-ffn"] = coarse(source.shared_ffn, granularity)
+    raw["teacher"], demo_teacher = teacher, raw["teacher"]
+    return (
+        f"{search['budget']}: {share:.1%} of {teacher}'s {need:.2f} MiB, as the demo's {demo_budget}"
+        f" of {demo_teacher}'s {demo_need:.2f} MiB"
+    )
 
 
-def report(out: Path, picks: dict, results: dict, args, serving) -> None:
+def report(out: Path, picks: dict, results: dict, args, bench) -> None:
     """The table on the console and as Markdown (search_quality.md), the numbers in search_quality.json."""
     from rich.console import Console
     from rich.table import Table
 
     from minitron.atomic import write_json
-    from minitron.model.load import resolve_model
+    from minitron.model.arch import BLOCK_NAMES, MOE
+    from minitron.model.axes import axis, width_names
 
-    source = resolve_model("tiny").architecture
-    title = "search quality on tiny at the demo's budget" + (
-        " -- SMOKE RUN, not results" if args.smoke else ""
+    source, serving = bench.source(), bench.stage("search").serving
+    title = (
+        f"search quality on {bench.teacher} at the demo's budget"
+        + (f" (budget {bench.budget_note})" if bench.teacher != "tiny" else "")
+        + (" -- SMOKE RUN, not results" if args.smoke else "")
     )
-    columns = ("strategy", "blocks M/-/*", "widths", "params", "memory MiB", "held-out before",
+    kinds = [k for k in source.block_kinds if k in source.pattern]
+    moe_axes = [a for a in width_names() if axis(a).part == MOE and axis(a).on(source)]
+    columns = ("strategy", f"blocks {'/'.join(kinds)}", "widths", "params", "memory MiB", "held-out before",
                "held-out after", "unseen after", "task acc", "pick s")  # fmt: skip
     table = Table(title=title, caption="after: mean ± half the range over the seeds")
     for column in columns:
@@ -378,10 +489,11 @@ def report(out: Path, picks: dict, results: dict, args, serving) -> None:
             row[f"{key}_mean"], row[f"{key}_spread"] = statistics.mean(values), max(values) - min(values)
         rows.append(row)
         summary = chosen["arch"]
+        widths = {**chosen["sizes"], **{a: chosen["sizes"].get(a, summary[a]) for a in moe_axes}}
         cells = (
             name,
-            f"{summary['mamba_blocks']}/{summary['mlp_blocks']}/{summary['attention_blocks']}",
-            ", ".join(f"{k} {v}" for k, v in chosen["sizes"].items()) or "the teacher's",
+            "/".join(str(summary[f"{BLOCK_NAMES[k]}_blocks"]) for k in kinds),
+            ", ".join(f"{k} {v}" for k, v in widths.items()) or "the teacher's",
             f"{arch.n_params:,}",
             f"{row['memory_bytes'] / 2**20:.2f}",
             f"{row['heldout_before']:.4f}",
@@ -393,6 +505,8 @@ def report(out: Path, picks: dict, results: dict, args, serving) -> None:
         lines.append("| " + " | ".join(cells) + " |")
     Console(width=200).print(table)
     document = {
+        "teacher": bench.teacher,
+        "budget": bench.budget_note,
         "smoke": args.smoke,
         "distill_steps": args.distill_steps or 150,
         "seeds": args.seeds,
