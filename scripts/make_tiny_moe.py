@@ -5,14 +5,15 @@ which gives Nemotron 3 Nano's block vocabulary (Mamba and MoE alternating, atten
 blocks) at toy widths. Upcycling one MLP (512 relu2 neurons):
 
     shared expert   its 128 most important neurons (||up row|| x ||down column||), copied exactly
-    16 routed       the other 384 neurons in 4 chunks of 96; each chunk copied into 4 experts with
-                    1% noise (so copies can diverge), top 4 per token, sigmoid router initialised
-                    small, weights normalised over the 4 picks and scaled by 4 (each pick ~ x1)
+    16 routed       the other 384 neurons in 16 distinct chunks of 24 (fine-grained upcycling:
+                    no two experts start as copies, so the router has real choices to learn), top
+                    4 per token, sigmoid router initialised small, weights normalised over the 4
+                    picks and scaled by 4 (each pick ~ x1)
 
 and the model is then trained on with next-token cross-entropy on the built-in corpus's train
 split by minitron's own training loop (one thread, under nice). Everything else is `tiny`'s.
 
-    nice python scripts/make_tiny_moe.py --steps 400 --run runs/make-tiny-moe
+    nice python scripts/make_tiny_moe.py --steps 300 --run runs/make-tiny-moe
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ from minitron.distill.trainer import train  # noqa: E402
 from minitron.model.arch import MLP, MOE, Architecture  # noqa: E402
 from minitron.model.load import build_model, load_model, load_tokenizer, resolve_model  # noqa: E402
 
-EXPERTS, TOP_K, CHUNKS = 16, 4, 4
+EXPERTS, TOP_K = 16, 4
 SHARED_FFN = 128
 HELDOUT_SEQUENCES = 64
 
 
 def moe_architecture(tiny: Architecture) -> Architecture:
-    expert_ffn = (tiny.ffn - SHARED_FFN) // CHUNKS
+    expert_ffn = (tiny.ffn - SHARED_FFN) // EXPERTS
     extra = {**tiny.extra, "routed_scaling_factor": float(TOP_K), "norm_topk_prob": True, "n_group": 1,
              "topk_group": 1, "n_shared_experts": 1}  # fmt: skip
     return dataclasses.replace(
@@ -74,11 +75,9 @@ def upcycle(tiny_model, arch: Architecture, seed: int = 0):
         moe = block.mixer
         moe.shared_experts.up_proj.weight.copy_(up[shared])
         moe.shared_experts.down_proj.weight.copy_(down[:, shared])
-        chunks = rest.view(CHUNKS, -1)
-        for e in range(EXPERTS):
-            neurons = chunks[e % CHUNKS]
-            noise = 1 + 0.01 * torch.randn(len(neurons), 1, generator=g)
-            moe.experts.up_proj[e].copy_(up[neurons] * noise)
+        # Each expert takes every 16th neuron of the rest in importance order, so all start alike in size.
+        for e, neurons in enumerate(rest.view(-1, EXPERTS).T):
+            moe.experts.up_proj[e].copy_(up[neurons])
             moe.experts.down_proj[e].copy_(down[:, neurons])
         moe.gate.weight.normal_(0, 0.02, generator=g)
         moe.gate.e_score_correction_bias.zero_()
@@ -86,7 +85,7 @@ def upcycle(tiny_model, arch: Architecture, seed: int = 0):
 
 
 def main() -> None:
-    args = parse_args(__doc__, "tiny-moe", steps=400, lr=1e-3)
+    args = parse_args(__doc__, "tiny-moe", steps=300, lr=1e-3)
 
     tiny = resolve_model("tiny")
     tokenizer = load_tokenizer(tiny)
