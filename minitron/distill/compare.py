@@ -212,9 +212,11 @@ def _narrows_width(source, target) -> bool:
 
 
 def _describe(arch, dropped: tuple[int, ...]) -> str:
+    from minitron.model.arch import ATTENTION, DENSE, MAMBA, MLP, MOE, SPARSE
     from minitron.model.axes import width_axes
 
-    counts = f"{arch.count('M')}M/{arch.count('-')}-/{arch.count('*')}*"
+    # the block kinds it has, e.g. 28M/17-/5* (tiny) or 28M/28E/6* (tiny-moe)
+    counts = "/".join(f"{n}{k}" for k in (MAMBA, MLP, MOE, ATTENTION, DENSE, SPARSE) if (n := arch.count(k)))
     drop = f" (drop {','.join(map(str, dropped))})" if dropped else ""
     sizes = " ".join(f"{a.name}={getattr(arch, a.name)}" for a in width_axes() if a.on(arch))
     return f"{counts}{drop} {sizes}"

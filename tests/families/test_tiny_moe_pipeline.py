@@ -36,6 +36,13 @@ def test_tiny_moe_is_a_trained_moe_teacher():
     assert stats["params"] == arch.n_params and stats["active_params"] == arch.n_active_params
 
 
+def test_candidate_names_count_every_block_kind():
+    from minitron.distill.compare import _describe
+
+    assert _describe(resolve_model("tiny-moe").architecture, ()).startswith("28M/28E/6* ")
+    assert _describe(resolve_model("tiny").architecture, (3,)).startswith("28M/28-/6* (drop 3) ")
+
+
 def test_score_search_prune_distill_compare_on_tiny_moe(tmp_path):
     torch.set_num_threads(1)
     source = resolve_model("tiny-moe").architecture
