@@ -247,6 +247,14 @@ def _search(config, source, scores, space, constraint, enumeration, proxy, conso
     for point, _ in rank_by(enumeration.frontier(), proxy)[: config.seed_trials]:
         study.enqueue_trial(trial_space.params(point), skip_if_exists=True)
     children, ready = [], []
+    import torch
+
+    threads = torch.get_num_threads()
+    if config.workers > 1:
+        # One thread per worker process, this one included (worker_main does the same): N workers
+        # for N cores, and no OpenMP team of this process spinning against the others. Restored
+        # below for the stages `minitron run` runs next in this process.
+        torch.set_num_threads(1)
     ctx = multiprocessing.get_context("spawn")
     for w in range(1, config.workers):
         ready.append(ctx.Event())
@@ -269,6 +277,7 @@ def _search(config, source, scores, space, constraint, enumeration, proxy, conso
     finally:
         for child in children:
             child.join()
+        torch.set_num_threads(threads)
     failed = [c.exitcode for c in children if c.exitcode]
     if failed:
         print(f"warning: {len(failed)} worker(s) exited with an error", file=sys.stderr)

@@ -208,9 +208,13 @@ def test_sigkill_mid_trial_resumes_without_rerunning(tiny_scores, tmp_path):
 
 
 def test_two_workers_share_one_study(tiny_scores, tmp_path):
+    import torch
+
     out = tmp_path / "two"
+    threads = torch.get_num_threads()
     result = CliRunner().invoke(app, search_args(tiny_scores, out, 8, "--workers", "2", "--seed-trials", "2"))
     assert result.exit_code == 0, result.output
+    assert torch.get_num_threads() == threads  # one thread per worker while they ran, then restored
     trials = _journal_trials(out)
     evaluated = _evaluated(trials)
     keys = [t.user_attrs["arch"] for t in evaluated]
