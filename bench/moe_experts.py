@@ -1,6 +1,6 @@
 """Which routed experts to keep: REAP saliency vs routing frequency vs random, on the tiny-moe teacher.
 
-    nice python bench/moe_experts.py [--distill-steps 20] [--calib-samples 32] [--heldout 32]
+    nice python bench/moe_experts.py [--distill-steps 30] [--distill-lr 1e-4] [--calib-samples 16] [--heldout 32]
 
 Every MoE block of tiny-moe (16 routed experts, top 4) keeps 8, chosen per block by
 1. REAP saliency (`minitron score`'s default: mean over routed tokens of gate weight x ||output||),
@@ -35,10 +35,10 @@ def main() -> None:
     )
     parser.add_argument("--teacher", default=str(ROOT / "minitron" / "assets" / "tiny-moe"))
     parser.add_argument("--keep", type=int, default=8, help="routed experts kept per MoE block")
-    parser.add_argument("--calib-samples", type=int, default=32)
+    parser.add_argument("--calib-samples", type=int, default=16)
     parser.add_argument("--heldout", type=int, default=32, help="held-out sequences of 256 tokens")
-    parser.add_argument("--distill-steps", type=int, default=20)
-    parser.add_argument("--distill-lr", type=float, default=5e-4)
+    parser.add_argument("--distill-steps", type=int, default=30)
+    parser.add_argument("--distill-lr", type=float, default=1e-4, help="minitron distill's default")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", default=str(HERE / ".cache" / "moe_experts"))
