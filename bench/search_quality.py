@@ -10,7 +10,7 @@ fits the same budget. `--teacher tiny-moe` runs the same benchmark on the MoE te
 MoE / 6 attention blocks; --out default runs/search_quality_moe) with the demo run file but
 `teacher = "tiny-moe"` and the demo's cut: the demo gives tiny 20 MiB when tiny needs 23.50 MiB at the
 demo's serving settings (85.1%), so tiny-moe gets that share of its own memory at the same settings,
-rounded to 0.1 MiB (33.6 MiB of 39.47 MiB for the first shipped tiny-moe; computed at run time from
+rounded to 0.1 MiB (20.2 MiB of 23.72 MiB for the shipped tiny-moe; computed at run time from
 the weights in place and printed in the report). The search also searches the MoE axes, each down to
 40% pruned as the demo's other widths: routed experts in steps of 2 (never below num_experts_per_tok),
 expert FFN and shared-expert FFN in the demo's granularity.
@@ -40,8 +40,8 @@ pick and every (architecture, seed) result is kept in --out and skipped when pre
 again to resume. --layers replaces the demo search's `layers` (to measure another setting; give it its
 own --out, since the picks are kept there; so does a new tiny-moe's weights).
 
-On tiny-moe, for about 40 min on this machine (one KD step of 8 x 128 tokens took 2.6 s on 1 thread
-with the first shipped tiny-moe, judging one student 30-45 s, the picks about 10 min):
+On tiny-moe, 21 minutes on this machine (one thread, beside another one-thread job; the picks took
+about 4 of them):
 
     OMP_NUM_THREADS=1 nice python bench/search_quality.py --teacher tiny-moe --seeds 0,1,2 --distill-steps 10 --eval-batches 8
 """
