@@ -63,10 +63,15 @@ THREAD_VARIABLES = (
 )
 
 
+def user_env() -> dict[str, str]:
+    """This environment without the thread variables: what a user's fresh shell gives the demo."""
+    return {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+
+
 def timed_demo(python: str, out: Path, cwd: Path | None = None) -> tuple[dict[str, float], float, int]:
     """Per-stage seconds, total seconds and the exit code of `python -m minitron.cli demo --out OUT`,
     run as a user's fresh shell would run it (no thread-count variables)."""
-    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES} | {"COLUMNS": "100"}
+    env = user_env() | {"COLUMNS": "100"}
     start = time.perf_counter()
     marks: list[tuple[str, float]] = [("start-up", 0.0)]
     proc = subprocess.Popen(
@@ -90,7 +95,7 @@ def timed_demo(python: str, out: Path, cwd: Path | None = None) -> tuple[dict[st
 def torch_threads(python: str) -> dict:
     """The intra-op threads torch starts with in the demo's environment, and how they wait
     (minitron/openmp.py chooses; on the machine as it is now, after the demo)."""
-    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    env = user_env()
     code = ("import json, os, minitron, torch; print(json.dumps({'threads': torch.get_num_threads(), "
             "**{k: os.environ[k] for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT') if k in os.environ}}))")  # fmt: skip
     done = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, check=True)
